@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * proto - wgpunch's wire format: pure encode/decode, no I/O, no allocation.
+ *
+ * Every datagram starts with a 4-byte header: version (PROTO_VERSION), type,
+ * and two reserved bytes that must be zero. All integers are big-endian.
+ * "Outer" messages travel in the clear over UDP; PROTO_DATA carries an
+ * encrypted "inner" message (struct proto_msg) under the Noise session.
+ * docs/PROTOCOL.md describes every byte.
+ *
+ * proto_encode_*() fill a caller's buffer and return the length or -ENOSPC
+ * (or -EINVAL for a message that breaks the format's limits).
+ * proto_decode_*() never read past len and return 0 or -EBADMSG. Encodings
+ * are canonical: decode then encode reproduces the input exactly.
+ */
+#ifndef WGPUNCH_PROTO_H
+#define WGPUNCH_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "wgpunch/addr.h"
+#include "wgpunch/key.h"
+
+#define PROTO_VERSION 1
+#define PROTO_HDR_LEN 4
+#define PROTO_TAG_LEN 16
+/* Stay under the IPv6 minimum MTU so nothing is ever fragmented. */
+#define PROTO_MAX_DATAGRAM 1232
+
+/* Noise IK message sizes (see session.h). */
+#define PROTO_TIMESTAMP_LEN 12
+#define PROTO_HS_INIT_NOISE_LEN (32 + (32 + 16) + (PROTO_TIMESTAMP_LEN + 16)) /* 108 */
+#define PROTO_HS_RESP_NOISE_LEN (32 + 16)                                      /* 48 */
+#define PROTO_PROBE_MAC_LEN 16
+#define PROTO_POISON_LEN 8
+
+enum proto_type {
+	PROTO_HS_INIT = 1,         /* node -> coordinator: sender_idx, noise[108] */
+	PROTO_HS_RESP = 2,         /* coordinator -> node: sender_idx, receiver_idx, noise[48] */
+	PROTO_DATA = 3,            /* both: receiver_idx, counter, ciphertext (inner msg + tag) */
+	PROTO_PROBE = 4,           /* node (raw, from WG port) -> coordinator: receiver_idx, counter=probe seq, mac[16] */
+	PROTO_SESSION_UNKNOWN = 5, /* coordinator -> node: receiver_idx it does not know */
+	PROTO_POISON = 6,          /* coordinator (listen port + 1) -> node: body[8] random; filter test */
+};
+
+/*
+ * A decoded outer message. Fields not used by a type are zero. body points
+ * into the decoded buffer:
+ *   HS_INIT: noise message (PROTO_HS_INIT_NOISE_LEN)
+ *   HS_RESP: noise message (PROTO_HS_RESP_NOISE_LEN)
+ *   DATA:    ciphertext (>= PROTO_TAG_LEN, <= PROTO_MAX_DATAGRAM - 16)
+ *   PROBE:   mac (PROTO_PROBE_MAC_LEN); the MAC covers the datagram up to it
+ *   POISON:  PROTO_POISON_LEN opaque bytes
+ *   SESSION_UNKNOWN: empty
+ */
+struct proto_outer {
+	uint8_t type;
+	uint32_t sender_idx;
+	uint32_t receiver_idx;
+	uint64_t counter;
+	const uint8_t *body;
+	size_t body_len;
+};
+
+/* Length of the header part of an outer message of this type (everything before body). */
+size_t proto_outer_prefix_len(uint8_t type);
+
+int proto_decode_outer(const uint8_t *buf, size_t len, struct proto_outer *out);
+/* Copies m->body after the prefix. */
+ssize_t proto_encode_outer(uint8_t *buf, size_t cap, const struct proto_outer *m);
+
+/* ---- inner messages, inside PROTO_DATA ---- */
+
+#define PROTO_MAX_LAN 8     /* LAN candidate addresses per node */
+#define PROTO_MAX_PEERS 100 /* peer fingerprints in one REGISTER */
+
+enum proto_msg_type {
+	PROTO_MSG_REGISTER = 1,      /* node -> coord: who I am willing to meet, where on my LAN */
+	PROTO_MSG_REGISTER_ACK = 2,  /* coord -> node */
+	PROTO_MSG_MAPPING = 3,       /* coord -> node: a probe arrived from this public ip:port */
+	PROTO_MSG_FILTER_GO = 4,     /* coord -> node: poison sent; echo to listen port + 1 now */
+	PROTO_MSG_FILTER_ECHO = 5,   /* node -> coord (listen port + 1, session socket) */
+	PROTO_MSG_FILTER_RESULT = 6, /* coord -> node: what the filter test showed */
+	PROTO_MSG_PUNCH = 7,         /* coord -> node: peer is at these candidates, send now */
+	PROTO_MSG_PUNCH_ACK = 8,     /* node -> coord: my first packet to the peer is out */
+};
+
+/* What a node's NAT does with an unsolicited inbound packet (filter test). */
+enum proto_filter {
+	PROTO_FILTER_UNKNOWN = 0,
+	PROTO_FILTER_SAFE = 1,       /* dropped or delivered to the host: a peer packet arriving first does no harm */
+	PROTO_FILTER_POISONABLE = 2, /* accepted by the router itself: a peer packet arriving before we sent remaps our port */
+};
+
+/* REGISTER flags */
+#define PROTO_REG_F_MORE_PEERS 0x01 /* the node has more peers than PROTO_MAX_PEERS */
+#define PROTO_REG_F_RESYNC 0x02     /* some peers have no path and no recent PUNCH: punch again */
+
+struct proto_register {
+	uint32_t seq;     /* echoed in REGISTER_ACK */
+	uint16_t wg_port; /* the WireGuard listen port */
+	uint8_t flags;
+	uint8_t n_lan;
+	struct addr lan[PROTO_MAX_LAN]; /* host addresses with the WireGuard port */
+	uint16_t n_peers;
+	uint64_t peers[PROTO_MAX_PEERS]; /* key_fingerprint() of each WireGuard peer */
+};
+
+struct proto_register_ack {
+	uint32_t seq;
+	uint16_t refresh_s; /* register again within this many seconds */
+};
+
+struct proto_mapping {
+	uint64_t probe_seq;  /* the PROBE's counter */
+	uint8_t port_index;  /* 0: the listen port, 1: the listen port + 1 */
+	struct addr observed; /* the public ip:port the probe came from */
+};
+
+struct proto_filter_go {
+	uint64_t nonce;
+};
+
+struct proto_filter_echo {
+	uint64_t nonce;
+};
+
+struct proto_filter_result {
+	uint8_t filter; /* enum proto_filter */
+};
+
+/* PUNCH flags */
+#define PROTO_PUNCH_F_ACK 0x01 /* coordinator waits for PUNCH_ACK before telling the other side */
+
+struct proto_punch {
+	uint32_t attempt;              /* echoed in PUNCH_ACK */
+	uint8_t peer_key[KEY_LEN];     /* the WireGuard peer this is about */
+	uint8_t flags;
+	struct addr peer_public;       /* peer's public mapping of its WireGuard port */
+	uint8_t n_lan;
+	struct addr lan[PROTO_MAX_LAN]; /* peer's LAN candidates */
+};
+
+struct proto_punch_ack {
+	uint32_t attempt;
+};
+
+struct proto_msg {
+	uint8_t type; /* enum proto_msg_type */
+	union {
+		struct proto_register reg;
+		struct proto_register_ack reg_ack;
+		struct proto_mapping mapping;
+		struct proto_filter_go filter_go;
+		struct proto_filter_echo filter_echo;
+		struct proto_filter_result filter_result;
+		struct proto_punch punch;
+		struct proto_punch_ack punch_ack;
+	};
+};
+
+int proto_decode_msg(const uint8_t *buf, size_t len, struct proto_msg *out);
+ssize_t proto_encode_msg(uint8_t *buf, size_t cap, const struct proto_msg *m);
+
+/* Address encoding used inside messages: family (4|6), 4 or 16 address bytes, port. */
+ssize_t proto_encode_addr(uint8_t *buf, size_t cap, const struct addr *a);
+
+#endif

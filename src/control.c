@@ -1,0 +1,446 @@
+// SPDX-License-Identifier: MIT
+/*
+ * control - the agent's Unix control socket and the `wgpunch status` client.
+ *
+ * One request line in, one JSON document out, then the agent closes. A
+ * client that says nothing within CONTROL_CLIENT_TIMEOUT_MS is dropped, and
+ * at most CONTROL_MAX_CLIENTS are served at once, so a stuck client can
+ * never tie up the agent.
+ */
+#include "wgpunch/control.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wgpunch/log.h"
+
+#define CONTROL_MAX_CLIENTS 16
+#define CONTROL_CLIENT_TIMEOUT_MS 2000
+#define CONTROL_MAX_REQUEST 128
+#define CONTROL_QUERY_TIMEOUT_S 5
+
+struct control_client {
+	uv_pipe_t pipe;
+	uv_timer_t timer;
+	uv_write_t write_req;
+	struct control *ctl;
+	struct control_client *next, **pprev; /* in ctl->client_list */
+	char request[CONTROL_MAX_REQUEST];
+	size_t request_len;
+	char *reply;
+	int closing; /* close callbacks still pending */
+	bool answered;
+};
+
+static void control_client_on_closed(uv_handle_t *h)
+{
+	struct control_client *cl = h->data;
+
+	if (--cl->closing == 0) {
+		free(cl->reply);
+		free(cl);
+	}
+}
+
+static void control_client_close(struct control_client *cl)
+{
+	if (cl->closing)
+		return;
+	cl->closing = 2;
+	/* Unlinked now, so control_stop() never sees a client that is going away. */
+	*cl->pprev = cl->next;
+	if (cl->next)
+		cl->next->pprev = cl->pprev;
+	cl->ctl->clients--;
+	uv_close((uv_handle_t *)&cl->pipe, control_client_on_closed);
+	uv_close((uv_handle_t *)&cl->timer, control_client_on_closed);
+}
+
+static void control_client_on_timeout(uv_timer_t *t)
+{
+	control_client_close(t->data);
+}
+
+static void control_client_on_written(uv_write_t *req, int status)
+{
+	control_client_close(req->data);
+}
+
+static void control_client_answer(struct control_client *cl)
+{
+	struct control *ctl = cl->ctl;
+	cJSON *doc = NULL;
+	uv_buf_t buf;
+	int r;
+
+	cl->answered = true;
+	uv_read_stop((uv_stream_t *)&cl->pipe);
+	if (strcmp(cl->request, "status") == 0)
+		doc = ctl->status(ctl->arg);
+	if (!doc) {
+		doc = cJSON_CreateObject();
+		cJSON_AddStringToObject(doc, "error", "unknown request");
+	}
+	cl->reply = cJSON_PrintUnformatted(doc);
+	cJSON_Delete(doc);
+	if (!cl->reply) {
+		control_client_close(cl);
+		return;
+	}
+	/* The document ends with a newline so line-based readers see its end. */
+	size_t len = strlen(cl->reply);
+	char *grown = realloc(cl->reply, len + 2);
+
+	if (!grown) {
+		control_client_close(cl);
+		return;
+	}
+	cl->reply = grown;
+	memcpy(cl->reply + len, "\n", 2);
+	buf = uv_buf_init(cl->reply, (unsigned int)len + 1);
+	cl->write_req.data = cl;
+	r = uv_write(&cl->write_req, (uv_stream_t *)&cl->pipe, &buf, 1, control_client_on_written);
+	if (r < 0)
+		control_client_close(cl);
+}
+
+static void control_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct control_client *cl = h->data;
+	size_t room = sizeof(cl->request) - 1 - cl->request_len;
+
+	*buf = uv_buf_init(cl->request + cl->request_len, (unsigned int)room);
+}
+
+static void control_client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct control_client *cl = s->data;
+	char *nl;
+
+	if (nread < 0) {
+		/* EOF without a newline still counts as a request. */
+		if (nread == UV_EOF && cl->request_len > 0 && !cl->answered) {
+			control_client_answer(cl);
+			return;
+		}
+		control_client_close(cl);
+		return;
+	}
+	cl->request_len += (size_t)nread;
+	cl->request[cl->request_len] = '\0';
+	nl = strchr(cl->request, '\n');
+	if (nl) {
+		*nl = '\0';
+		if (nl > cl->request && nl[-1] == '\r')
+			nl[-1] = '\0';
+		control_client_answer(cl);
+	} else if (cl->request_len == sizeof(cl->request) - 1) {
+		control_client_close(cl);
+	}
+}
+
+static void control_on_connection(uv_stream_t *server, int status)
+{
+	struct control *ctl = server->data;
+	struct control_client *cl;
+
+	if (status < 0) {
+		log_warn_errno(status, "control socket %s: accept failed", ctl->path);
+		return;
+	}
+	cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return;
+	cl->ctl = ctl;
+	uv_pipe_init(server->loop, &cl->pipe, 0);
+	uv_timer_init(server->loop, &cl->timer);
+	cl->pipe.data = cl->timer.data = cl;
+	cl->next = ctl->client_list;
+	if (cl->next)
+		cl->next->pprev = &cl->next;
+	cl->pprev = &ctl->client_list;
+	ctl->client_list = cl;
+	ctl->clients++;
+	if (uv_accept(server, (uv_stream_t *)&cl->pipe) < 0 ||
+	    ctl->clients > CONTROL_MAX_CLIENTS) {
+		control_client_close(cl);
+		return;
+	}
+	uv_timer_start(&cl->timer, control_client_on_timeout, CONTROL_CLIENT_TIMEOUT_MS, 0);
+	uv_read_start((uv_stream_t *)&cl->pipe, control_client_alloc, control_client_on_read);
+}
+
+/* mkdir -p for the socket's folder, so the default /run/wgpunch just works. */
+static int control_make_parent(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *p;
+
+	if (strlen(path) >= sizeof(dir))
+		return -ENAMETOOLONG;
+	strcpy(dir, path);
+	p = strrchr(dir, '/');
+	if (!p || p == dir)
+		return 0;
+	*p = '\0';
+	for (p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/*
+ * A socket file left by a crashed agent is removed; one that still answers
+ * belongs to a running agent, and starting a second one on it is an error.
+ */
+static int control_clear_stale(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, r;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	strncpy(sun.sun_path, path, sizeof(sun.sun_path) - 1);
+	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+	if (r == 0)
+		return -EADDRINUSE;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int control_start(struct control *ctl, uv_loop_t *loop, const char *path, control_status_fn fn,
+		  void *arg)
+{
+	int r;
+
+	memset(ctl, 0, sizeof(*ctl));
+	ctl->status = fn;
+	ctl->arg = arg;
+	ctl->path = strdup(path);
+	if (!ctl->path)
+		return -ENOMEM;
+	r = control_make_parent(path);
+	if (r >= 0)
+		r = control_clear_stale(path);
+	if (r < 0) {
+		log_err_errno(r, "control socket %s", path);
+		free(ctl->path);
+		ctl->path = NULL;
+		return r;
+	}
+	uv_pipe_init(loop, &ctl->server, 0);
+	ctl->server.data = ctl;
+	ctl->listening = true;
+	r = uv_pipe_bind(&ctl->server, path);
+	if (r >= 0) {
+		/* Status shows keys and endpoints: root and the socket's group only. */
+		chmod(path, 0660);
+		r = uv_listen((uv_stream_t *)&ctl->server, 8, control_on_connection);
+	}
+	if (r < 0) {
+		log_err_errno(r, "control socket %s: cannot listen", path);
+		control_stop(ctl);
+		return r;
+	}
+	log_debug("control socket listening at %s", path);
+	return 0;
+}
+
+void control_stop(struct control *ctl)
+{
+	if (!ctl->listening)
+		return;
+	ctl->listening = false;
+	while (ctl->client_list)
+		control_client_close(ctl->client_list);
+	uv_close((uv_handle_t *)&ctl->server, NULL);
+	if (ctl->path)
+		unlink(ctl->path);
+	free(ctl->path);
+	ctl->path = NULL;
+}
+
+char *control_query(const char *path, int *err)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = CONTROL_QUERY_TIMEOUT_S };
+	char *reply = NULL;
+	size_t len = 0, cap = 0;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		*err = -ENAMETOOLONG;
+		return NULL;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*err = -errno;
+		return NULL;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    send(fd, "status\n", 7, MSG_NOSIGNAL) != 7) {
+		*err = -errno;
+		close(fd);
+		return NULL;
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (cap - len < 4096) {
+			char *grown = realloc(reply, cap + 65536);
+
+			if (!grown) {
+				*err = -ENOMEM;
+				goto fail;
+			}
+			reply = grown;
+			cap += 65536;
+		}
+		n = recv(fd, reply + len, cap - len - 1, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*err = errno == EAGAIN ? -ETIMEDOUT : -errno;
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (len == 0) {
+		free(reply);
+		*err = -ECONNRESET;
+		return NULL;
+	}
+	reply[len] = '\0';
+	*err = 0;
+	return reply;
+fail:
+	close(fd);
+	free(reply);
+	return NULL;
+}
+
+static const char *control_str(const cJSON *obj, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	return cJSON_IsString(v) ? v->valuestring : "-";
+}
+
+static double control_num(const cJSON *obj, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* "12s ago", "3m ago", "never": what an operator wants at a glance. */
+static void control_format_age(double unix_s, char *buf, size_t cap)
+{
+	long ago;
+
+	if (unix_s <= 0) {
+		snprintf(buf, cap, "never");
+		return;
+	}
+	ago = (long)(time(NULL) - (time_t)unix_s);
+	if (ago < 0)
+		ago = 0;
+	if (ago < 120)
+		snprintf(buf, cap, "%lds ago", ago);
+	else if (ago < 7200)
+		snprintf(buf, cap, "%ldm ago", ago / 60);
+	else
+		snprintf(buf, cap, "%ldh ago", ago / 3600);
+}
+
+static void control_print_node(const cJSON *st, FILE *out)
+{
+	const cJSON *nat = cJSON_GetObjectItemCaseSensitive(st, "nat");
+	const cJSON *item;
+
+	fprintf(out, "node: interface %s (%s backend), listen port %.0f\n", control_str(st, "interface"),
+		control_str(st, "backend"), control_num(st, "listen_port"));
+	fprintf(out, "  public key: %s\n", control_str(st, "public_key"));
+	if (cJSON_IsObject(nat))
+		fprintf(out, "  nat: mapping %s, %s mapping, filter %s\n", control_str(nat, "mapping"),
+			control_str(nat, "mapping_type"), control_str(nat, "filter"));
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(st, "coordinators"))
+	{
+		fprintf(out, "  coordinator %s:%.0f (%s): %s\n", control_str(item, "host"),
+			control_num(item, "port"), control_str(item, "address"),
+			control_str(item, "state"));
+	}
+	fprintf(out, "\n  %-46s %-7s %-47s %s\n", "PEER", "PATH", "ENDPOINT", "HANDSHAKE");
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(st, "peers"))
+	{
+		char age[32];
+
+		control_format_age(control_num(item, "latest_handshake"), age, sizeof(age));
+		fprintf(out, "  %-46s %-7s %-47s %s\n", control_str(item, "public_key"),
+			control_str(item, "path"), control_str(item, "endpoint"), age);
+	}
+}
+
+static void control_print_coordinator(const cJSON *st, FILE *out)
+{
+	const cJSON *item;
+
+	fprintf(out, "coordinator: public key %s\n", control_str(st, "public_key"));
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(st, "listen"))
+	{
+		if (cJSON_IsString(item))
+			fprintf(out, "  listen %s\n", item->valuestring);
+	}
+	fprintf(out, "  nodes registered: %.0f, pending punches: %.0f\n", control_num(st, "nodes"),
+		control_num(st, "pending_punches"));
+	item = cJSON_GetObjectItemCaseSensitive(st, "counters");
+	if (cJSON_IsObject(item)) {
+		const cJSON *c;
+
+		fprintf(out, "  counters:\n");
+		cJSON_ArrayForEach(c, item)
+		{
+			if (cJSON_IsNumber(c))
+				fprintf(out, "    %-28s %.0f\n", c->string, c->valuedouble);
+		}
+	}
+}
+
+void control_print_table(const cJSON *status, FILE *out)
+{
+	const char *role = control_str(status, "role");
+
+	if (strcmp(role, "node") == 0)
+		control_print_node(status, out);
+	else if (strcmp(role, "coordinator") == 0)
+		control_print_coordinator(status, out);
+	else
+		fprintf(out, "unknown agent role '%s'\n", role);
+}
