@@ -1,0 +1,435 @@
+// SPDX-License-Identifier: MIT
+/*
+ * registry - the coordinator's node table (see registry.h for the memory budget).
+ */
+#include "wgpunch/registry.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+static_assert(sizeof(struct reg_node) <= REGISTRY_NODE_BUDGET,
+	      "struct reg_node outgrew its budget: a million nodes must fit in ~512 MB");
+static_assert(sizeof(struct reg_addr) == 20, "struct reg_addr is meant to be compact");
+
+/* A million nodes need 2^20 buckets; beyond 2^30 the arrays alone are 16 GB. */
+#define REGISTRY_MAX_BUCKETS (1u << 30)
+#define REGISTRY_MIN_BUCKETS 16u
+/* With at most 2^30 of 2^32 indices in use a draw is free with p >= 3/4, so
+ * 64 draws all fail with p < 2^-128: only a broken generator gets there. */
+#define REGISTRY_INDEX_DRAWS 64
+
+void registry_addr_pack(struct reg_addr *out, const struct addr *a)
+{
+	memset(out, 0, sizeof(*out));
+	switch (addr_family(a)) {
+	case AF_INET:
+		memcpy(out->ip, &a->in4.sin_addr, 4);
+		out->port = ntohs(a->in4.sin_port);
+		out->family = 4;
+		break;
+	case AF_INET6:
+		memcpy(out->ip, &a->in6.sin6_addr, 16);
+		out->port = ntohs(a->in6.sin6_port);
+		out->family = 6;
+		break;
+	default:
+		break;
+	}
+}
+
+void registry_addr_unpack(struct addr *out, const struct reg_addr *a)
+{
+	memset(out, 0, sizeof(*out));
+	if (a->family == 4) {
+		out->in4.sin_family = AF_INET;
+		memcpy(&out->in4.sin_addr, a->ip, 4);
+		out->in4.sin_port = htons(a->port);
+	} else if (a->family == 6) {
+		out->in6.sin6_family = AF_INET6;
+		memcpy(&out->in6.sin6_addr, a->ip, 16);
+		out->in6.sin6_port = htons(a->port);
+	}
+}
+
+bool registry_addr_equal(const struct reg_addr *a, const struct reg_addr *b)
+{
+	/* pack() zeroes the unused bytes, so the whole struct compares. */
+	return a->family == b->family && a->port == b->port && !memcmp(a->ip, b->ip, 16);
+}
+
+static uint32_t registry_buckets_for(uint32_t max_nodes)
+{
+	uint32_t n = REGISTRY_MIN_BUCKETS;
+
+	while (n < max_nodes && n < REGISTRY_MAX_BUCKETS)
+		n <<= 1;
+	return n;
+}
+
+/* Fingerprints are keyed BLAKE2b and indices are random: their low bits are uniform. */
+static uint32_t registry_fp_slot(const struct registry *r, uint64_t fp)
+{
+	return (uint32_t)fp & r->mask;
+}
+
+static uint32_t registry_idx_slot(const struct registry *r, uint32_t idx)
+{
+	return idx & r->mask;
+}
+
+static int registry_rehash(struct registry *r, uint32_t buckets)
+{
+	struct reg_node **fp = calloc(buckets, sizeof(*fp));
+	struct reg_node **idx = calloc(buckets, sizeof(*idx));
+
+	if (!fp || !idx) {
+		free(fp);
+		free(idx);
+		return -ENOMEM;
+	}
+	uint32_t old_buckets = r->fp_buckets ? r->mask + 1 : 0;
+
+	r->mask = buckets - 1;
+	for (uint32_t i = 0; i < old_buckets; i++) {
+		struct reg_node *n, *next;
+
+		for (n = r->fp_buckets[i]; n; n = next) {
+			next = n->fp_next;
+			n->fp_next = fp[registry_fp_slot(r, n->fp)];
+			fp[registry_fp_slot(r, n->fp)] = n;
+		}
+		for (n = r->idx_buckets[i]; n; n = next) {
+			next = n->idx_next;
+			n->idx_next = idx[registry_idx_slot(r, n->local_idx)];
+			idx[registry_idx_slot(r, n->local_idx)] = n;
+		}
+	}
+	free(r->fp_buckets);
+	free(r->idx_buckets);
+	r->fp_buckets = fp;
+	r->idx_buckets = idx;
+	return 0;
+}
+
+int registry_init(struct registry *r, uint32_t max_nodes)
+{
+	memset(r, 0, sizeof(*r));
+	if (max_nodes == 0)
+		return -EINVAL;
+	r->max_nodes = max_nodes;
+	return registry_rehash(r, registry_buckets_for(max_nodes));
+}
+
+static void registry_free_node(struct reg_node *n)
+{
+	free(n->peers);
+	free(n->lan);
+	sodium_memzero(n, sizeof(*n)); /* session keys */
+	free(n);
+}
+
+void registry_destroy(struct registry *r)
+{
+	struct reg_node *n, *next;
+
+	for (n = r->lru_head; n; n = next) {
+		next = n->lru_next;
+		registry_free_node(n);
+	}
+	free(r->fp_buckets);
+	free(r->idx_buckets);
+	memset(r, 0, sizeof(*r));
+}
+
+int registry_set_max_nodes(struct registry *r, uint32_t max_nodes)
+{
+	uint32_t buckets;
+
+	if (max_nodes == 0)
+		return -EINVAL;
+	buckets = registry_buckets_for(max_nodes);
+	/* Rehashing is linear, but only a reload that raises the bound gets here. */
+	if (buckets > r->mask + 1) {
+		int e = registry_rehash(r, buckets);
+
+		if (e < 0)
+			return e;
+	}
+	r->max_nodes = max_nodes;
+	return 0;
+}
+
+struct reg_node *registry_find_fp(const struct registry *r, uint64_t fp,
+				  const struct reg_node *prev)
+{
+	struct reg_node *n = prev ? prev->fp_next : r->fp_buckets[registry_fp_slot(r, fp)];
+
+	while (n && n->fp != fp)
+		n = n->fp_next;
+	return n;
+}
+
+struct reg_node *registry_find(const struct registry *r, const uint8_t key[KEY_LEN])
+{
+	uint64_t fp = key_fingerprint(key);
+	struct reg_node *n = NULL;
+
+	while ((n = registry_find_fp(r, fp, n)))
+		if (!memcmp(n->key, key, KEY_LEN))
+			return n;
+	return NULL;
+}
+
+struct reg_node *registry_find_index(const struct registry *r, uint32_t idx)
+{
+	struct reg_node *n;
+
+	if (idx == 0)
+		return NULL;
+	for (n = r->idx_buckets[registry_idx_slot(r, idx)]; n; n = n->idx_next)
+		if (n->local_idx == idx)
+			return n;
+	return NULL;
+}
+
+static void registry_lru_unlink(struct registry *r, struct reg_node *n)
+{
+	if (n->lru_prev)
+		n->lru_prev->lru_next = n->lru_next;
+	else
+		r->lru_head = n->lru_next;
+	if (n->lru_next)
+		n->lru_next->lru_prev = n->lru_prev;
+	else
+		r->lru_tail = n->lru_prev;
+	n->lru_prev = n->lru_next = NULL;
+}
+
+static void registry_lru_append(struct registry *r, struct reg_node *n)
+{
+	n->lru_prev = r->lru_tail;
+	n->lru_next = NULL;
+	if (r->lru_tail)
+		r->lru_tail->lru_next = n;
+	else
+		r->lru_head = n;
+	r->lru_tail = n;
+}
+
+int registry_add(struct registry *r, const uint8_t key[KEY_LEN], uint64_t now_ms,
+		 struct reg_node **out)
+{
+	struct reg_node *n;
+	uint32_t slot;
+
+	if (registry_find(r, key))
+		return -EEXIST;
+	if (r->n_nodes >= r->max_nodes)
+		return -ENOSPC;
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	memcpy(n->key, key, KEY_LEN);
+	n->fp = key_fingerprint(key);
+	n->last_seen_ms = now_ms;
+	slot = registry_fp_slot(r, n->fp);
+	n->fp_next = r->fp_buckets[slot];
+	r->fp_buckets[slot] = n;
+	registry_lru_append(r, n);
+	r->n_nodes++;
+	*out = n;
+	return 0;
+}
+
+void registry_clear_index(struct registry *r, struct reg_node *n)
+{
+	struct reg_node **pp;
+
+	if (n->local_idx == 0)
+		return;
+	for (pp = &r->idx_buckets[registry_idx_slot(r, n->local_idx)]; *pp; pp = &(*pp)->idx_next) {
+		if (*pp == n) {
+			*pp = n->idx_next;
+			break;
+		}
+	}
+	n->idx_next = NULL;
+	n->local_idx = 0;
+	r->n_sessions--;
+}
+
+void registry_remove(struct registry *r, struct reg_node *n)
+{
+	struct reg_node **pp;
+
+	registry_clear_index(r, n);
+	for (pp = &r->fp_buckets[registry_fp_slot(r, n->fp)]; *pp; pp = &(*pp)->fp_next) {
+		if (*pp == n) {
+			*pp = n->fp_next;
+			break;
+		}
+	}
+	registry_lru_unlink(r, n);
+	r->n_nodes--;
+	registry_free_node(n);
+}
+
+int registry_assign_index(struct registry *r, struct reg_node *n, registry_rand_fn rnd, void *arg)
+{
+	for (int i = 0; i < REGISTRY_INDEX_DRAWS; i++) {
+		uint32_t idx = rnd ? rnd(arg) : randombytes_random();
+		uint32_t slot;
+
+		if (idx == 0 || registry_find_index(r, idx))
+			continue;
+		registry_clear_index(r, n);
+		n->local_idx = idx;
+		slot = registry_idx_slot(r, idx);
+		n->idx_next = r->idx_buckets[slot];
+		r->idx_buckets[slot] = n;
+		r->n_sessions++;
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+void registry_touch(struct registry *r, struct reg_node *n, uint64_t now_ms)
+{
+	n->last_seen_ms = now_ms;
+	if (r->lru_tail != n) {
+		registry_lru_unlink(r, n);
+		registry_lru_append(r, n);
+	}
+}
+
+struct reg_node *registry_expired(const struct registry *r, uint64_t now_ms, uint64_t max_age_ms)
+{
+	struct reg_node *n = r->lru_head;
+
+	if (n && now_ms >= n->last_seen_ms && now_ms - n->last_seen_ms >= max_age_ms)
+		return n;
+	return NULL;
+}
+
+struct reg_node *registry_first(const struct registry *r)
+{
+	return r->lru_head;
+}
+
+static int registry_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+int registry_set_peers(struct reg_node *n, const uint64_t *fps, size_t count)
+{
+	uint64_t *sorted = NULL;
+	size_t m = 0;
+
+	if (count > UINT16_MAX)
+		return -EINVAL;
+	if (count) {
+		sorted = malloc(count * sizeof(*sorted));
+		if (!sorted)
+			return -ENOMEM;
+		memcpy(sorted, fps, count * sizeof(*sorted));
+		qsort(sorted, count, sizeof(*sorted), registry_cmp_u64);
+		for (size_t i = 0; i < count; i++)
+			if (m == 0 || sorted[m - 1] != sorted[i])
+				sorted[m++] = sorted[i];
+	}
+	/* REGISTER repeats every 20 s, nearly always unchanged: keep the old array then. */
+	if (m == n->n_peers && (m == 0 || !memcmp(sorted, n->peers, m * sizeof(*sorted)))) {
+		free(sorted);
+		return 0;
+	}
+	if (m && m < count) {
+		uint64_t *shrunk = realloc(sorted, m * sizeof(*sorted));
+
+		if (shrunk)
+			sorted = shrunk;
+	}
+	free(n->peers);
+	n->peers = m ? sorted : NULL;
+	if (!m)
+		free(sorted);
+	n->n_peers = (uint16_t)m;
+	return 1;
+}
+
+bool registry_lists(const struct reg_node *n, uint64_t fp)
+{
+	size_t lo = 0, hi = n->n_peers;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (n->peers[mid] == fp)
+			return true;
+		if (n->peers[mid] < fp)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+int registry_set_lan(struct reg_node *n, const struct addr *lan, size_t count)
+{
+	struct reg_lan *l = NULL;
+
+	if (count > UINT8_MAX)
+		return -EINVAL;
+	if (count) {
+		l = malloc(sizeof(*l) + count * sizeof(l->addr[0]));
+		if (!l)
+			return -ENOMEM;
+		l->n = (uint8_t)count;
+		for (size_t i = 0; i < count; i++)
+			registry_addr_pack(&l->addr[i], &lan[i]);
+	}
+	bool same = n->lan ? l && l->n == n->lan->n &&
+				     !memcmp(l->addr, n->lan->addr, count * sizeof(l->addr[0]))
+			   : !l;
+
+	if (same) {
+		free(l);
+		return 0;
+	}
+	free(n->lan);
+	n->lan = l;
+	return 1;
+}
+
+size_t registry_get_lan(const struct reg_node *n, struct addr *out, size_t cap)
+{
+	size_t i;
+
+	if (!n->lan)
+		return 0;
+	for (i = 0; i < n->lan->n && i < cap; i++)
+		registry_addr_unpack(&out[i], &n->lan->addr[i]);
+	return i;
+}
+
+size_t registry_node_bytes(const struct reg_node *n)
+{
+	size_t b = sizeof(*n) + n->n_peers * sizeof(n->peers[0]);
+
+	if (n->lan)
+		b += sizeof(*n->lan) + n->lan->n * sizeof(n->lan->addr[0]);
+	return b;
+}
+
+size_t registry_bucket_bytes_per_node(const struct registry *r)
+{
+	size_t total = 2 * (size_t)(r->mask + 1) * sizeof(struct reg_node *);
+
+	return (total + r->max_nodes - 1) / r->max_nodes;
+}
