@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * node_peer - the path state machine of one WireGuard peer, pure.
+ *
+ * The node feeds it PUNCH messages and observations of the device (the
+ * peer's endpoint, keepalive and WireGuard's latest-handshake, which is wall
+ * clock) together with the monotonic time in ms, and carries out the action
+ * returned. No I/O, no clock reads: tests drive it with a fake clock.
+ *
+ * A path is judged only by WireGuard's latest-handshake changing: a
+ * handshake newer than the one seen before the endpoint was written means
+ * the candidate works. WireGuard retries an initiation only every 5 s
+ * (REKEY_TIMEOUT), so a candidate gets NODE_PEER_ATTEMPT_MS before the next.
+ */
+#ifndef WGPUNCH_NODE_PEER_H
+#define WGPUNCH_NODE_PEER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "wgpunch/addr.h"
+#include "wgpunch/key.h"
+#include "wgpunch/proto.h"
+
+#define NODE_PEER_ATTEMPT_MS 6000 /* > REKEY_TIMEOUT (5 s): one retried initiation fits */
+#define NODE_PEER_FRESH_S 135     /* a handshake this recent means the path works */
+#define NODE_PEER_STALE_S 180     /* REJECT_AFTER_TIME: with keepalive on, the path is gone */
+#define NODE_PEER_RESYNC_MS 20000 /* no PUNCH for this long while path none: ask for one */
+#define NODE_PEER_MAX_CAND (PROTO_MAX_LAN + 1)
+
+enum node_path {
+	NODE_PATH_NONE = 0,
+	NODE_PATH_LAN,
+	NODE_PATH_DIRECT,
+	NODE_PATH_IPV6,
+	NODE_PATH_RELAY,
+};
+
+enum node_peer_state {
+	NODE_PEER_IDLE = 0, /* never punched, no path seen */
+	NODE_PEER_TRYING,   /* an endpoint was written; waiting for a handshake */
+	NODE_PEER_UP,       /* a handshake proved the path */
+	NODE_PEER_FAILED,   /* every candidate failed, or the path went stale */
+};
+
+enum node_peer_action {
+	NODE_PEER_NOTHING = 0,
+	NODE_PEER_WRITE,   /* write keepalive 0, then candidate_addr + keepalive (the kick) */
+	NODE_PEER_UP_NOW,  /* the path came up: log it */
+	NODE_PEER_GIVE_UP, /* no candidate worked: path none; a RESYNC may ask again */
+	NODE_PEER_DOWN,    /* a working path went stale: path none, ask for RESYNC */
+};
+
+struct node_peer_cand {
+	struct addr addr;
+	enum node_path path;
+};
+
+/* What the node last read from the device for this peer, plus the wall clock. */
+struct node_peer_obs {
+	struct addr endpoint; /* unset: none */
+	uint16_t keepalive_s;
+	int64_t handshake_s; /* wall clock; 0 = never */
+	int64_t handshake_ns;
+	int64_t wall_now_s; /* wall clock when observed */
+};
+
+struct node_peer {
+	uint8_t key[KEY_LEN];
+	struct node_peer_cand cands[NODE_PEER_MAX_CAND];
+	uint8_t n_cands, cur;
+	int64_t base_s, base_ns; /* latest-handshake before the current write */
+	int64_t seen_s, seen_ns; /* latest-handshake last observed */
+	uint64_t deadline_ms;    /* monotonic: give up on the current candidate */
+	uint64_t last_punch_ms;  /* monotonic: last PUNCH, or creation */
+	enum node_path path;
+	enum node_peer_state state;
+};
+
+void node_peer_init(struct node_peer *p, const uint8_t key[KEY_LEN], uint64_t now_ms);
+
+/*
+ * A PUNCH for this peer. own_mapping is our public mapping as seen by the
+ * coordinator that sent it (unset when unknown). Builds the candidates (the
+ * peer's LAN addresses when its public IP is ours, then its public mapping)
+ * and returns NODE_PEER_WRITE for the first, or NODE_PEER_NOTHING when
+ * WireGuard already uses one of them with a handshake newer than
+ * NODE_PEER_FRESH_S (or there is no candidate at all).
+ */
+enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto_punch *punch,
+					 const struct addr *own_mapping,
+					 const struct node_peer_obs *obs, uint64_t now_ms);
+
+/*
+ * A fresh observation of the device. keepalive_on: the node writes a
+ * persistent keepalive, so a handshake older than NODE_PEER_STALE_S means
+ * the path is gone. Returns NODE_PEER_WRITE when moving on to the next
+ * candidate (see node_peer_candidate()).
+ */
+enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_peer_obs *obs,
+					uint64_t now_ms, bool keepalive_on);
+
+/* The candidate to write (valid after NODE_PEER_WRITE); NULL when none. */
+const struct node_peer_cand *node_peer_candidate(const struct node_peer *p);
+
+/* An attempt is open: the device should be read often. */
+bool node_peer_attempt_open(const struct node_peer *p);
+
+/* No path and no PUNCH for NODE_PEER_RESYNC_MS: the next REGISTER asks for one. */
+bool node_peer_wants_resync(const struct node_peer *p, uint64_t now_ms);
+
+/* "none", "lan", "direct", "ipv6", "relay" */
+const char *node_path_name(enum node_path path);
+
+#endif

@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: MIT
+/*
+ * node_peer - the path state machine of one WireGuard peer (pure; see the header).
+ */
+#include "wgpunch/node_peer.h"
+
+#include <string.h>
+
+static bool hs_newer(int64_t a_s, int64_t a_ns, int64_t b_s, int64_t b_ns)
+{
+	return a_s > b_s || (a_s == b_s && a_ns > b_ns);
+}
+
+static bool hs_fresh(const struct node_peer_obs *obs)
+{
+	return obs->handshake_s != 0 && obs->wall_now_s - obs->handshake_s < NODE_PEER_FRESH_S;
+}
+
+static enum node_path path_of_addr(const struct addr *a, enum node_path v4_path)
+{
+	return addr_family(a) == AF_INET6 && addr_is_global_ipv6(a) ? NODE_PATH_IPV6 : v4_path;
+}
+
+/* The path an endpoint WireGuard uses stands for: a candidate's, else direct (or ipv6). */
+static enum node_path classify_endpoint(const struct node_peer *p, const struct addr *ep)
+{
+	unsigned int i;
+
+	for (i = 0; i < p->n_cands; i++)
+		if (addr_equal(&p->cands[i].addr, ep))
+			return p->cands[i].path;
+	return path_of_addr(ep, NODE_PATH_DIRECT);
+}
+
+static void add_cand(struct node_peer *p, const struct addr *a, enum node_path path)
+{
+	unsigned int i;
+
+	if (!addr_is_set(a) || addr_port(a) == 0 || p->n_cands >= NODE_PEER_MAX_CAND)
+		return;
+	for (i = 0; i < p->n_cands; i++)
+		if (addr_equal(&p->cands[i].addr, a))
+			return;
+	p->cands[p->n_cands].addr = *a;
+	p->cands[p->n_cands].path = path;
+	p->n_cands++;
+}
+
+static void start_attempt(struct node_peer *p, const struct node_peer_obs *obs, uint64_t now_ms)
+{
+	p->base_s = obs->handshake_s;
+	p->base_ns = obs->handshake_ns;
+	p->deadline_ms = now_ms + NODE_PEER_ATTEMPT_MS;
+	p->state = NODE_PEER_TRYING;
+}
+
+void node_peer_init(struct node_peer *p, const uint8_t key[KEY_LEN], uint64_t now_ms)
+{
+	memset(p, 0, sizeof(*p));
+	memcpy(p->key, key, KEY_LEN);
+	p->last_punch_ms = now_ms;
+	p->path = NODE_PATH_NONE;
+	p->state = NODE_PEER_IDLE;
+}
+
+enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto_punch *punch,
+					 const struct addr *own_mapping,
+					 const struct node_peer_obs *obs, uint64_t now_ms)
+{
+	unsigned int i;
+
+	p->last_punch_ms = now_ms;
+	p->seen_s = obs->handshake_s;
+	p->seen_ns = obs->handshake_ns;
+	p->n_cands = 0;
+	p->cur = 0;
+
+	/* Same public IP: behind the same NAT, where hairpinning often fails; try the LAN first. */
+	if (addr_is_set(own_mapping) && addr_is_set(&punch->peer_public) &&
+	    addr_same_ip(own_mapping, &punch->peer_public))
+		for (i = 0; i < punch->n_lan && i < PROTO_MAX_LAN; i++)
+			add_cand(p, &punch->lan[i], path_of_addr(&punch->lan[i], NODE_PATH_LAN));
+	add_cand(p, &punch->peer_public, path_of_addr(&punch->peer_public, NODE_PATH_DIRECT));
+
+	if (p->n_cands == 0)
+		return NODE_PEER_NOTHING;
+
+	/* A working path to one of them already: rewriting it would only disturb it. */
+	if (addr_is_set(&obs->endpoint) && hs_fresh(obs)) {
+		for (i = 0; i < p->n_cands; i++) {
+			if (addr_equal(&p->cands[i].addr, &obs->endpoint)) {
+				p->cur = (uint8_t)i;
+				p->state = NODE_PEER_UP;
+				p->path = p->cands[i].path;
+				return NODE_PEER_NOTHING;
+			}
+		}
+	}
+
+	start_attempt(p, obs, now_ms);
+	return NODE_PEER_WRITE;
+}
+
+enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_peer_obs *obs,
+					uint64_t now_ms, bool keepalive_on)
+{
+	bool new_since_seen = hs_newer(obs->handshake_s, obs->handshake_ns, p->seen_s, p->seen_ns);
+
+	p->seen_s = obs->handshake_s;
+	p->seen_ns = obs->handshake_ns;
+
+	switch (p->state) {
+	case NODE_PEER_TRYING:
+		if (hs_newer(obs->handshake_s, obs->handshake_ns, p->base_s, p->base_ns)) {
+			p->state = NODE_PEER_UP;
+			p->path = p->cands[p->cur].path;
+			return NODE_PEER_UP_NOW;
+		}
+		if (now_ms < p->deadline_ms)
+			return NODE_PEER_NOTHING;
+		if (p->cur + 1 < p->n_cands) {
+			p->cur++;
+			start_attempt(p, obs, now_ms);
+			return NODE_PEER_WRITE;
+		}
+		p->state = NODE_PEER_FAILED;
+		p->path = NODE_PATH_NONE;
+		return NODE_PEER_GIVE_UP;
+	case NODE_PEER_UP:
+		/* With keepalive on, WireGuard re-handshakes every 2 minutes while the path works. */
+		if (keepalive_on && (obs->handshake_s == 0 ||
+				     obs->wall_now_s - obs->handshake_s > NODE_PEER_STALE_S)) {
+			p->state = NODE_PEER_FAILED;
+			p->path = NODE_PATH_NONE;
+			return NODE_PEER_DOWN;
+		}
+		/* WireGuard roams to where authentic packets come from; follow it. */
+		if (addr_is_set(&obs->endpoint))
+			p->path = classify_endpoint(p, &obs->endpoint);
+		return NODE_PEER_NOTHING;
+	case NODE_PEER_IDLE:
+	case NODE_PEER_FAILED:
+		/*
+		 * A path we did not set up: left by a previous run (IDLE), or the peer
+		 * reached us on its own after we gave up (FAILED, needs a new handshake).
+		 */
+		if (addr_is_set(&obs->endpoint) && hs_fresh(obs) &&
+		    (p->state == NODE_PEER_IDLE || new_since_seen)) {
+			p->state = NODE_PEER_UP;
+			p->path = classify_endpoint(p, &obs->endpoint);
+			return NODE_PEER_UP_NOW;
+		}
+		return NODE_PEER_NOTHING;
+	}
+	return NODE_PEER_NOTHING;
+}
+
+const struct node_peer_cand *node_peer_candidate(const struct node_peer *p)
+{
+	return p->cur < p->n_cands ? &p->cands[p->cur] : NULL;
+}
+
+bool node_peer_attempt_open(const struct node_peer *p)
+{
+	return p->state == NODE_PEER_TRYING;
+}
+
+bool node_peer_wants_resync(const struct node_peer *p, uint64_t now_ms)
+{
+	return p->path == NODE_PATH_NONE && p->state != NODE_PEER_TRYING &&
+	       now_ms - p->last_punch_ms >= NODE_PEER_RESYNC_MS;
+}
+
+const char *node_path_name(enum node_path path)
+{
+	switch (path) {
+	case NODE_PATH_LAN:
+		return "lan";
+	case NODE_PATH_DIRECT:
+		return "direct";
+	case NODE_PATH_IPV6:
+		return "ipv6";
+	case NODE_PATH_RELAY:
+		return "relay";
+	case NODE_PATH_NONE:
+		break;
+	}
+	return "none";
+}

@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: MIT
+/*
+ * node_peer: the per-peer path state machine, driven with a fake monotonic
+ * clock and fake device observations.
+ */
+#include "wgpunch/node_peer.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "../tap.h"
+
+#define WALL0 1700000000 /* an arbitrary wall-clock second */
+
+static struct addr ip(const char *s, uint16_t port)
+{
+	struct addr a;
+
+	memset(&a, 0, sizeof(a));
+	if (strchr(s, ':')) {
+		a.in6.sin6_family = AF_INET6;
+		a.in6.sin6_port = htons(port);
+		inet_pton(AF_INET6, s, &a.in6.sin6_addr);
+	} else {
+		a.in4.sin_family = AF_INET;
+		a.in4.sin_port = htons(port);
+		inet_pton(AF_INET, s, &a.in4.sin_addr);
+	}
+	return a;
+}
+
+static const uint8_t key[KEY_LEN] = { 1, 2, 3, 4 };
+
+/* A peer behind 198.51.100.20 with two LAN addresses. */
+static struct proto_punch punch_for(const char *pub)
+{
+	struct proto_punch m;
+
+	memset(&m, 0, sizeof(m));
+	m.attempt = 7;
+	memcpy(m.peer_key, key, KEY_LEN);
+	m.flags = PROTO_PUNCH_F_ACK;
+	m.peer_public = ip(pub, 40000);
+	m.n_lan = 2;
+	m.lan[0] = ip("198.18.0.10", 51820);
+	m.lan[1] = ip("198.18.1.10", 51820);
+	return m;
+}
+
+static struct node_peer_obs obs(const struct addr *ep, int64_t hs_s, int64_t wall)
+{
+	struct node_peer_obs o;
+
+	memset(&o, 0, sizeof(o));
+	if (ep)
+		o.endpoint = *ep;
+	o.keepalive_s = 25;
+	o.handshake_s = hs_s;
+	o.handshake_ns = hs_s ? 500 : 0;
+	o.wall_now_s = wall;
+	return o;
+}
+
+static void test_node_peer_public_only_when_other_nat(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("203.0.113.5", 51820);
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+	const struct node_peer_cand *c;
+
+	node_peer_init(&p, key, 1000);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 1000), NODE_PEER_WRITE);
+	CHECK_EQ_INT(p.n_cands, 1);
+	c = node_peer_candidate(&p);
+	CHECK(c && addr_equal(&c->addr, &m.peer_public));
+	CHECK(c && c->path == NODE_PATH_DIRECT);
+	CHECK(node_peer_attempt_open(&p));
+}
+
+static void test_node_peer_lan_first_behind_same_nat(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("198.51.100.20", 51820); /* same public IP, another port */
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(p.n_cands, 3);
+	CHECK(addr_equal(&p.cands[0].addr, &m.lan[0]) && p.cands[0].path == NODE_PATH_LAN);
+	CHECK(addr_equal(&p.cands[1].addr, &m.lan[1]) && p.cands[1].path == NODE_PATH_LAN);
+	CHECK(addr_equal(&p.cands[2].addr, &m.peer_public) && p.cands[2].path == NODE_PATH_DIRECT);
+	CHECK_EQ_INT(p.cur, 0);
+}
+
+static void test_node_peer_new_handshake_means_up(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("203.0.113.5", 51820);
+	struct node_peer_obs o = obs(NULL, WALL0 - 500, WALL0); /* an old handshake */
+
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	/* Same handshake time seen again: still trying. */
+	o = obs(&m.peer_public, WALL0 - 500, WALL0 + 1);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 250, true), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.state, NODE_PEER_TRYING);
+	CHECK_EQ_INT(p.path, NODE_PATH_NONE);
+	/* A handshake newer than the baseline: up, direct. */
+	o = obs(&m.peer_public, WALL0 + 1, WALL0 + 1);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 500, true), NODE_PEER_UP_NOW);
+	CHECK_EQ_INT(p.state, NODE_PEER_UP);
+	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
+	CHECK(!node_peer_attempt_open(&p));
+	CHECK(!node_peer_wants_resync(&p, 100000));
+	/* Further polls with the path alive change nothing. */
+	o = obs(&m.peer_public, WALL0 + 100, WALL0 + 130);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 130000, true), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
+}
+
+static void test_node_peer_nanoseconds_count_as_newer(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("203.0.113.5", 51820);
+	struct node_peer_obs o = obs(NULL, WALL0, WALL0);
+
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	o.handshake_ns += 1;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 250, true), NODE_PEER_UP_NOW);
+}
+
+static void test_node_peer_next_candidate_after_6s_then_none(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("198.51.100.20", 51820);
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+	const struct node_peer_cand *c;
+	uint64_t t = 10000;
+
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, t), NODE_PEER_WRITE);
+	/* Just before the deadline nothing happens. */
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + NODE_PEER_ATTEMPT_MS - 1, true),
+		     NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.cur, 0);
+	t += NODE_PEER_ATTEMPT_MS;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t, true), NODE_PEER_WRITE);
+	c = node_peer_candidate(&p);
+	CHECK(c && addr_equal(&c->addr, &m.lan[1]));
+	t += NODE_PEER_ATTEMPT_MS;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t, true), NODE_PEER_WRITE);
+	c = node_peer_candidate(&p);
+	CHECK(c && addr_equal(&c->addr, &m.peer_public));
+	/* The last one fails too: path none, no more attempts. */
+	t += NODE_PEER_ATTEMPT_MS;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t, true), NODE_PEER_GIVE_UP);
+	CHECK_EQ_INT(p.path, NODE_PATH_NONE);
+	CHECK_EQ_INT(p.state, NODE_PEER_FAILED);
+	CHECK(!node_peer_attempt_open(&p));
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + 60000, true), NODE_PEER_NOTHING);
+	/* RESYNC only once no PUNCH came for 20 s. */
+	CHECK(!node_peer_wants_resync(&p, 10000 + NODE_PEER_RESYNC_MS - 1));
+	CHECK(node_peer_wants_resync(&p, 10000 + NODE_PEER_RESYNC_MS));
+}
+
+static void test_node_peer_second_candidate_comes_up(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("198.51.100.20", 51820);
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, NODE_PEER_ATTEMPT_MS, true), NODE_PEER_WRITE);
+	o = obs(&m.lan[1], WALL0 + 7, WALL0 + 7);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, NODE_PEER_ATTEMPT_MS + 1000, true),
+		     NODE_PEER_UP_NOW);
+	CHECK_EQ_INT(p.path, NODE_PATH_LAN);
+}
+
+static void test_node_peer_punch_for_working_endpoint_writes_nothing(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("203.0.113.5", 51820);
+	struct addr moved = ip("198.51.100.20", 40001);
+	struct node_peer_obs o;
+
+	node_peer_init(&p, key, 0);
+	/* WireGuard uses the public mapping and shook hands 134 s ago: leave it alone. */
+	o = obs(&m.peer_public, WALL0 - 134, WALL0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.state, NODE_PEER_UP);
+	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
+	CHECK(!node_peer_attempt_open(&p));
+
+	/* 135 s ago is not fresh: write again. */
+	node_peer_init(&p, key, 0);
+	o = obs(&m.peer_public, WALL0 - 135, WALL0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+
+	/* Fresh handshake, but with another endpoint (the mapping moved): write. */
+	node_peer_init(&p, key, 0);
+	o = obs(&moved, WALL0 - 10, WALL0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK(addr_equal(&node_peer_candidate(&p)->addr, &m.peer_public));
+}
+
+static void test_node_peer_stale_handshake_means_down_and_resync(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("203.0.113.5", 51820);
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	o = obs(&m.peer_public, WALL0 + 1, WALL0 + 1);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 1000, true), NODE_PEER_UP_NOW);
+	/* 180 s without a new handshake is still fine ... */
+	o = obs(&m.peer_public, WALL0 + 1, WALL0 + 181);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 181000, true), NODE_PEER_NOTHING);
+	/* ... unless keepalive is off, when silence means nothing ... */
+	o = obs(&m.peer_public, WALL0 + 1, WALL0 + 182);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 182000, false), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
+	/* ... but with keepalive on, 181 s of silence: path none, ask for a PUNCH. */
+	o = obs(&m.peer_public, WALL0 + 1, WALL0 + 182);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 182000, true), NODE_PEER_DOWN);
+	CHECK_EQ_INT(p.path, NODE_PATH_NONE);
+	CHECK(node_peer_wants_resync(&p, 182000));
+	/* A later handshake (the peer came back on its own): up again. */
+	o = obs(&m.peer_public, WALL0 + 300, WALL0 + 300);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 300000, true), NODE_PEER_UP_NOW);
+	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
+	CHECK(!node_peer_wants_resync(&p, 300000));
+}
+
+static void test_node_peer_adopts_working_path_at_start(void)
+{
+	struct node_peer p;
+	struct addr ep = ip("198.51.100.20", 40000);
+	struct node_peer_obs o;
+
+	node_peer_init(&p, key, 0);
+	o = obs(NULL, 0, WALL0);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 0, true), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.path, NODE_PATH_NONE);
+	o = obs(&ep, WALL0 - 30, WALL0);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 250, true), NODE_PEER_UP_NOW);
+	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
+}
+
+static void test_node_peer_ipv6_and_no_candidate(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("2001:db8::20");
+	struct addr own = ip("203.0.113.5", 51820);
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(p.n_cands, 1);
+	CHECK_EQ_INT(p.cands[0].path, NODE_PATH_IPV6);
+
+	memset(&m.peer_public, 0, sizeof(m.peer_public));
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_NOTHING);
+	CHECK(node_peer_candidate(&p) == NULL);
+	CHECK(!node_peer_attempt_open(&p));
+}
+
+static void test_node_peer_path_names(void)
+{
+	CHECK(strcmp(node_path_name(NODE_PATH_NONE), "none") == 0);
+	CHECK(strcmp(node_path_name(NODE_PATH_LAN), "lan") == 0);
+	CHECK(strcmp(node_path_name(NODE_PATH_DIRECT), "direct") == 0);
+	CHECK(strcmp(node_path_name(NODE_PATH_IPV6), "ipv6") == 0);
+	CHECK(strcmp(node_path_name(NODE_PATH_RELAY), "relay") == 0);
+}
+
+int main(void)
+{
+	TAP_RUN(test_node_peer_public_only_when_other_nat);
+	TAP_RUN(test_node_peer_lan_first_behind_same_nat);
+	TAP_RUN(test_node_peer_new_handshake_means_up);
+	TAP_RUN(test_node_peer_nanoseconds_count_as_newer);
+	TAP_RUN(test_node_peer_next_candidate_after_6s_then_none);
+	TAP_RUN(test_node_peer_second_candidate_comes_up);
+	TAP_RUN(test_node_peer_punch_for_working_endpoint_writes_nothing);
+	TAP_RUN(test_node_peer_stale_handshake_means_down_and_resync);
+	TAP_RUN(test_node_peer_adopts_working_path_at_start);
+	TAP_RUN(test_node_peer_ipv6_and_no_candidate);
+	TAP_RUN(test_node_peer_path_names);
+	return tap_done();
+}
