@@ -415,8 +415,8 @@ static void control_print_coordinator(const cJSON *st, FILE *out)
 	fprintf(out, "coordinator: public key %s\n", control_str(st, "public_key"));
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(st, "listen"))
 	{
-		if (cJSON_IsString(item))
-			fprintf(out, "  listen %s\n", item->valuestring);
+		fprintf(out, "  listen %s (probes also on %s)\n", control_str(item, "address"),
+			control_str(item, "probe_address"));
 	}
 	fprintf(out, "  nodes registered: %.0f, pending punches: %.0f\n", control_num(st, "nodes"),
 		control_num(st, "pending_punches"));
