@@ -441,18 +441,6 @@ static void coord_filter_start(struct coord *c, struct reg_node *n)
 	coord_arm_filter_timer(c);
 }
 
-static const char *coord_filter_name(uint8_t f)
-{
-	switch (f) {
-	case PROTO_FILTER_SAFE:
-		return "safe";
-	case PROTO_FILTER_POISONABLE:
-		return "poisonable";
-	default:
-		return "unknown";
-	}
-}
-
 static void coord_filter_finish(struct coord *c, struct reg_node *n, uint8_t result)
 {
 	struct proto_msg m = { .type = PROTO_MSG_FILTER_RESULT };
@@ -462,7 +450,7 @@ static void coord_filter_finish(struct coord *c, struct reg_node *n, uint8_t res
 	coord_filter_unlink(c, n);
 	n->filter_state = REG_FILTER_DONE;
 	n->filter = result;
-	log_debug("node %s: filter %s", key_short(n->key, k), coord_filter_name(result));
+	log_debug("node %s: filter %s", key_short(n->key, k), proto_filter_name(result));
 	m.filter_result.filter = result;
 	coord_send_msg(c, n, &m);
 	coord_arm_filter_timer(c);

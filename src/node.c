@@ -733,7 +733,7 @@ static cJSON *node_status_nat(struct node *n)
 	cJSON_AddStringToObject(o, "mapping_type",
 				best ? node_coord_mapping_type(best) : "unknown");
 	cJSON_AddStringToObject(o, "filter",
-				node_coord_filter_name(best ? best->filter : PROTO_FILTER_UNKNOWN));
+				proto_filter_name(best ? best->filter : PROTO_FILTER_UNKNOWN));
 	return o;
 }
 

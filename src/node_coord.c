@@ -71,18 +71,6 @@ const char *node_coord_mapping_type(const struct node_coord *c)
 	}
 }
 
-const char *node_coord_filter_name(uint8_t filter)
-{
-	switch (filter) {
-	case PROTO_FILTER_SAFE:
-		return "safe";
-	case PROTO_FILTER_POISONABLE:
-		return "poisonable";
-	default:
-		return "unknown";
-	}
-}
-
 /* +-25 %: nodes behind one NAT restart together and would retry in lockstep. */
 static uint64_t jitter(uint64_t ms)
 {
@@ -538,7 +526,7 @@ static void coord_on_msg(struct node_coord *c, const struct proto_msg *m)
 	case PROTO_MSG_FILTER_RESULT:
 		if (m->filter_result.filter != c->filter)
 			log_info("NAT filter via coordinator %s: %s", coord_name(c, a),
-				 node_coord_filter_name(m->filter_result.filter));
+				 proto_filter_name(m->filter_result.filter));
 		c->filter = m->filter_result.filter;
 		return;
 	case PROTO_MSG_PUNCH:
@@ -863,6 +851,6 @@ cJSON *node_coord_status(const struct node_coord *c, uint64_t now_ms)
 	else
 		cJSON_AddNullToObject(o, "mapping");
 	cJSON_AddStringToObject(o, "mapping_type", node_coord_mapping_type(c));
-	cJSON_AddStringToObject(o, "filter", node_coord_filter_name(c->filter));
+	cJSON_AddStringToObject(o, "filter", proto_filter_name(c->filter));
 	return o;
 }

@@ -491,3 +491,15 @@ ssize_t proto_encode_msg(uint8_t *buf, size_t cap, const struct proto_msg *m)
 	}
 	return wr_result(&w);
 }
+
+const char *proto_filter_name(uint8_t filter)
+{
+	switch (filter) {
+	case PROTO_FILTER_SAFE:
+		return "safe";
+	case PROTO_FILTER_POISONABLE:
+		return "poisonable";
+	default:
+		return "unknown";
+	}
+}

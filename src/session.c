@@ -250,6 +250,17 @@ static ssize_t hs_finish(struct session_hs *hs, struct session_hs *tmp, ssize_t 
 	return r;
 }
 
+/* The "e" token: take the ephemeral key, send its public half, hash it. */
+static int write_e(struct session_hs *t, const uint8_t e_priv[32], uint8_t *out)
+{
+	memcpy(t->e_priv, e_priv, 32);
+	if (crypto_scalarmult_base(t->e_pub, t->e_priv) != 0)
+		return -EINVAL;
+	memcpy(out, t->e_pub, 32);
+	mix_hash(t, t->e_pub, 32);
+	return 0;
+}
+
 ssize_t session_hs_write_msg1(struct session_hs *hs, const uint8_t e_priv[32],
 			      const uint8_t *payload, size_t payload_len, uint8_t *out, size_t cap)
 {
@@ -265,13 +276,9 @@ ssize_t session_hs_write_msg1(struct session_hs *hs, const uint8_t e_priv[32],
 	memcpy(&t, hs, sizeof(t));
 
 	/* -> e */
-	memcpy(t.e_priv, e_priv, 32);
-	if (crypto_scalarmult_base(t.e_pub, t.e_priv) != 0) {
-		r = -EINVAL;
+	r = write_e(&t, e_priv, out);
+	if (r < 0)
 		goto out;
-	}
-	memcpy(out, t.e_pub, 32);
-	mix_hash(&t, t.e_pub, 32);
 	off += 32;
 	/* es */
 	r = mix_dh(&t, t.e_priv, t.rs);
@@ -356,13 +363,9 @@ ssize_t session_hs_write_msg2(struct session_hs *hs, const uint8_t e_priv[32],
 	memcpy(&t, hs, sizeof(t));
 
 	/* <- e */
-	memcpy(t.e_priv, e_priv, 32);
-	if (crypto_scalarmult_base(t.e_pub, t.e_priv) != 0) {
-		r = -EINVAL;
+	r = write_e(&t, e_priv, out);
+	if (r < 0)
 		goto out;
-	}
-	memcpy(out, t.e_pub, 32);
-	mix_hash(&t, t.e_pub, 32);
 	/* ee */
 	r = mix_dh(&t, t.e_priv, t.re);
 	if (r < 0)

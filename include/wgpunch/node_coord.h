@@ -134,7 +134,6 @@ const char *node_coord_state_name(enum node_coord_state s);
 /* "endpoint-independent", "endpoint-dependent" or "unknown" (both mappings needed). */
 const char *node_coord_mapping_type(const struct node_coord *c);
 /* "safe", "poisonable" or "unknown". */
-const char *node_coord_filter_name(uint8_t filter);
 cJSON *node_coord_status(const struct node_coord *c, uint64_t now_ms);
 
 /* ---- provided by node.c ---- */

@@ -94,6 +94,9 @@ enum proto_filter {
 	PROTO_FILTER_POISONABLE = 2, /* accepted by the router itself: a peer packet arriving before we sent remaps our port */
 };
 
+/* "safe", "poisonable" or "unknown" (for logs and status). */
+const char *proto_filter_name(uint8_t filter);
+
 /* REGISTER flags */
 #define PROTO_REG_F_MORE_PEERS 0x01 /* the node has more peers than PROTO_MAX_PEERS */
 #define PROTO_REG_F_RESYNC 0x02     /* some peers have no path and no recent PUNCH: punch again */
