@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
 #include "wgpunch/log.h"
 #include "wgpunch/wg_nl.h"
 #include "wgpunch/wg_uapi.h"
@@ -85,8 +87,9 @@ void wg_device_free(struct wg_device *dev)
 	for (size_t i = 0; i < dev->n_peers; i++)
 		free(dev->peers[i].allowed_ips);
 	free(dev->peers);
-	/* The private key must not linger in freed memory. */
-	memset(dev, 0, sizeof(*dev));
+	/* The private key must not linger in freed memory (a plain memset
+	 * before free() may be optimised away). */
+	sodium_memzero(dev, sizeof(*dev));
 	free(dev);
 }
 
