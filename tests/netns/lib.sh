@@ -1,0 +1,583 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash disable=SC2034
+# lib.sh - the network-namespace test bed shared by the end-to-end tests, the demo and the
+# latency benchmark. Source it, then call tb_init. docs/testbed.md draws the topologies.
+#
+# Everything a run creates carries the run's prefix (TB_PREFIX, "wp<pid>" or "wp<pid>r<run>"):
+# namespaces are "$TB_PREFIX-<name>", WireGuard interfaces "$TB_PREFIX<host>" (their UAPI
+# sockets share /var/run/wireguard, so the names must be unique on the machine and fit in 15
+# characters). tb_cleanup (run from the EXIT trap) kills the processes this run recorded, then
+# whatever is left inside this run's namespaces, deletes the namespaces, the UAPI sockets of this
+# run's interfaces and the temporary folder, and nothing else.
+#
+# Addresses (documentation and benchmark ranges only):
+#   198.51.100.0/24   the "public internet": a bridge; coordinator .1, WANs and public hosts .10 up
+#   203.0.113.0/24    LANs behind routers, one /28 per router (router .16k+1, hosts from .16k+2)
+#   198.18.0.0/24     WireGuard tunnel addresses, one per host
+#
+# Environment: WGPUNCH (the binary), WGPUNCH_BUILD (build folder), WGPUNCH_SRC (source tree).
+
+TB_COORD_IP=198.51.100.1
+TB_COORD_PORT=51900
+TB_WG_PORT=51820
+
+declare -A TB_ADDR=()    # host or router -> its address on the network above it
+declare -A TB_WAN=()     # router -> WAN address
+declare -A TB_LANNET=()  # router -> k (its LAN is 203.0.113.16k/28)
+declare -A TB_LANNEXT=() # router -> next host octet on its LAN
+declare -A TB_WGIF=()    # host -> WireGuard interface
+declare -A TB_WGPUB=()   # host -> WireGuard public key
+declare -A TB_TUN=()     # host -> tunnel address
+declare -A TB_PUBLIC=()  # host -> ip:port its WireGuard port has on the public network
+TB_PIDS=()
+TB_NAMESPACES=()
+TB_NAME=${TB_NAME:-$(basename "$0" .sh)}
+
+tb_log()
+{
+	printf '[%s] %s\n' "$(date +%T.%3N)" "$*" >&2
+}
+
+# Ends the script: 1 with the logs of every process of this run.
+tb_fail()
+{
+	echo "FAIL: $TB_NAME: $*"
+	tb_dump_logs
+	exit 1
+}
+
+tb_pass()
+{
+	echo "PASS: $TB_NAME${1:+: $1}"
+	exit 0
+}
+
+tb_skip()
+{
+	echo "SKIP: $TB_NAME: $*"
+	exit 77
+}
+
+tb_dump_logs()
+{
+	local f
+
+	[ -n "${TB_DIR:-}" ] && [ -d "$TB_DIR" ] || return 0
+	for f in "$TB_DIR"/*.log; do
+		[ -s "$f" ] || continue
+		echo "----- $(basename "$f") (last 60 lines) -----"
+		tail -n 60 "$f"
+	done
+}
+
+# tb_init [RUN]: checks the tools, makes the temporary folder, the public network and the trap.
+# RUN distinguishes several topologies built one after the other by one process.
+tb_init()
+{
+	[ "$(id -u)" = 0 ] || tb_skip "needs root (network namespaces)"
+	tb_need ip nft wg wireguard-go
+	[ -c /dev/net/tun ] || tb_skip "no /dev/net/tun for wireguard-go"
+
+	TB_PREFIX="wp$$${1:+r$1}"
+	TB_ADDR=() TB_WAN=() TB_LANNET=() TB_LANNEXT=()
+	TB_WGIF=() TB_WGPUB=() TB_TUN=() TB_PUBLIC=()
+	TB_PIDS=() TB_NAMESPACES=()
+	TB_PUBNEXT=10 TB_LANCOUNT=0 TB_TUNNEXT=1 TB_VETHS=0 TB_COORD_PUB=
+	TB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wgpunch-$TB_PREFIX.XXXXXX") || tb_fail "mktemp"
+	chmod 700 "$TB_DIR"
+	trap tb_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	tb_new_ns pub
+	tb_exec pub ip link add br0 type bridge || tb_fail "cannot create the public bridge"
+	tb_exec pub ip link set br0 up
+}
+
+# tb_need TOOL...: skips the test (77) when a tool it needs is missing.
+tb_need()
+{
+	local tool
+
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null 2>&1 || tb_skip "$tool is not installed"
+	done
+}
+
+tb_wgpunch_bin()
+{
+	if [ -z "${WGPUNCH:-}" ]; then
+		local src=${WGPUNCH_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+
+		WGPUNCH=${WGPUNCH_BUILD:-$src/build}/wgpunch
+	fi
+	[ -x "$WGPUNCH" ] || tb_fail "no wgpunch binary at $WGPUNCH (set WGPUNCH)"
+}
+
+# tb_exec NAME CMD...: runs CMD inside namespace NAME.
+tb_exec()
+{
+	local ns=$TB_PREFIX-$1
+
+	shift
+	ip netns exec "$ns" "$@"
+}
+
+tb_new_ns()
+{
+	local ns=$TB_PREFIX-$1
+
+	ip netns add "$ns" || tb_fail "cannot create namespace $ns"
+	TB_NAMESPACES+=("$ns")
+	ip -n "$ns" link set lo up
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 2>/dev/null || true
+}
+
+# tb_veth NS1 IF1 NS2 IF2: a veth pair between two namespaces of this run.
+tb_veth()
+{
+	ip link add "$2" netns "$TB_PREFIX-$1" type veth peer name "$4" netns "$TB_PREFIX-$3" ||
+		tb_fail "cannot create veth $1:$2 - $3:$4"
+	ip -n "$TB_PREFIX-$1" link set "$2" up
+	ip -n "$TB_PREFIX-$3" link set "$4" up
+}
+
+# tb_attach_public NAME IF ADDR: NAME's interface IF on the public bridge with ADDR/24.
+tb_attach_public()
+{
+	TB_VETHS=$((TB_VETHS + 1))
+	tb_veth "$1" "$2" pub "p$TB_VETHS"
+	ip -n "$TB_PREFIX-pub" link set "p$TB_VETHS" master br0
+	ip -n "$TB_PREFIX-$1" addr add "$3/24" dev "$2"
+}
+
+# tb_coord_host: the coordinator's namespace, at 198.51.100.1 on the public network.
+tb_coord_host()
+{
+	tb_new_ns coord
+	tb_attach_public coord eth0 "$TB_COORD_IP"
+	TB_ADDR[coord]=$TB_COORD_IP
+}
+
+# tb_public_host NAME: a host with a public address and no NAT (kind g).
+tb_public_host()
+{
+	local ip=198.51.100.$TB_PUBNEXT
+
+	TB_PUBNEXT=$((TB_PUBNEXT + 1))
+	tb_new_ns "$1"
+	tb_attach_public "$1" eth0 "$ip"
+	TB_ADDR[$1]=$ip
+}
+
+# tb_lan_attach NAME IF ROUTER: NAME's interface IF on ROUTER's LAN bridge, next LAN address,
+# default route through the router. Sets TB_ADDR[NAME].
+tb_lan_attach()
+{
+	local name=$1 ifname=$2 router=$3
+	local k=${TB_LANNET[$router]} n=${TB_LANNEXT[$router]}
+	local ip=203.0.113.$((16 * k + n)) gw=203.0.113.$((16 * k + 1))
+
+	[ "$n" -le 14 ] || tb_fail "LAN of $router is full"
+	TB_LANNEXT[$router]=$((n + 1))
+	TB_VETHS=$((TB_VETHS + 1))
+	tb_veth "$name" "$ifname" "$router" "l$TB_VETHS"
+	ip -n "$TB_PREFIX-$router" link set "l$TB_VETHS" master lan
+	ip -n "$TB_PREFIX-$name" addr add "$ip/28" dev "$ifname"
+	ip -n "$TB_PREFIX-$name" route add default via "$gw"
+	TB_ADDR[$name]=$ip
+}
+
+# tb_router NAME KIND [UPSTREAM]: a NAT router. Its WAN ("wan") is on the public bridge, or on
+# the LAN of router UPSTREAM (NAT behind NAT); its LAN is the bridge "lan" with a /28.
+# KIND: cone      port-preserving masquerade; unsolicited inbound dropped (forward and input)
+#       open      the same masquerade, no inbound filter: the router itself takes packets for
+#                 its own ip:port, and conntrack remembers them
+#       portmap   as cone, plus fixed port translations added with tb_portmap
+#       symmetric masquerade fully-random (new port per destination), filtered
+tb_router()
+{
+	local name=$1 kind=$2 up=${3:-} k=$TB_LANCOUNT filter=yes random=
+
+	case $kind in
+	cone | portmap) ;;
+	open) filter= ;;
+	symmetric) random=fully-random ;;
+	*) tb_fail "unknown router kind '$kind'" ;;
+	esac
+	[ "$k" -le 15 ] || tb_fail "no LAN subnet left for $name"
+	TB_LANCOUNT=$((TB_LANCOUNT + 1))
+
+	tb_new_ns "$name"
+	tb_exec "$name" sysctl -qw net.ipv4.ip_forward=1
+	if [ -z "$up" ]; then
+		TB_WAN[$name]=198.51.100.$TB_PUBNEXT
+		TB_PUBNEXT=$((TB_PUBNEXT + 1))
+		tb_attach_public "$name" wan "${TB_WAN[$name]}"
+	else
+		tb_lan_attach "$name" wan "$up"
+		TB_WAN[$name]=${TB_ADDR[$name]}
+	fi
+	TB_ADDR[$name]=${TB_WAN[$name]}
+
+	TB_LANNET[$name]=$k
+	TB_LANNEXT[$name]=2
+	tb_exec "$name" ip link add lan type bridge
+	tb_exec "$name" ip link set lan up
+	tb_exec "$name" ip addr add "203.0.113.$((16 * k + 1))/28" dev lan
+
+	{
+		echo "table ip nat {"
+		echo "	chain postrouting {"
+		echo "		type nat hook postrouting priority srcnat; policy accept;"
+		echo "		oifname \"wan\" masquerade $random"
+		echo "	}"
+		echo "}"
+		if [ -n "$filter" ]; then
+			echo "table inet filter {"
+			for chain in forward input; do
+				echo "	chain $chain {"
+				echo "		type filter hook $chain priority filter; policy accept;"
+				echo "		iifname \"wan\" ct state established,related accept"
+				echo "		iifname \"wan\" drop"
+				echo "	}"
+			done
+			echo "}"
+		fi
+	} >"$TB_DIR/$name.nft"
+	tb_exec "$name" nft -f "$TB_DIR/$name.nft" || tb_fail "nft rules of router $name ($kind)"
+}
+
+# tb_portmap ROUTER HOST PORT PUBPORT: ROUTER sends HOST's UDP port PORT out as WAN:PUBPORT for
+# every destination (endpoint-independent mapping with another port). Inbound stays filtered.
+tb_portmap()
+{
+	local rule="oifname \"wan\" ip saddr ${TB_ADDR[$2]} udp sport $3 snat to ${TB_WAN[$1]}:$4"
+
+	tb_exec "$1" nft insert rule ip nat postrouting "$rule" || tb_fail "portmap on $1"
+}
+
+# tb_host NAME ROUTER: a host on ROUTER's LAN.
+tb_host()
+{
+	tb_new_ns "$1"
+	tb_lan_attach "$1" eth0 "$2"
+}
+
+# tb_lossy NAME IF PERCENT: NAME drops PERCENT % of the packets in and out of IF.
+tb_lossy()
+{
+	tb_exec "$1" nft -f - <<-EOF || tb_fail "lossy rules on $1"
+	table ip lossy {
+		chain pre {
+			type filter hook prerouting priority -300; policy accept;
+			iifname "$2" numgen random mod 100 < $3 drop
+		}
+		chain post {
+			type filter hook postrouting priority 300; policy accept;
+			oifname "$2" numgen random mod 100 < $3 drop
+		}
+	}
+	EOF
+}
+
+# tb_bg LOG NAME CMD...: starts CMD in namespace NAME in the background, stderr and stdout to
+# LOG, and records its PID (ip netns exec execs CMD, so $! is CMD's own PID).
+tb_bg()
+{
+	local log=$1 name=$2
+
+	shift 2
+	ip netns exec "$TB_PREFIX-$name" "$@" >>"$log" 2>&1 &
+	TB_LASTPID=$!
+	TB_PIDS+=("$TB_LASTPID")
+}
+
+# tb_wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds; 1 after SECONDS.
+tb_wait_for()
+{
+	local end=$((${EPOCHREALTIME/./} + $1 * 1000000))
+
+	shift
+	until "$@"; do
+		[ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
+		sleep 0.05
+	done
+}
+
+# tb_wg_up HOST [PORT]: a wireguard-go interface in HOST with a new key, listen port PORT
+# (default 51820) and the next tunnel address 198.18.0.N/24.
+tb_wg_up()
+{
+	local host=$1 port=${2:-$TB_WG_PORT}
+	local ifname=$TB_PREFIX$host tun=198.18.0.$TB_TUNNEXT
+
+	[ "${#ifname}" -le 15 ] || tb_fail "interface name $ifname is too long"
+	[ ! -e "/var/run/wireguard/$ifname.sock" ] || tb_fail "$ifname.sock exists already"
+	TB_TUNNEXT=$((TB_TUNNEXT + 1))
+	TB_WGIF[$host]=$ifname
+	tb_bg "$TB_DIR/wg-$host.log" "$host" env WG_PROCESS_FOREGROUND=1 \
+		WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go -f "$ifname"
+	tb_wait_for 5 test -S "/var/run/wireguard/$ifname.sock" ||
+		tb_fail "wireguard-go did not create $ifname"
+	(umask 077 && wg genkey >"$TB_DIR/$host.key")
+	TB_WGPUB[$host]=$(wg pubkey <"$TB_DIR/$host.key")
+	TB_TUN[$host]=$tun
+	wg set "$ifname" listen-port "$port" private-key "$TB_DIR/$host.key" ||
+		tb_fail "wg set $ifname"
+	tb_exec "$host" ip addr add "$tun/24" dev "$ifname"
+	tb_exec "$host" ip link set "$ifname" up
+}
+
+# tb_wg_peer HOST PEER [WG-ARGS...]: PEER's key as a peer of HOST's interface, allowed-ips its
+# tunnel /32, with no endpoint (what wgpunch expects) unless WG-ARGS add one.
+tb_wg_peer()
+{
+	wg set "${TB_WGIF[$1]}" peer "${TB_WGPUB[$2]}" allowed-ips "${TB_TUN[$2]}/32" "${@:3}" ||
+		tb_fail "wg set ${TB_WGIF[$1]} peer $2"
+}
+
+# tb_handshake HOST PEER: PEER's latest handshake on HOST's interface (Unix seconds, 0 = never).
+tb_handshake()
+{
+	wg show "${TB_WGIF[$1]}" latest-handshakes 2>/dev/null |
+		awk -v k="${TB_WGPUB[$2]}" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
+}
+
+# tb_endpoint HOST PEER: PEER's endpoint on HOST's interface, as wg prints it ("(none)").
+tb_endpoint()
+{
+	wg show "${TB_WGIF[$1]}" endpoints 2>/dev/null |
+		awk -v k="${TB_WGPUB[$2]}" '$1 == k { print $2 }'
+}
+
+tb_has_handshake()
+{
+	[ "$(tb_handshake "$1" "$2")" != 0 ]
+}
+
+tb_wait_handshake()
+{
+	tb_wait_for "$3" tb_has_handshake "$1" "$2"
+}
+
+# tb_ping HOST PEER: a ping from HOST to PEER's tunnel address (a few tries, bounded).
+tb_ping()
+{
+	local i
+
+	for i in 1 2 3 4 5; do
+		tb_exec "$1" ping -n -q -c 1 -W 1 "${TB_TUN[$2]}" >/dev/null 2>&1 && return 0
+	done
+	return 1
+}
+
+# tb_assert_tunnel A B TIMEOUT: fails the test unless both sides show a handshake within
+# TIMEOUT seconds and a ping goes through the tunnel both ways.
+tb_assert_tunnel()
+{
+	local a=$1 b=$2
+
+	tb_wait_handshake "$a" "$b" "$3" || tb_fail "no handshake on $a for $b within $3 s"
+	tb_wait_handshake "$b" "$a" 5 || tb_fail "handshake on $a but none on $b"
+	tb_ping "$a" "$b" || tb_fail "no ping from $a to $b through the tunnel"
+	tb_ping "$b" "$a" || tb_fail "no ping from $b to $a through the tunnel"
+	tb_log "tunnel $a <-> $b up: $a sees $b at $(tb_endpoint "$a" "$b"), $b sees $a at" \
+		"$(tb_endpoint "$b" "$a")"
+}
+
+# tb_side HOST KIND: HOST with a WireGuard interface (port 51820) behind a network of KIND:
+#   public                          no NAT (198.51.100.x)
+#   cone | open | symmetric         router "rHOST" of that kind
+#   portmap                         router "rHOST" mapping the WireGuard port to port + 1000
+#   double                          cone router "rHOST" behind cone router "oHOST"
+# Sets TB_PUBLIC[HOST] to the ip:port a peer should end up using (for symmetric, a guess).
+tb_side()
+{
+	local host=$1 kind=$2 port=$TB_WG_PORT
+
+	case $kind in
+	public)
+		tb_public_host "$host"
+		TB_PUBLIC[$host]=${TB_ADDR[$host]}:$port
+		;;
+	double)
+		tb_router "o$host" cone
+		tb_router "r$host" cone "o$host"
+		tb_host "$host" "r$host"
+		TB_PUBLIC[$host]=${TB_WAN[o$host]}:$port
+		;;
+	portmap)
+		tb_router "r$host" portmap
+		tb_host "$host" "r$host"
+		tb_portmap "r$host" "$host" "$port" $((port + 1000))
+		TB_PUBLIC[$host]=${TB_WAN[r$host]}:$((port + 1000))
+		;;
+	*)
+		tb_router "r$host" "$kind"
+		tb_host "$host" "r$host"
+		TB_PUBLIC[$host]=${TB_WAN[r$host]}:$port
+		;;
+	esac
+	tb_wg_up "$host" "$port"
+}
+
+# tb_peers A B: A and B list each other (no endpoints).
+tb_peers()
+{
+	tb_wg_peer "$1" "$2"
+	tb_wg_peer "$2" "$1"
+}
+
+# tb_assert_endpoint HOST PEER: HOST's interface reaches PEER at PEER's public ip:port
+# (a direct path, not the relay).
+tb_assert_endpoint()
+{
+	local ep
+
+	ep=$(tb_endpoint "$1" "$2")
+	[ "$ep" = "${TB_PUBLIC[$2]}" ] ||
+		tb_fail "$1 uses endpoint '$ep' for $2, expected its public ${TB_PUBLIC[$2]}"
+}
+
+# tb_json NAME EXPR: evaluates the Python expression EXPR on the status document d of the
+# coordinator ("coord") or a node; prints the value, and fails (1) when it is false.
+tb_json()
+{
+	local doc
+
+	doc=$(tb_status "$1" --json 2>/dev/null) || return 1
+	python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+v = eval(sys.argv[2])
+print(v if not isinstance(v, (dict, list)) else json.dumps(v))
+sys.exit(0 if v else 1)' "$doc" "$2" 2>/dev/null
+}
+
+# tb_peer_status HOST PEER FIELD: FIELD of PEER's entry in HOST's node status.
+tb_peer_status()
+{
+	tb_json "$1" "[p.get('$3') for p in d.get('peers', []) if p.get('public_key') == \
+		'${TB_WGPUB[$2]}'][0]"
+}
+
+# tb_node_session_up HOST: HOST's node has a session with a coordinator.
+tb_node_session_up()
+{
+	tb_json "$1" "any(c.get('state') == 'up' for c in d.get('coordinators', []))" >/dev/null
+}
+
+# tb_node_ready HOST: a coordinator session is up and the coordinator has told the node its
+# mapping and its filter-test result: what makes the node "ready" at the coordinator.
+tb_node_ready()
+{
+	tb_json "$1" "any(c.get('state') == 'up' and c.get('mapping') and \
+		c.get('filter') in ('safe', 'poisonable') for c in d.get('coordinators', []))" >/dev/null
+}
+
+# tb_mapping HOST: the public mapping HOST's node learned from its first coordinator.
+tb_mapping()
+{
+	tb_json "$1" "d['coordinators'][0].get('mapping')"
+}
+
+tb_wait_node_ready()
+{
+	tb_wait_for "$2" tb_node_ready "$1"
+}
+
+# tb_coord [CONFIG-LINES...]: starts the coordinator at 198.51.100.1:51900 (creating its
+# namespace the first time), with extra lines appended to its [coordinator] section.
+tb_coord()
+{
+	local ini=$TB_DIR/coordinator.ini line
+
+	tb_wgpunch_bin
+	[ -n "${TB_ADDR[coord]:-}" ] || tb_coord_host
+	if [ ! -f "$TB_DIR/coordinator.key" ]; then
+		(umask 077 && wg genkey >"$TB_DIR/coordinator.key")
+		TB_COORD_PUB=$(wg pubkey <"$TB_DIR/coordinator.key")
+	fi
+	{
+		echo "[coordinator]"
+		echo "listen = $TB_COORD_IP:$TB_COORD_PORT"
+		echo "private_key_file = coordinator.key"
+		echo "control_socket = $TB_DIR/coord.sock"
+		for line in "$@"; do
+			echo "$line"
+		done
+	} >"$ini"
+	tb_bg "$TB_DIR/coord.log" coord "$WGPUNCH" -c "$ini"
+	TB_COORD_PID=$TB_LASTPID
+	tb_wait_for 5 test -S "$TB_DIR/coord.sock" ||
+		tb_fail "the coordinator did not open its control socket"
+}
+
+# tb_node HOST [CONFIG-LINES...]: starts wgpunch's node role next to HOST's interface.
+tb_node()
+{
+	local host=$1 ini=$TB_DIR/$1.ini line
+
+	shift
+	tb_wgpunch_bin
+	{
+		echo "[node]"
+		echo "interface = ${TB_WGIF[$host]}"
+		echo "coordinator = $TB_COORD_IP:$TB_COORD_PORT $TB_COORD_PUB"
+		echo "backend = userspace"
+		echo "control_socket = $TB_DIR/$host.sock"
+		for line in "$@"; do
+			echo "$line"
+		done
+	} >"$ini"
+	tb_bg "$TB_DIR/$host.log" "$host" "$WGPUNCH" -c "$ini"
+	eval "TB_NODE_PID_$host=$TB_LASTPID"
+}
+
+# tb_status NAME [--json]: `wgpunch status` of the coordinator ("coord") or a node.
+tb_status()
+{
+	"$WGPUNCH" status -s "$TB_DIR/$1.sock" "${@:2}"
+}
+
+tb_alive()
+{
+	kill -0 "$1" 2>/dev/null
+}
+
+tb_cleanup()
+{
+	local rc=$? pid ns i ifname
+
+	trap - EXIT INT TERM
+	for pid in "${TB_PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+	done
+	for pid in "${TB_PIDS[@]}"; do
+		for _ in $(seq 1 40); do
+			tb_alive "$pid" || break
+			sleep 0.05
+		done
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	TB_PIDS=()
+	# Anything still inside this run's namespaces was started by this run.
+	for ns in "${TB_NAMESPACES[@]}"; do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			kill -KILL "$pid" 2>/dev/null
+		done
+		ip netns del "$ns" 2>/dev/null
+	done
+	TB_NAMESPACES=()
+	for ifname in "${TB_WGIF[@]}"; do
+		rm -f "/var/run/wireguard/$ifname.sock"
+	done
+	TB_WGIF=()
+	if [ -n "${TB_DIR:-}" ] && [ -d "$TB_DIR" ]; then
+		[ -n "${TB_KEEP_LOGS:-}" ] && cp -r "$TB_DIR" "$TB_KEEP_LOGS" 2>/dev/null
+		rm -rf "$TB_DIR"
+	fi
+	return "$rc"
+}
