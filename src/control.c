@@ -25,12 +25,24 @@
 #define CONTROL_MAX_REQUEST 128
 #define CONTROL_QUERY_TIMEOUT_S 5
 
+/* Lives until the listening pipe's close callback: libuv holds a pointer into it until then. */
+struct control_server {
+	uv_pipe_t pipe;
+	char *path;
+	dev_t dev; /* the socket file we bound, so stopping never unlinks another agent's */
+	ino_t ino;
+	control_status_fn status;
+	void *arg;
+	unsigned int clients;
+	struct control_client *client_list; /* open connections, closed by control_stop() */
+};
+
 struct control_client {
 	uv_pipe_t pipe;
 	uv_timer_t timer;
 	uv_write_t write_req;
-	struct control *ctl;
-	struct control_client *next, **pprev; /* in ctl->client_list */
+	struct control_server *srv;
+	struct control_client *next, **pprev; /* in srv->client_list */
 	char request[CONTROL_MAX_REQUEST];
 	size_t request_len;
 	char *reply;
@@ -57,7 +69,7 @@ static void control_client_close(struct control_client *cl)
 	*cl->pprev = cl->next;
 	if (cl->next)
 		cl->next->pprev = cl->pprev;
-	cl->ctl->clients--;
+	cl->srv->clients--;
 	uv_close((uv_handle_t *)&cl->pipe, control_client_on_closed);
 	uv_close((uv_handle_t *)&cl->timer, control_client_on_closed);
 }
@@ -74,7 +86,7 @@ static void control_client_on_written(uv_write_t *req, int status)
 
 static void control_client_answer(struct control_client *cl)
 {
-	struct control *ctl = cl->ctl;
+	struct control_server *srv = cl->srv;
 	cJSON *doc = NULL;
 	uv_buf_t buf;
 	int r;
@@ -82,7 +94,7 @@ static void control_client_answer(struct control_client *cl)
 	cl->answered = true;
 	uv_read_stop((uv_stream_t *)&cl->pipe);
 	if (strcmp(cl->request, "status") == 0)
-		doc = ctl->status(ctl->arg);
+		doc = srv->status(srv->arg);
 	if (!doc) {
 		doc = cJSON_CreateObject();
 		cJSON_AddStringToObject(doc, "error", "unknown request");
@@ -147,28 +159,27 @@ static void control_client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t
 
 static void control_on_connection(uv_stream_t *server, int status)
 {
-	struct control *ctl = server->data;
+	struct control_server *srv = server->data;
 	struct control_client *cl;
 
 	if (status < 0) {
-		log_warn_errno(status, "control socket %s: accept failed", ctl->path);
+		log_warn_errno(status, "control socket %s: accept failed", srv->path);
 		return;
 	}
 	cl = calloc(1, sizeof(*cl));
 	if (!cl)
 		return;
-	cl->ctl = ctl;
+	cl->srv = srv;
 	uv_pipe_init(server->loop, &cl->pipe, 0);
 	uv_timer_init(server->loop, &cl->timer);
 	cl->pipe.data = cl->timer.data = cl;
-	cl->next = ctl->client_list;
+	cl->next = srv->client_list;
 	if (cl->next)
 		cl->next->pprev = &cl->next;
-	cl->pprev = &ctl->client_list;
-	ctl->client_list = cl;
-	ctl->clients++;
-	if (uv_accept(server, (uv_stream_t *)&cl->pipe) < 0 ||
-	    ctl->clients > CONTROL_MAX_CLIENTS) {
+	cl->pprev = &srv->client_list;
+	srv->client_list = cl;
+	srv->clients++;
+	if (uv_accept(server, (uv_stream_t *)&cl->pipe) < 0 || srv->clients > CONTROL_MAX_CLIENTS) {
 		control_client_close(cl);
 		return;
 	}
@@ -216,69 +227,110 @@ static int control_clear_stale(const char *path)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode))
 		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking: a live agent whose backlog is full must not hang our start-up. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	strncpy(sun.sun_path, path, sizeof(sun.sun_path) - 1);
-	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ? -errno : 0;
 	close(fd);
-	if (r == 0)
+	if (r == 0 || r == -EAGAIN)
 		return -EADDRINUSE;
+	if (r != -ECONNREFUSED && r != -ENOENT)
+		return r;
 	if (unlink(path) < 0 && errno != ENOENT)
 		return -errno;
 	return 0;
 }
 
+static void control_server_free(struct control_server *srv)
+{
+	free(srv->path);
+	free(srv);
+}
+
+static void control_server_on_closed(uv_handle_t *h)
+{
+	control_server_free(h->data);
+}
+
+static void control_log_start_error(int err, const char *path)
+{
+	if (err == -EADDRINUSE)
+		log_err("control socket %s is already in use by a running agent", path);
+	else if (err == -EEXIST)
+		log_err("control socket %s exists and is not a socket", path);
+	else
+		log_err_errno(err, "cannot listen on control socket %s", path);
+}
+
 int control_start(struct control *ctl, uv_loop_t *loop, const char *path, control_status_fn fn,
 		  void *arg)
 {
+	struct control_server *srv;
+	struct stat st;
 	int r;
 
-	memset(ctl, 0, sizeof(*ctl));
-	ctl->status = fn;
-	ctl->arg = arg;
-	ctl->path = strdup(path);
-	if (!ctl->path)
+	ctl->srv = NULL;
+	srv = calloc(1, sizeof(*srv));
+	if (!srv || !(srv->path = strdup(path))) {
+		free(srv);
+		control_log_start_error(-ENOMEM, path);
 		return -ENOMEM;
+	}
+	srv->status = fn;
+	srv->arg = arg;
 	r = control_make_parent(path);
 	if (r >= 0)
 		r = control_clear_stale(path);
 	if (r < 0) {
-		log_err_errno(r, "control socket %s", path);
-		free(ctl->path);
-		ctl->path = NULL;
+		control_log_start_error(r, path);
+		control_server_free(srv);
 		return r;
 	}
-	uv_pipe_init(loop, &ctl->server, 0);
-	ctl->server.data = ctl;
-	ctl->listening = true;
-	r = uv_pipe_bind(&ctl->server, path);
+	uv_pipe_init(loop, &srv->pipe, 0);
+	srv->pipe.data = srv;
+	r = uv_pipe_bind(&srv->pipe, path);
 	if (r >= 0) {
 		/* Status shows keys and endpoints: root and the socket's group only. */
 		chmod(path, 0660);
-		r = uv_listen((uv_stream_t *)&ctl->server, 8, control_on_connection);
+		if (lstat(path, &st) == 0) {
+			srv->dev = st.st_dev;
+			srv->ino = st.st_ino;
+		}
+		r = uv_listen((uv_stream_t *)&srv->pipe, 8, control_on_connection);
+		if (r < 0)
+			unlink(path);
 	}
 	if (r < 0) {
-		log_err_errno(r, "control socket %s: cannot listen", path);
-		control_stop(ctl);
+		control_log_start_error(r, path);
+		uv_close((uv_handle_t *)&srv->pipe, control_server_on_closed);
 		return r;
 	}
+	ctl->srv = srv;
 	log_debug("control socket listening at %s", path);
 	return 0;
 }
 
 void control_stop(struct control *ctl)
 {
-	if (!ctl->listening)
+	struct control_server *srv = ctl->srv;
+	struct stat st;
+
+	if (!srv)
 		return;
-	ctl->listening = false;
-	while (ctl->client_list)
-		control_client_close(ctl->client_list);
-	uv_close((uv_handle_t *)&ctl->server, NULL);
-	if (ctl->path)
-		unlink(ctl->path);
-	free(ctl->path);
-	ctl->path = NULL;
+	ctl->srv = NULL;
+	while (srv->client_list)
+		control_client_close(srv->client_list);
+	/* Another agent may have replaced a socket file that someone deleted: leave that one. */
+	if (lstat(srv->path, &st) == 0 && st.st_dev == srv->dev && st.st_ino == srv->ino)
+		unlink(srv->path);
+	uv_close((uv_handle_t *)&srv->pipe, control_server_on_closed);
+}
+
+const char *control_path(const struct control *ctl)
+{
+	return ctl->srv ? ctl->srv->path : NULL;
 }
 
 char *control_query(const char *path, int *err)
@@ -385,12 +437,14 @@ static void control_print_node(const cJSON *st, FILE *out)
 	const cJSON *nat = cJSON_GetObjectItemCaseSensitive(st, "nat");
 	const cJSON *item;
 
-	fprintf(out, "node: interface %s (%s backend), listen port %.0f\n", control_str(st, "interface"),
-		control_str(st, "backend"), control_num(st, "listen_port"));
+	fprintf(out, "node: interface %s (%s backend), listen port %.0f\n",
+		control_str(st, "interface"), control_str(st, "backend"),
+		control_num(st, "listen_port"));
 	fprintf(out, "  public key: %s\n", control_str(st, "public_key"));
 	if (cJSON_IsObject(nat))
-		fprintf(out, "  nat: mapping %s, %s mapping, filter %s\n", control_str(nat, "mapping"),
-			control_str(nat, "mapping_type"), control_str(nat, "filter"));
+		fprintf(out, "  nat: mapping %s, %s mapping, filter %s\n",
+			control_str(nat, "mapping"), control_str(nat, "mapping_type"),
+			control_str(nat, "filter"));
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(st, "coordinators"))
 	{
 		fprintf(out, "  coordinator %s:%.0f (%s): %s\n", control_str(item, "host"),

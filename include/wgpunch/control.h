@@ -16,25 +16,34 @@
 /* Builds the status document; the control module frees it. */
 typedef cJSON *(*control_status_fn)(void *arg);
 
-struct control_client;
+struct control_server;
 
+/*
+ * A handle on one listening socket. All of its state lives in the heap and
+ * is released by libuv's close callbacks, so a struct control may be copied,
+ * and reused by control_start() as soon as control_stop() returns.
+ */
 struct control {
-	uv_pipe_t server;
-	bool listening;
-	char *path;
-	control_status_fn status;
-	void *arg;
-	unsigned int clients;
-	struct control_client *client_list; /* open connections, closed by control_stop() */
+	struct control_server *srv; /* NULL when not listening */
 };
 
-/* Creates the socket's folder if needed and listens. 0 or -errno (logged). */
+/*
+ * Creates the socket's folder if needed and listens. A socket file that
+ * nobody answers on (left by a killed agent) is replaced; one that answers
+ * gives -EADDRINUSE. 0 or -errno (logged). fn is called for every "status"
+ * request, on the loop.
+ */
 int control_start(struct control *ctl, uv_loop_t *loop, const char *path, control_status_fn fn,
 		  void *arg);
-/* Stops listening and unlinks the socket; open client connections are closed. */
+/* Stops listening and unlinks the socket; open client connections are closed.
+ * Does nothing when ctl is not listening. fn is never called after this. */
 void control_stop(struct control *ctl);
 
-/* Client side (not on a loop): sends "status", returns the reply (malloc'd) or NULL with -errno in *err. */
+/* The socket's path while listening, else NULL. */
+const char *control_path(const struct control *ctl);
+
+/* Client side (not on a loop): sends "status", returns the reply (malloc'd), or NULL with
+ * -errno in *err. Connecting, sending and each read time out after a few seconds. */
 char *control_query(const char *path, int *err);
 
 /* Renders a status document as the human table of `wgpunch status`. */

@@ -20,16 +20,22 @@ struct ctx {
 	uv_loop_t loop;
 	struct config *conf; /* SIGHUP swaps in a new one */
 	uv_signal_t sigint, sigterm, sighup;
+	uv_timer_t shutdown_timer; /* bounds how long a shutdown may take */
 	struct node *node;
 	struct coord *coord;
 	struct control control;
 	int exit_code;
 	bool stopping;
+	bool timed_out; /* the shutdown did not drain in time */
 };
 
-/* Loads nothing: conf is already validated. Starts the role and the control
- * socket, runs the loop until SIGINT/SIGTERM or a fatal error, shuts down
- * cleanly. Returns the process exit code; takes ownership of conf. */
+/*
+ * Loads nothing: conf is already validated. Claims the control socket, starts
+ * the role, runs the loop until SIGINT/SIGTERM or a fatal error, and shuts
+ * down cleanly (the socket file removed, every handle closed). SIGHUP
+ * re-reads conf->path. Returns the process exit code: 0 after a signal, 1
+ * after a start-up failure or a fatal error. Takes ownership of conf.
+ */
 int ctx_run(struct config *conf);
 
 #endif
