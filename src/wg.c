@@ -37,6 +37,8 @@ struct wg {
 	struct wg_nl_io *nl;
 	struct wg_uapi_io *uapi;
 	uv_timer_t kick; /* starts queued requests from the loop, never from the caller */
+	uv_timer_t deadline; /* runs while a request is under way: it fails it when it fires */
+	unsigned int timeout_ms;
 	struct wg_req *head, *tail;
 	bool busy;
 	bool closing;
@@ -155,17 +157,55 @@ static void wg_on_timer_closed(uv_handle_t *h)
 
 static void wg_on_kick(uv_timer_t *t);
 
+/* The backend is chosen; path is the UAPI socket (userspace only). */
+static int wg_new(uv_loop_t *loop, const char *ifname, enum wg_backend b, const char *path,
+		  struct wg **out, char *err, size_t err_cap)
+{
+	struct wg *wg = calloc(1, sizeof(*wg));
+	int r;
+
+	if (!wg) {
+		snprintf(err, err_cap, "%s: out of memory", ifname);
+		return -ENOMEM;
+	}
+	wg->backend = b;
+	wg->timeout_ms = WG_REQUEST_TIMEOUT_MS;
+	snprintf(wg->ifname, sizeof(wg->ifname), "%s", ifname);
+	if (b == WG_BACKEND_KERNEL)
+		r = wg_nl_io_open(loop, ifname, &wg->nl);
+	else
+		r = wg_uapi_io_open(loop, path, &wg->uapi);
+	if (r < 0) {
+		snprintf(err, err_cap, "%s: cannot open the %s WireGuard backend: %s", ifname,
+			 wg_backend_name(b), strerror(-r));
+		free(wg);
+		return r;
+	}
+	uv_timer_init(loop, &wg->kick);
+	uv_timer_init(loop, &wg->deadline);
+	wg->kick.data = wg->deadline.data = wg;
+	*out = wg;
+	return 0;
+}
+
+static bool ifname_valid(const char *ifname, char *err, size_t err_cap)
+{
+	if (!ifname[0] || strlen(ifname) >= CONFIG_IFNAMSIZ || strchr(ifname, '/')) {
+		snprintf(err, err_cap, "'%s' is not a valid interface name", ifname);
+		return false;
+	}
+	return true;
+}
+
 int wg_open(uv_loop_t *loop, const char *ifname, enum config_backend backend, struct wg **out,
 	    char *err, size_t err_cap)
 {
+	char path[128] = "";
 	enum wg_backend b;
-	struct wg *wg;
 	int r;
 
-	if (!ifname[0] || strlen(ifname) >= CONFIG_IFNAMSIZ || strchr(ifname, '/')) {
-		snprintf(err, err_cap, "'%s' is not a valid interface name", ifname);
+	if (!ifname_valid(ifname, err, err_cap))
 		return -EINVAL;
-	}
 	if (backend == CONFIG_BACKEND_KERNEL) {
 		b = WG_BACKEND_KERNEL;
 	} else if (backend == CONFIG_BACKEND_USERSPACE) {
@@ -181,32 +221,28 @@ int wg_open(uv_loop_t *loop, const char *ifname, enum config_backend backend, st
 			 ifname, WG_UAPI_DIR, ifname);
 		return -ENODEV;
 	}
-	wg = calloc(1, sizeof(*wg));
-	if (!wg) {
-		snprintf(err, err_cap, "%s: out of memory", ifname);
-		return -ENOMEM;
-	}
-	wg->backend = b;
-	snprintf(wg->ifname, sizeof(wg->ifname), "%s", ifname);
-	if (b == WG_BACKEND_KERNEL) {
-		r = wg_nl_io_open(loop, ifname, &wg->nl);
-	} else {
-		char path[128];
-
+	if (b == WG_BACKEND_USERSPACE) {
 		r = wg_uapi_socket_path(ifname, path, sizeof(path));
-		if (r == 0)
-			r = wg_uapi_io_open(loop, path, &wg->uapi);
+		if (r < 0) {
+			snprintf(err, err_cap, "%s: cannot open the %s WireGuard backend: %s",
+				 ifname, wg_backend_name(b), strerror(-r));
+			return r;
+		}
 	}
-	if (r < 0) {
-		snprintf(err, err_cap, "%s: cannot open the %s WireGuard backend: %s", ifname,
-			 wg_backend_name(b), strerror(-r));
-		free(wg);
-		return r;
-	}
-	uv_timer_init(loop, &wg->kick);
-	wg->kick.data = wg;
-	*out = wg;
-	return 0;
+	return wg_new(loop, ifname, b, path, out, err, err_cap);
+}
+
+int wg_open_uapi_path(uv_loop_t *loop, const char *ifname, const char *path, struct wg **out,
+		      char *err, size_t err_cap)
+{
+	if (!ifname_valid(ifname, err, err_cap))
+		return -EINVAL;
+	return wg_new(loop, ifname, WG_BACKEND_USERSPACE, path, out, err, err_cap);
+}
+
+void wg_set_timeout_ms(struct wg *wg, unsigned int timeout_ms)
+{
+	wg->timeout_ms = timeout_ms ? timeout_ms : WG_REQUEST_TIMEOUT_MS;
 }
 
 /* ---------------------------------------------------------------- queue */
@@ -234,7 +270,16 @@ static int backend_set(struct wg *wg, const struct wg_peer_update *u, size_t n)
 	return wg_uapi_io_set(wg->uapi, u, n, wg_on_io, wg);
 }
 
+static void backend_abort(struct wg *wg)
+{
+	if (wg->nl)
+		wg_nl_io_abort(wg->nl);
+	else
+		wg_uapi_io_abort(wg->uapi);
+}
+
 static void run_queue(struct wg *wg);
+static void wg_on_deadline(uv_timer_t *t);
 
 /* Pops the head request and reports to its owner; may run the next one. */
 static void complete(struct wg *wg, int status, struct wg_device *dev)
@@ -245,6 +290,7 @@ static void complete(struct wg *wg, int status, struct wg_device *dev)
 	if (!wg->head)
 		wg->tail = NULL;
 	wg->busy = false;
+	uv_timer_stop(&wg->deadline);
 	if (req->is_set)
 		req->set_cb(wg, status, req->arg);
 	else
@@ -264,10 +310,14 @@ static void run_queue(struct wg *wg)
 	if (!wg->head || wg->busy || wg->closing)
 		return;
 	r = backend_get(wg); /* a set reads the device first, too */
-	if (r == 0)
-		wg->busy = true;
-	else
+	if (r < 0) {
 		complete(wg, r, NULL);
+		return;
+	}
+	wg->busy = true;
+	/* One deadline for the whole request (a set's read and its writes): a userspace
+	 * WireGuard that accepts and never answers must not stall the queue for good. */
+	uv_timer_start(&wg->deadline, wg_on_deadline, wg->timeout_ms, 0);
 }
 
 /* A set, once the device is read: only the peers it has are written. */
@@ -306,6 +356,20 @@ static void wg_on_io(void *arg, int status, struct wg_device *dev)
 	wg_device_free(dev);
 	if (r < 0)
 		complete(wg, r, NULL);
+}
+
+/* The backend's I/O for the request is abandoned (its callback never fires), so the
+ * owner hears exactly once, and the next request starts on a clean connection. */
+static void wg_on_deadline(uv_timer_t *t)
+{
+	struct wg *wg = t->data;
+
+	if (!wg->busy)
+		return;
+	log_debug("%s: %s WireGuard did not answer within %u ms: request abandoned", wg->ifname,
+		  wg_backend_name(wg->backend), wg->timeout_ms);
+	backend_abort(wg);
+	complete(wg, -ETIMEDOUT, NULL);
 }
 
 static void wg_on_kick(uv_timer_t *t)
@@ -384,10 +448,11 @@ void wg_close(struct wg *wg)
 		req_free(req);
 	}
 	wg->head = wg->tail = NULL;
-	wg->pending_closes = 2;
+	wg->pending_closes = 3;
 	if (wg->nl)
 		wg_nl_io_close(wg->nl, wg_on_handle_closed, wg);
 	else
 		wg_uapi_io_close(wg->uapi, wg_on_handle_closed, wg);
 	uv_close((uv_handle_t *)&wg->kick, wg_on_timer_closed);
+	uv_close((uv_handle_t *)&wg->deadline, wg_on_timer_closed);
 }

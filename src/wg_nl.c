@@ -477,10 +477,22 @@ int wg_nl_walk(const void *buf, size_t len, uint32_t seq, wg_nl_msg_fn fn, void 
 
 enum nl_step { NL_IDLE, NL_RESOLVE, NL_DUMP, NL_SET };
 
+/*
+ * One netlink socket and its poll handle. A request that is abandoned (its
+ * deadline passed) takes its socket with it: io->sock is then NULL until
+ * the next request opens a new one. A socket being closed no longer points
+ * at io, so io may go first.
+ */
+struct nl_sock {
+	uv_poll_t poll;
+	struct mnl_socket *nl;
+	struct wg_nl_io *io; /* NULL once abandoned */
+};
+
 struct wg_nl_io {
 	char ifname[CONFIG_IFNAMSIZ];
-	struct mnl_socket *nl;
-	uv_poll_t poll;
+	uv_loop_t *loop;
+	struct nl_sock *sock;
 	uint16_t family; /* 0 until resolved */
 	uint32_t seq;
 	enum nl_step step;
@@ -507,7 +519,7 @@ static void nl_finish(struct wg_nl_io *io, int status)
 
 	io->dev = NULL;
 	io->step = NL_IDLE;
-	uv_poll_stop(&io->poll);
+	uv_poll_stop(&io->sock->poll);
 	if (status < 0) {
 		wg_device_free(dev);
 		dev = NULL;
@@ -519,14 +531,14 @@ static void nl_finish(struct wg_nl_io *io, int status)
 /* Sends io->tx; a full socket buffer waits for UV_WRITABLE. */
 static int nl_send(struct wg_nl_io *io)
 {
-	ssize_t r = mnl_socket_sendto(io->nl, io->tx, io->tx_len);
+	ssize_t r = mnl_socket_sendto(io->sock->nl, io->tx, io->tx_len);
 
 	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS))
-		return uv_poll_start(&io->poll, UV_READABLE | UV_WRITABLE, nl_on_poll);
+		return uv_poll_start(&io->sock->poll, UV_READABLE | UV_WRITABLE, nl_on_poll);
 	if (r < 0)
 		return -errno;
 	io->tx_len = 0;
-	return uv_poll_start(&io->poll, UV_READABLE, nl_on_poll);
+	return uv_poll_start(&io->sock->poll, UV_READABLE, nl_on_poll);
 }
 
 static int nl_build(struct wg_nl_io *io, enum nl_step step)
@@ -612,11 +624,12 @@ static int nl_step_done(struct wg_nl_io *io, bool *finished)
 
 static void nl_on_poll(uv_poll_t *h, int status, int events)
 {
-	struct wg_nl_io *io = h->data;
+	struct nl_sock *sock = h->data;
+	struct wg_nl_io *io = sock->io;
 	bool finished = false;
 	int r;
 
-	if (io->step == NL_IDLE) {
+	if (!io || io->step == NL_IDLE) {
 		uv_poll_stop(h);
 		return;
 	}
@@ -627,7 +640,7 @@ static void nl_on_poll(uv_poll_t *h, int status, int events)
 		goto out;
 	/* Bounded so one busy socket cannot starve the loop; level-triggered poll comes back. */
 	for (unsigned int i = 0; i < 64; i++) {
-		ssize_t n = mnl_socket_recvfrom(io->nl, io->rx, sizeof(io->rx));
+		ssize_t n = mnl_socket_recvfrom(sock->nl, io->rx, sizeof(io->rx));
 
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
@@ -649,10 +662,74 @@ out:
 		nl_finish(io, r);
 }
 
+static void nl_io_free(struct wg_nl_io *io)
+{
+	void (*closed)(void *) = io->closed;
+	void *arg = io->closed_arg;
+
+	wg_device_free(io->dev);
+	free(io);
+	if (closed)
+		closed(arg);
+}
+
+static void nl_sock_on_closed(uv_handle_t *h)
+{
+	struct nl_sock *sock = h->data;
+	struct wg_nl_io *io = sock->io;
+
+	/* The fd outlives the poll handle: libuv must stop watching it first. */
+	mnl_socket_close(sock->nl);
+	free(sock);
+	if (io)
+		nl_io_free(io); /* wg_nl_io_close() was waiting for its socket */
+}
+
+/* Non-blocking; the poll handle is initialised but not started. */
+static int nl_sock_open(struct wg_nl_io *io)
+{
+	struct nl_sock *sock = calloc(1, sizeof(*sock));
+	int r;
+
+	if (!sock)
+		return -ENOMEM;
+	sock->nl = mnl_socket_open2(NETLINK_GENERIC, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (!sock->nl) {
+		r = -errno;
+		free(sock);
+		return r;
+	}
+	if (mnl_socket_bind(sock->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = uv_poll_init(io->loop, &sock->poll, mnl_socket_get_fd(sock->nl));
+	if (r < 0)
+		goto fail;
+	sock->poll.data = sock;
+	sock->io = io;
+	io->sock = sock;
+	return 0;
+fail:
+	mnl_socket_close(sock->nl);
+	free(sock);
+	return r;
+}
+
+/* Lets go of io's socket; it is freed once libuv has closed its poll handle. */
+static void nl_sock_abandon(struct wg_nl_io *io)
+{
+	struct nl_sock *sock = io->sock;
+
+	io->sock = NULL;
+	sock->io = NULL;
+	uv_close((uv_handle_t *)&sock->poll, nl_sock_on_closed);
+}
+
 int wg_nl_io_open(uv_loop_t *loop, const char *ifname, struct wg_nl_io **out)
 {
 	struct wg_nl_io *io;
-	int fd, r;
+	int r;
 
 	if (strlen(ifname) >= sizeof(io->ifname))
 		return -EINVAL;
@@ -660,28 +737,16 @@ int wg_nl_io_open(uv_loop_t *loop, const char *ifname, struct wg_nl_io **out)
 	if (!io)
 		return -ENOMEM;
 	snprintf(io->ifname, sizeof(io->ifname), "%s", ifname);
-	io->nl = mnl_socket_open2(NETLINK_GENERIC, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (!io->nl) {
-		r = -errno;
+	io->loop = loop;
+	/* Opened now, so that start-up fails here when netlink is not there at all. */
+	r = nl_sock_open(io);
+	if (r < 0) {
 		free(io);
 		return r;
 	}
-	if (mnl_socket_bind(io->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	fd = mnl_socket_get_fd(io->nl);
-	r = uv_poll_init(loop, &io->poll, fd);
-	if (r < 0)
-		goto fail;
-	io->poll.data = io;
 	io->seq = (uint32_t)time(NULL);
 	*out = io;
 	return 0;
-fail:
-	mnl_socket_close(io->nl);
-	free(io);
-	return r;
 }
 
 static int nl_request(struct wg_nl_io *io, bool want_set, wg_io_cb cb, void *arg)
@@ -690,6 +755,11 @@ static int nl_request(struct wg_nl_io *io, bool want_set, wg_io_cb cb, void *arg
 
 	if (io->step != NL_IDLE)
 		return -EBUSY;
+	if (!io->sock) {
+		r = nl_sock_open(io); /* the last request was abandoned with its socket */
+		if (r < 0)
+			return r;
+	}
 	io->want_set = want_set;
 	io->cb = cb;
 	io->cb_arg = arg;
@@ -699,7 +769,7 @@ static int nl_request(struct wg_nl_io *io, bool want_set, wg_io_cb cb, void *arg
 		wg_device_free(io->dev);
 		io->dev = NULL;
 		io->step = NL_IDLE;
-		uv_poll_stop(&io->poll);
+		uv_poll_stop(&io->sock->poll);
 	}
 	return r;
 }
@@ -721,18 +791,15 @@ int wg_nl_io_set(struct wg_nl_io *io, const struct wg_peer_update *updates, size
 	return nl_request(io, true, cb, arg);
 }
 
-static void nl_on_closed(uv_handle_t *h)
+void wg_nl_io_abort(struct wg_nl_io *io)
 {
-	struct wg_nl_io *io = h->data;
-	void (*closed)(void *) = io->closed;
-	void *arg = io->closed_arg;
-
-	/* The fd outlives the poll handle: libuv must stop watching it first. */
-	mnl_socket_close(io->nl);
+	if (io->step == NL_IDLE)
+		return;
+	io->step = NL_IDLE;
+	io->tx_len = 0;
 	wg_device_free(io->dev);
-	free(io);
-	if (closed)
-		closed(arg);
+	io->dev = NULL;
+	nl_sock_abandon(io);
 }
 
 void wg_nl_io_close(struct wg_nl_io *io, void (*closed)(void *arg), void *arg)
@@ -740,5 +807,8 @@ void wg_nl_io_close(struct wg_nl_io *io, void (*closed)(void *arg), void *arg)
 	io->step = NL_IDLE;
 	io->closed = closed;
 	io->closed_arg = arg;
-	uv_close((uv_handle_t *)&io->poll, nl_on_closed);
+	if (io->sock)
+		uv_close((uv_handle_t *)&io->sock->poll, nl_sock_on_closed); /* frees io after */
+	else
+		nl_io_free(io);
 }

@@ -682,6 +682,17 @@ int wg_uapi_io_set(struct wg_uapi_io *io, const struct wg_peer_update *updates, 
 	return r;
 }
 
+void wg_uapi_io_abort(struct wg_uapi_io *io)
+{
+	/* The connection's callbacks (connect, write, read) see c->io == NULL from now
+	 * on and touch nothing; the close callback frees it. */
+	if (io->conn)
+		uapi_conn_end(io->conn);
+	io->step = UAPI_IDLE;
+	io->updates = NULL;
+	io->n = 0;
+}
+
 void wg_uapi_io_close(struct wg_uapi_io *io, void (*closed)(void *arg), void *arg)
 {
 	if (io->conn)

@@ -7,7 +7,9 @@
  * through the cross-platform UAPI socket /var/run/wireguard/IFACE.sock
  * (wg_uapi.c). All I/O is driven by libuv handles on the caller's loop:
  * requests are queued and run one at a time, and their callbacks fire from
- * the loop, never from inside the call that queued them.
+ * the loop, never from inside the call that queued them. A request that
+ * gets no answer within its deadline fails with -ETIMEDOUT, and the queue
+ * goes on.
  *
  * Writes only ever update existing peers (endpoint, persistent keepalive):
  * wgpunch never creates, removes or otherwise changes a peer.
@@ -93,7 +95,25 @@ typedef void (*wg_set_cb)(struct wg *wg, int status, void *arg);
  */
 int wg_open(uv_loop_t *loop, const char *ifname, enum config_backend backend, struct wg **out,
 	    char *err, size_t err_cap);
+/*
+ * Opens a userspace WireGuard whose UAPI socket is at path rather than
+ * WG_UAPI_DIR/IFACE.sock (an implementation started with another socket
+ * directory; the unit tests' fake server). Same contract as wg_open().
+ */
+int wg_open_uapi_path(uv_loop_t *loop, const char *ifname, const char *path, struct wg **out,
+		      char *err, size_t err_cap);
 enum wg_backend wg_backend_of(const struct wg *wg);
+
+/*
+ * The deadline of one request (a get, or a set with its read and writes),
+ * from the moment it starts (not while it waits in the queue). When it
+ * passes, the backend's I/O for it is abandoned (the UAPI connection is
+ * closed; the netlink socket is replaced, so late replies are never read)
+ * and its callback fires with -ETIMEDOUT; the next request then starts.
+ */
+#define WG_REQUEST_TIMEOUT_MS 5000
+/* For requests started from now on; 0 restores WG_REQUEST_TIMEOUT_MS. */
+void wg_set_timeout_ms(struct wg *wg, unsigned int timeout_ms);
 const char *wg_backend_name(enum wg_backend b);
 
 /* Queue a read of the whole device. 0 or -errno (then cb is never called). */

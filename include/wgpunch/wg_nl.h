@@ -78,6 +78,14 @@ int wg_nl_io_get(struct wg_nl_io *io, wg_io_cb cb, void *arg);
 /* Writes the updates (kept by the caller until cb fires), split over several messages. */
 int wg_nl_io_set(struct wg_nl_io *io, const struct wg_peer_update *updates, size_t n, wg_io_cb cb,
 		 void *arg);
+/*
+ * Abandons the request under way, if any (its cb never fires); io is idle
+ * after. The socket goes with it and the next request opens a new one, so
+ * late replies and the rest of an unfinished dump (which would make the
+ * kernel refuse the next dump with EBUSY) are never read; within one socket,
+ * wg_nl_walk() skips replies to older sequence numbers as well.
+ */
+void wg_nl_io_abort(struct wg_nl_io *io);
 /* Abandons any request (its cb never fires) and frees io once libuv lets go; then closed(arg). */
 void wg_nl_io_close(struct wg_nl_io *io, void (*closed)(void *arg), void *arg);
 

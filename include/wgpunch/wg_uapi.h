@@ -60,6 +60,11 @@ int wg_uapi_io_get(struct wg_uapi_io *io, wg_io_cb cb, void *arg);
  */
 int wg_uapi_io_set(struct wg_uapi_io *io, const struct wg_peer_update *updates, size_t n,
 		   wg_io_cb cb, void *arg);
+/*
+ * Abandons the request under way, if any: its connection is closed (a reply
+ * that comes later is never read) and its cb never fires. io is idle after.
+ */
+void wg_uapi_io_abort(struct wg_uapi_io *io);
 /* Abandons any request (its cb never fires), frees io, then calls closed(arg). */
 void wg_uapi_io_close(struct wg_uapi_io *io, void (*closed)(void *arg), void *arg);
 

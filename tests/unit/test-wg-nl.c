@@ -2,7 +2,8 @@
 /*
  * The genetlink messages we build, checked attribute by attribute against
  * linux/wireguard.h, and hand-built kernel replies (multi-part dumps,
- * unknown attributes, truncation) through the parser.
+ * unknown attributes, truncation) through the parser; then the socket
+ * layer's abort, which needs no kernel WireGuard.
  */
 #include "wgpunch/wg_nl.h"
 
@@ -11,6 +12,7 @@
 #include <libmnl/libmnl.h>
 #include <linux/genetlink.h>
 #include <linux/wireguard.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -546,6 +548,147 @@ static void test_wg_nl_walk_control_messages(void)
 	CHECK_EQ_INT(wg_nl_walk(buf, r.len, 5, count_msg, &count, &intr), -EMSGSIZE);
 }
 
+/*
+ * What an abandoned request leaves behind: the kernel's whole answer to it
+ * (dump parts, even an interrupted one, DONE, an error) arrives while the
+ * next request waits for its own sequence number. None of it is taken.
+ */
+static void test_wg_nl_walk_discards_late_replies(void)
+{
+	struct reply r = { .p = buf };
+	struct nlmsghdr *nlh;
+	struct nlmsgerr *e;
+	bool intr = false;
+	int count = 0;
+
+	nlh = reply_msg(&r, FAMILY, NLM_F_MULTI | NLM_F_DUMP_INTR, 41, WG_CMD_GET_DEVICE);
+	reply_end(&r, nlh);
+	nlh = reply_msg(&r, FAMILY, NLM_F_MULTI, 41, WG_CMD_GET_DEVICE);
+	reply_end(&r, nlh);
+	nlh = reply_msg(&r, NLMSG_DONE, NLM_F_MULTI, 41, 0);
+	*(int *)mnl_nlmsg_put_extra_header(nlh, sizeof(int)) = -EINTR;
+	reply_end(&r, nlh);
+	nlh = reply_msg(&r, NLMSG_ERROR, 0, 40, 0);
+	e = mnl_nlmsg_put_extra_header(nlh, sizeof(*e));
+	e->error = -EBUSY;
+	reply_end(&r, nlh);
+	nlh = reply_msg(&r, NLMSG_OVERRUN, 0, 41, 0);
+	reply_end(&r, nlh);
+
+	/* Waiting for 42: all stale, nothing is parsed, and the answer is still to come. */
+	CHECK_EQ_INT(wg_nl_walk(buf, r.len, 42, count_msg, &count, &intr), WG_NL_MORE);
+	CHECK_EQ_INT(count, 0);
+	CHECK(!intr);
+
+	/* Our own ACK after them ends the step. */
+	nlh = reply_msg(&r, NLMSG_ERROR, 0, 42, 0);
+	e = mnl_nlmsg_put_extra_header(nlh, sizeof(*e));
+	e->error = 0;
+	reply_end(&r, nlh);
+	CHECK_EQ_INT(wg_nl_walk(buf, r.len, 42, count_msg, &count, &intr), 0);
+	CHECK_EQ_INT(count, 0);
+	CHECK(!intr);
+
+	/* The same datagram, read by the request that sent 41, is its answer. */
+	CHECK_EQ_INT(wg_nl_walk(buf, r.len, 41, count_msg, &count, &intr), -EINTR);
+	CHECK_EQ_INT(count, 2);
+	CHECK(intr);
+}
+
+struct io_result {
+	int calls;
+	int status;
+};
+
+static void on_io(void *arg, int status, struct wg_device *dev)
+{
+	struct io_result *res = arg;
+
+	res->calls++;
+	res->status = status;
+	wg_device_free(dev);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+}
+
+static void on_io_closed(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/*
+ * The real socket: a request abandoned right after it was sent never calls
+ * back, and the next one (on a new socket) gets its own answer. Without
+ * kernel WireGuard that answer is an error (no such family or device); all
+ * that matters here is that exactly that callback fires, once.
+ */
+static void test_wg_nl_io_abort_then_next_request(void)
+{
+	struct io_result first = { 0 }, second = { 0 };
+	struct wg_nl_io *io;
+	uv_timer_t watchdog;
+	uv_loop_t loop;
+	int closed = 0, r;
+
+	uv_loop_init(&loop);
+	/* Bounds each UV_RUN_ONCE below should the kernel never answer. */
+	uv_timer_init(&loop, &watchdog);
+	uv_timer_start(&watchdog, on_watchdog, 100, 100);
+	r = wg_nl_io_open(&loop, "wgpt-nl0", &io);
+	CHECK_EQ_INT(r, 0);
+	if (r < 0)
+		goto out;
+	CHECK_EQ_INT(wg_nl_io_get(io, on_io, &first), 0);
+	CHECK_EQ_INT(wg_nl_io_get(io, on_io, &second), -EBUSY); /* one at a time */
+	wg_nl_io_abort(io);
+	wg_nl_io_abort(io); /* idle: nothing to do */
+	CHECK_EQ_INT(wg_nl_io_get(io, on_io, &second), 0);
+	CHECK_EQ_INT(second.calls, 0); /* never from inside the call */
+	for (int i = 0; i < 20 && !second.calls; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&watchdog, NULL);
+	CHECK_EQ_INT(first.calls, 0);
+	CHECK_EQ_INT(second.calls, 1);
+	CHECK(second.status < 0);
+	printf("# the second request ended with %d\n", second.status);
+	wg_nl_io_close(io, on_io_closed, &closed);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_EQ_INT(closed, 1);
+	CHECK_EQ_INT(first.calls, 0);
+	CHECK_EQ_INT(second.calls, 1);
+	CHECK_EQ_INT(uv_loop_close(&loop), 0);
+	return;
+out:
+	uv_close((uv_handle_t *)&watchdog, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+/* Closed while the socket of an abandoned request is still closing: both go cleanly. */
+static void test_wg_nl_io_close_after_abort(void)
+{
+	struct io_result res = { 0 };
+	struct wg_nl_io *io;
+	uv_loop_t loop;
+	int closed = 0;
+
+	uv_loop_init(&loop);
+	if (wg_nl_io_open(&loop, "wgpt-nl0", &io) < 0) {
+		CHECK(false);
+		goto out;
+	}
+	CHECK_EQ_INT(wg_nl_io_get(io, on_io, &res), 0);
+	wg_nl_io_abort(io);
+	wg_nl_io_close(io, on_io_closed, &closed); /* no socket now: closed at once */
+	CHECK_EQ_INT(closed, 1);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_EQ_INT(res.calls, 0);
+out:
+	CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 static void test_wg_nl_parse_family(void)
 {
 	struct reply r = { .p = buf };
@@ -577,6 +720,9 @@ int main(void)
 	TAP_RUN(test_wg_nl_parse_skips_unknown_attributes);
 	TAP_RUN(test_wg_nl_parse_refuses_truncated);
 	TAP_RUN(test_wg_nl_walk_control_messages);
+	TAP_RUN(test_wg_nl_walk_discards_late_replies);
 	TAP_RUN(test_wg_nl_parse_family);
+	TAP_RUN(test_wg_nl_io_abort_then_next_request);
+	TAP_RUN(test_wg_nl_io_close_after_abort);
 	return tap_done();
 }

@@ -227,7 +227,9 @@ struct fake {
 	uv_loop_t *loop;
 	uv_pipe_t server;
 	bool refuse_update_only; /* like boringtun */
+	int silent;              /* this many requests are read and never answered */
 	int requests;
+	int hangups; /* connections the client closed (EOF seen) */
 	char last_set[4096];
 };
 
@@ -281,6 +283,8 @@ static void fake_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	struct fake *f = c->f;
 
 	if (nread < 0) {
+		if (nread == UV_EOF)
+			f->hangups++;
 		uv_close((uv_handle_t *)s, fake_on_closed);
 		return;
 	}
@@ -289,6 +293,12 @@ static void fake_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (!wg_uapi_reply_len(c->rx, c->rx_len) && strcmp(c->rx, "get=1\n\n"))
 		return;
 	f->requests++;
+	if (f->silent > 0) {
+		/* A userspace WireGuard that is stuck: the connection stays open, silent. */
+		f->silent--;
+		c->rx_len = 0;
+		return;
+	}
 	if (!strcmp(c->rx, "get=1\n\n")) {
 		fake_send(c, get_reply);
 	} else {
@@ -432,6 +442,179 @@ static void test_wg_uapi_io_no_socket(void)
 	CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+/* ---------------------------------------------------------------- wg.c deadline */
+
+struct wg_run {
+	struct fake f;
+	uv_loop_t loop;
+	uv_timer_t watchdog;
+	char dir[64], sock[128];
+	struct wg *wg;
+	uint64_t start_ns;
+	int order; /* callbacks seen so far */
+	struct wg_run_req {
+		struct wg_run *w; /* the callback's arg is &r[i] */
+		int calls, status, seq;
+		uint64_t elapsed_ms;
+		size_t n_peers;
+	} r[3];
+};
+
+static void wg_run_on_watchdog(uv_timer_t *t)
+{
+	struct wg_run *w = t->data;
+
+	printf("# watchdog fired\n");
+	wg_close(w->wg);
+	w->wg = NULL;
+	if (!uv_is_closing((uv_handle_t *)&w->f.server))
+		uv_close((uv_handle_t *)&w->f.server, NULL);
+}
+
+static void wg_run_note(struct wg_run_req *req, int status)
+{
+	req->calls++;
+	req->status = status;
+	req->seq = ++req->w->order;
+	req->elapsed_ms = (uv_hrtime() - req->w->start_ns) / 1000000u;
+}
+
+static void wg_run_on_get(struct wg *wg, int status, struct wg_device *dev, void *arg)
+{
+	struct wg_run_req *req = arg;
+	struct wg_run *w = req->w;
+
+	wg_run_note(req, status);
+	req->n_peers = dev ? dev->n_peers : 0;
+	wg_device_free(dev);
+	if (req == &w->r[2]) {
+		/* The last one: everything is over. */
+		wg_close(wg);
+		w->wg = NULL;
+		uv_timer_stop(&w->watchdog);
+		uv_close((uv_handle_t *)&w->f.server, NULL);
+	}
+}
+
+static void wg_run_on_set(struct wg *wg, int status, void *arg)
+{
+	wg_run_note(arg, status);
+}
+
+/* A fake server that answers after its first `silent` requests, and a struct wg on it. */
+static int wg_run_start(struct wg_run *w, int silent)
+{
+	char err[256];
+	int r;
+
+	memset(w, 0, sizeof(*w));
+	for (int i = 0; i < 3; i++)
+		w->r[i].w = w;
+	snprintf(w->dir, sizeof(w->dir), "/tmp/wgpunch-test-uapi-XXXXXX");
+	CHECK(mkdtemp(w->dir) != NULL);
+	snprintf(w->sock, sizeof(w->sock), "%s/wgt0.sock", w->dir);
+	uv_loop_init(&w->loop);
+	w->f.loop = &w->loop;
+	w->f.silent = silent;
+	uv_pipe_init(&w->loop, &w->f.server, 0);
+	w->f.server.data = &w->f;
+	CHECK_EQ_INT(uv_pipe_bind(&w->f.server, w->sock), 0);
+	CHECK_EQ_INT(uv_listen((uv_stream_t *)&w->f.server, 4, fake_on_connection), 0);
+	uv_timer_init(&w->loop, &w->watchdog);
+	w->watchdog.data = w;
+	uv_timer_start(&w->watchdog, wg_run_on_watchdog, 3000, 0);
+	r = wg_open_uapi_path(&w->loop, "wgt0", w->sock, &w->wg, err, sizeof(err));
+	CHECK_EQ_INT(r, 0);
+	if (r < 0)
+		printf("# %s\n", err);
+	else
+		CHECK_EQ_INT(wg_backend_of(w->wg), WG_BACKEND_USERSPACE);
+	w->start_ns = uv_hrtime();
+	return r;
+}
+
+/* Runs until every handle is closed; the loop must then close cleanly. */
+static void wg_run_finish(struct wg_run *w)
+{
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	wg_close(w->wg);
+	if (!uv_is_closing((uv_handle_t *)&w->watchdog))
+		uv_close((uv_handle_t *)&w->watchdog, NULL);
+	uv_walk(&w->loop, on_walk_close, &w->f.server);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	CHECK_EQ_INT(uv_loop_close(&w->loop), 0);
+	unlink(w->sock);
+	rmdir(w->dir);
+}
+
+static void test_wg_uapi_request_times_out_and_queue_goes_on(void)
+{
+	struct wg_peer_update u[2];
+	struct wg_run w;
+
+	if (wg_run_start(&w, 1) < 0)
+		goto out;
+	wg_set_timeout_ms(w.wg, 100);
+	make_updates(u);
+	/* A get the server never answers, then a set and a get that it does answer. */
+	CHECK_EQ_INT(wg_get_device(w.wg, wg_run_on_get, &w.r[0]), 0);
+	CHECK_EQ_INT(wg_set_peers(w.wg, u, 2, wg_run_on_set, &w.r[1]), 0);
+	CHECK_EQ_INT(wg_get_device(w.wg, wg_run_on_get, &w.r[2]), 0);
+out:
+	wg_run_finish(&w);
+	CHECK_EQ_INT(w.r[0].calls, 1);
+	CHECK_EQ_INT(w.r[0].status, -ETIMEDOUT);
+	CHECK_EQ_INT(w.r[0].seq, 1);
+	printf("# timed out after %llu ms\n", (unsigned long long)w.r[0].elapsed_ms);
+	CHECK(w.r[0].elapsed_ms >= 100 && w.r[0].elapsed_ms < 1000);
+	/* The set reads the device, then writes: two more requests, both answered. */
+	CHECK_EQ_INT(w.r[1].calls, 1);
+	CHECK_EQ_INT(w.r[1].status, 0);
+	CHECK_EQ_INT(w.r[1].seq, 2);
+	CHECK(!strcmp(w.f.last_set, set_text));
+	CHECK_EQ_INT(w.r[2].calls, 1);
+	CHECK_EQ_INT(w.r[2].status, 0);
+	CHECK_EQ_INT(w.r[2].seq, 3);
+	CHECK_EQ_INT(w.r[2].n_peers, 3);
+	CHECK_EQ_INT(w.f.requests, 4);
+	/* The client hung up the connection of the request it abandoned. */
+	CHECK(w.f.hangups >= 1);
+}
+
+/* At 50 ms: closes wg while its request hangs. At 300 ms (past its deadline): ends the run. */
+static void wg_run_on_close_timer(uv_timer_t *t)
+{
+	struct wg_run *w = t->data;
+
+	if (w->wg) {
+		wg_close(w->wg);
+		w->wg = NULL;
+		uv_close((uv_handle_t *)&w->f.server, NULL);
+		uv_timer_start(t, wg_run_on_close_timer, 250, 0);
+		return;
+	}
+	uv_timer_stop(&w->watchdog);
+	uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_wg_uapi_no_callback_after_close(void)
+{
+	uv_timer_t closer;
+	struct wg_run w;
+
+	if (wg_run_start(&w, 1) < 0)
+		goto out;
+	wg_set_timeout_ms(w.wg, 100);
+	CHECK_EQ_INT(wg_get_device(w.wg, wg_run_on_get, &w.r[0]), 0);
+	uv_timer_init(&w.loop, &closer);
+	closer.data = &w;
+	uv_timer_start(&closer, wg_run_on_close_timer, 50, 0);
+out:
+	wg_run_finish(&w);
+	CHECK_EQ_INT(w.r[0].calls, 0);
+	CHECK_EQ_INT(w.f.requests, 1);
+}
+
 int main(void)
 {
 	TAP_RUN(test_wg_uapi_parse_get_device);
@@ -443,5 +626,7 @@ int main(void)
 	TAP_RUN(test_wg_uapi_io_set_with_update_only);
 	TAP_RUN(test_wg_uapi_io_set_retries_without_update_only);
 	TAP_RUN(test_wg_uapi_io_no_socket);
+	TAP_RUN(test_wg_uapi_request_times_out_and_queue_goes_on);
+	TAP_RUN(test_wg_uapi_no_callback_after_close);
 	return tap_done();
 }
