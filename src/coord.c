@@ -49,6 +49,8 @@
 	X(hs_replayed)     /* timestamp not later than the last accepted one */  \
 	X(hs_full)         /* registry at max_nodes: new node refused */         \
 	X(hs_failed)       /* local failure (memory, index) */                   \
+	X(hs_rate_limited) /* its source sent too many: not even read */         \
+	X(hs_over_budget)  /* global handshake budget spent: not even read */    \
 	X(unknown_index)   /* DATA or PROBE for an index we do not know */       \
 	X(session_unknown_sent)                                                  \
 	X(session_unknown_limited) /* not answered: rate limit */                \
@@ -99,6 +101,8 @@ struct coord {
 	uint32_t n_filter;
 	uint32_t unknown_tokens;
 	uint64_t unknown_refill_ms;
+	uint64_t budget_warned_ms; /* the last "over budget" warning (0 = never) */
+	struct coord_hs_limit hs_limit;
 	unsigned int open_handles; /* initialised handles whose close callback is still due */
 	bool stopping;
 	struct coord_counters ctr;
@@ -228,6 +232,100 @@ static bool coord_unknown_allowed(struct coord *c)
 		return false;
 	c->unknown_tokens--;
 	return true;
+}
+
+/* ---- handshake flood protection (pure; coord.h) ---- */
+
+/*
+ * GCRA, a token bucket kept as one number: tat is when the bucket would be
+ * full again. One more is allowed while that lies at most (burst - 1)
+ * intervals ahead. *tat is only advanced by the caller (on allow), so a
+ * handshake the other check refuses is not charged here.
+ */
+static bool gcra_allows(uint64_t tat_us, uint64_t now_us, uint64_t interval_us, uint64_t burst,
+			uint64_t *next_us)
+{
+	uint64_t t = tat_us > now_us ? tat_us : now_us;
+
+	if (t - now_us > (burst - 1) * interval_us)
+		return false;
+	*next_us = t + interval_us;
+	return true;
+}
+
+void coord_hs_limit_init(struct coord_hs_limit *l, const uint8_t key[COORD_HS_HASH_KEY_LEN])
+{
+	memset(l, 0, sizeof(*l));
+	memcpy(l->hash_key, key, COORD_HS_HASH_KEY_LEN);
+}
+
+/* The source's slot: its IPv4 address, or the /64 of its IPv6 address. */
+static size_t coord_hs_slot(const struct coord_hs_limit *l, const struct addr *from)
+{
+	uint8_t in[1 + 8] = { 0 }, h[crypto_shorthash_BYTES];
+	size_t len;
+	uint64_t v = 0;
+
+	if (addr_family(from) == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(&from->in6.sin6_addr)) {
+		in[0] = 6;
+		memcpy(in + 1, from->in6.sin6_addr.s6_addr, 8);
+		len = 9;
+	} else if (addr_family(from) == AF_INET6) {
+		in[0] = 4; /* the IPv4 host, whichever socket it came through */
+		memcpy(in + 1, from->in6.sin6_addr.s6_addr + 12, 4);
+		len = 5;
+	} else {
+		in[0] = 4;
+		memcpy(in + 1, &from->in4.sin_addr, 4);
+		len = 5;
+	}
+	crypto_shorthash(h, in, len, l->hash_key);
+	for (size_t i = 0; i < sizeof(h); i++)
+		v = v << 8 | h[i];
+	return (size_t)(v % COORD_HS_SLOTS);
+}
+
+enum coord_hs_verdict coord_hs_limit_check(struct coord_hs_limit *l, const struct addr *from,
+					   uint64_t now_ms)
+{
+	uint64_t now_us = now_ms * 1000, *src = &l->source_tat_us[coord_hs_slot(l, from)];
+	uint64_t src_next, global_next;
+
+	/* The source first: one loud source must not spend the budget of all. */
+	if (!gcra_allows(*src, now_us, 1000000 / COORD_HS_SOURCE_PER_S, COORD_HS_SOURCE_BURST,
+			 &src_next))
+		return COORD_HS_SOURCE_LIMITED;
+	if (!gcra_allows(l->global_tat_us, now_us, 1000000 / COORD_HS_GLOBAL_PER_S,
+			 COORD_HS_GLOBAL_PER_S, &global_next))
+		return COORD_HS_OVER_BUDGET;
+	*src = src_next;
+	l->global_tat_us = global_next;
+	return COORD_HS_ALLOW;
+}
+
+/* Both before any X25519 work; what is dropped is counted, and logged at debug level. */
+static bool coord_hs_allowed(struct coord *c, const struct addr *from)
+{
+	uint64_t now = uv_now(c->loop);
+
+	switch (coord_hs_limit_check(&c->hs_limit, from, now)) {
+	case COORD_HS_ALLOW:
+		return true;
+	case COORD_HS_SOURCE_LIMITED:
+		coord_drop(&c->ctr.hs_rate_limited, from, "too many handshakes from its source");
+		return false;
+	case COORD_HS_OVER_BUDGET:
+		break;
+	}
+	coord_drop(&c->ctr.hs_over_budget, from, "handshake budget spent");
+	/* The operator should know: a flood, or more nodes re-keying than one core serves. */
+	if (!c->budget_warned_ms || now - c->budget_warned_ms >= 60000) {
+		c->budget_warned_ms = now;
+		log_warn("more than %d handshakes a second: dropping the excess (%llu so far), "
+			 "nodes retry",
+			 COORD_HS_GLOBAL_PER_S, (unsigned long long)c->ctr.hs_over_budget);
+	}
+	return false;
 }
 
 /* Unauthenticated, so it can only ever cause a re-handshake; rate-limited in all. */
@@ -569,6 +667,8 @@ static void coord_on_hs_init(struct coord *c, struct coord_sock *s, const struct
 	bool created = false;
 	ssize_t r;
 
+	if (!coord_hs_allowed(c, from))
+		return;
 	if (session_hs_init(&hs, false, (const uint8_t *)SESSION_PROLOGUE, strlen(SESSION_PROLOGUE),
 			    c->conf->coord.private_key, NULL) < 0) {
 		c->ctr.hs_failed++;
@@ -849,6 +949,7 @@ static int coord_bind(struct coord *c, struct coord_sock *s)
 int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
 {
 	const struct config_coordinator_role *cr = &conf->coord;
+	uint8_t hs_key[COORD_HS_HASH_KEY_LEN];
 	struct coord *c;
 	char k[KEY_SHORT_LEN];
 	int r;
@@ -875,6 +976,9 @@ int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
 	}
 	c->unknown_tokens = COORD_UNKNOWN_PER_S;
 	c->unknown_refill_ms = uv_now(loop);
+	randombytes_buf(hs_key, sizeof(hs_key));
+	coord_hs_limit_init(&c->hs_limit, hs_key);
+	sodium_memzero(hs_key, sizeof(hs_key));
 
 	/* Every handle is initialised before anything can fail, so coord_stop() closes all. */
 	uv_timer_init(loop, &c->sweep_timer);

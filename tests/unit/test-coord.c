@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -250,7 +251,8 @@ static void harness_on_watchdog(uv_timer_t *t)
 	printf("# watchdog fired\n");
 }
 
-static int bind_udp(uint16_t port, struct addr *out)
+/* ip: a loopback address (127.0.0.2 is a second source for the coordinator). */
+static int bind_udp_at(const char *ip, uint16_t port, struct addr *out)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
 	socklen_t sl = sizeof(sin);
@@ -258,7 +260,7 @@ static int bind_udp(uint16_t port, struct addr *out)
 
 	if (fd < 0)
 		return -errno;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	inet_pton(AF_INET, ip, &sin.sin_addr);
 	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
 		int e = -errno;
@@ -269,6 +271,11 @@ static int bind_udp(uint16_t port, struct addr *out)
 	if (out)
 		addr_from_sockaddr(out, (struct sockaddr *)&sin, sl);
 	return fd;
+}
+
+static int bind_udp(uint16_t port, struct addr *out)
+{
+	return bind_udp_at("127.0.0.1", port, out);
 }
 
 /* A free port P whose P + 1 is free too (config refuses port 0). */
@@ -392,14 +399,19 @@ static double status_num(struct harness *h, const char *name)
 	return d;
 }
 
-static void client_init(struct client *cl)
+static void client_init_at(struct client *cl, const char *ip)
 {
 	memset(cl, 0, sizeof(*cl));
-	cl->fd = bind_udp(0, &cl->addr);
-	cl->wg_fd = bind_udp(0, &cl->wg_addr);
+	cl->fd = bind_udp_at(ip, 0, &cl->addr);
+	cl->wg_fd = bind_udp_at(ip, 0, &cl->wg_addr);
 	key_generate_private(cl->priv);
 	key_public_from_private(cl->pub, cl->priv);
 	cl->ts_s = (int64_t)time(NULL);
+}
+
+static void client_init(struct client *cl)
+{
+	client_init_at(cl, "127.0.0.1");
 }
 
 static void client_close(struct client *cl)
@@ -1070,7 +1082,8 @@ static void test_coord_survives_random_datagrams(void)
 	if (harness_start(&h, NULL, 0) < 0)
 		goto out;
 	client_init(&cl);
-	client_init(&noise);
+	/* Another source: its 1000 handshakes hit its own rate limit, not cl's. */
+	client_init_at(&noise, "127.0.0.2");
 	CHECK_EQ_INT(client_handshake(&h, &cl), 0);
 	for (int i = 0; i < 4000 && !h.timed_out; i++) {
 		size_t len = randombytes_uniform(sizeof(buf)) + 1;
@@ -1118,6 +1131,7 @@ static void test_coord_survives_random_datagrams(void)
 	CHECK(counter(&h, "rx_datagrams") > 2000);
 	CHECK(counter(&h, "rx_malformed") > 500);
 	CHECK(counter(&h, "hs_bad") > 100);
+	CHECK(counter(&h, "hs_rate_limited") > 0);
 	CHECK(counter(&h, "data_bad_auth") + counter(&h, "probe_bad_mac") > 100);
 	CHECK_EQ_INT(counter(&h, "hs_accepted"), 1);
 	CHECK_EQ_INT(status_num(&h, "nodes"), 1);
@@ -1132,6 +1146,253 @@ static void test_coord_survives_random_datagrams(void)
 	client_close(&late);
 	client_close(&cl);
 	client_close(&noise);
+out:
+	harness_stop(&h);
+}
+
+/* ================= handshake flood protection ================= */
+
+static const uint8_t hs_test_key[COORD_HS_HASH_KEY_LEN] = { 1, 2,  3,  4,  5,  6,  7,  8,
+							    9, 10, 11, 12, 13, 14, 15, 16 };
+
+/* Up to n HS_INITs from a at now_ms; how many were allowed. */
+static int hs_allow_n(struct coord_hs_limit *l, const struct addr *a, uint64_t now_ms, int n,
+		      enum coord_hs_verdict *last)
+{
+	int allowed = 0;
+
+	for (int i = 0; i < n; i++) {
+		*last = coord_hs_limit_check(l, a, now_ms);
+		allowed += *last == COORD_HS_ALLOW;
+	}
+	return allowed;
+}
+
+static void test_coord_hs_limit_source_burst_and_refill(void)
+{
+	static struct coord_hs_limit l; /* 64 KiB: not on the stack */
+	const uint64_t t0 = 123456, interval_ms = 1000 / COORD_HS_SOURCE_PER_S;
+	enum coord_hs_verdict v;
+	struct addr a, a2, b;
+
+	coord_hs_limit_init(&l, hs_test_key);
+	make_addr(&a, "203.0.113.7", 51900);
+	make_addr(&a2, "203.0.113.7", 40000); /* the same host (or NAT), another port */
+	make_addr(&b, "198.51.100.7", 51900);
+
+	CHECK_EQ_INT(hs_allow_n(&l, &a, t0, COORD_HS_SOURCE_BURST + 10, &v), COORD_HS_SOURCE_BURST);
+	CHECK_EQ_INT(v, COORD_HS_SOURCE_LIMITED);
+	CHECK_EQ_INT(coord_hs_limit_check(&l, &a2, t0), COORD_HS_SOURCE_LIMITED);
+	/* Another source has its own bucket. */
+	CHECK_EQ_INT(hs_allow_n(&l, &b, t0, 5, &v), 5);
+	/* Refused ones were not charged: one interval later, exactly one more. */
+	CHECK_EQ_INT(coord_hs_limit_check(&l, &a, t0 + interval_ms - 1), COORD_HS_SOURCE_LIMITED);
+	CHECK_EQ_INT(hs_allow_n(&l, &a2, t0 + interval_ms, 3, &v), 1);
+	/* Ten intervals on, ten more. */
+	CHECK_EQ_INT(hs_allow_n(&l, &a, t0 + 11 * interval_ms, 20, &v), 10);
+	/* Idle for a whole burst's worth of time: the full burst again, no more. */
+	CHECK_EQ_INT(hs_allow_n(&l, &a, t0 + 11 * interval_ms + COORD_HS_SOURCE_BURST * interval_ms,
+				COORD_HS_SOURCE_BURST + 10, &v),
+		     COORD_HS_SOURCE_BURST);
+	CHECK_EQ_INT(coord_hs_limit_check(&l, &b, t0 + 100000), COORD_HS_ALLOW);
+}
+
+static void test_coord_hs_limit_ipv6_by_prefix(void)
+{
+	static struct coord_hs_limit l;
+	struct addr a, same64, other64;
+	enum coord_hs_verdict v;
+
+	coord_hs_limit_init(&l, hs_test_key);
+	memset(&a, 0, sizeof(a));
+	a.in6.sin6_family = AF_INET6;
+	a.in6.sin6_port = htons(51820);
+	same64 = other64 = a;
+	inet_pton(AF_INET6, "2001:db8:1:2::1", &a.in6.sin6_addr);
+	inet_pton(AF_INET6, "2001:db8:1:2:ffff::99", &same64.in6.sin6_addr);
+	inet_pton(AF_INET6, "2001:db8:1:3::1", &other64.in6.sin6_addr);
+
+	CHECK_EQ_INT(hs_allow_n(&l, &a, 1000, COORD_HS_SOURCE_BURST, &v), COORD_HS_SOURCE_BURST);
+	/* A host can pick any address in its /64: the prefix is the source. */
+	CHECK_EQ_INT(coord_hs_limit_check(&l, &same64, 1000), COORD_HS_SOURCE_LIMITED);
+	CHECK_EQ_INT(coord_hs_limit_check(&l, &other64, 1000), COORD_HS_ALLOW);
+}
+
+static void test_coord_hs_limit_global_budget(void)
+{
+	static struct coord_hs_limit l;
+	const uint64_t t0 = 5000;
+	int allowed = 0, over = 0;
+	struct addr a;
+	char ip[32];
+
+	coord_hs_limit_init(&l, hs_test_key);
+	/* A flood from many sources (spoofed ones, say): each sends a few at once. */
+	for (int i = 0; i < 2 * COORD_HS_GLOBAL_PER_S; i++) {
+		snprintf(ip, sizeof(ip), "198.18.%d.%d", i / 250, 1 + i % 250);
+		make_addr(&a, ip, 1024);
+		for (int k = 0; k < 2; k++) {
+			enum coord_hs_verdict v = coord_hs_limit_check(&l, &a, t0);
+
+			allowed += v == COORD_HS_ALLOW;
+			over += v == COORD_HS_OVER_BUDGET;
+		}
+	}
+	CHECK_EQ_INT(allowed, COORD_HS_GLOBAL_PER_S);
+	CHECK_EQ_INT(over, 3 * COORD_HS_GLOBAL_PER_S);
+	/* Half a second later, half the budget has come back. */
+	allowed = 0;
+	for (int i = 0; i < COORD_HS_GLOBAL_PER_S; i++) {
+		struct addr b;
+
+		snprintf(ip, sizeof(ip), "203.0.113.%d", 1 + i % 250);
+		make_addr(&b, ip, 1024);
+		allowed += coord_hs_limit_check(&l, &b, t0 + 500) == COORD_HS_ALLOW;
+	}
+	CHECK_EQ_INT(allowed, COORD_HS_GLOBAL_PER_S / 2);
+	/* The last source was refused for the budget, not charged: its full burst now. */
+	enum coord_hs_verdict v;
+
+	CHECK_EQ_INT(hs_allow_n(&l, &a, t0 + 1000, COORD_HS_SOURCE_BURST + 1, &v),
+		     COORD_HS_SOURCE_BURST);
+	CHECK_EQ_INT(v, COORD_HS_SOURCE_LIMITED);
+}
+
+/*
+ * hosts nodes behind one public IP start at once (within 100 ms) and retry as
+ * a node does (1 s, doubling, +-25 % jitter). Returns when the last got through (ms).
+ */
+static uint64_t hs_limit_nat_restart(int hosts)
+{
+	static struct coord_hs_limit l;
+	uint64_t next[1024], backoff[1024], last_ok = 0, rnd = 0x9e3779b97f4a7c15u;
+	bool done[1024] = { false };
+	int left = hosts;
+	struct addr nat;
+
+	coord_hs_limit_init(&l, hs_test_key);
+	make_addr(&nat, "203.0.113.50", 0);
+	for (int i = 0; i < hosts; i++) {
+		rnd = rnd * 6364136223846793005u + 1442695040888963407u;
+		next[i] = 10000 + (rnd >> 33) % 100;
+		backoff[i] = 1000;
+	}
+	for (uint64_t now = 10000; left && now < 70000; now++) {
+		for (int i = 0; i < hosts; i++) {
+			if (done[i] || next[i] != now)
+				continue;
+			addr_set_port(&nat, (uint16_t)(20000 + i));
+			if (coord_hs_limit_check(&l, &nat, now) == COORD_HS_ALLOW) {
+				done[i] = true;
+				left--;
+				last_ok = now - 10000;
+				continue;
+			}
+			rnd = rnd * 6364136223846793005u + 1442695040888963407u;
+			next[i] = now + backoff[i] * 3 / 4 + (rnd >> 33) % (backoff[i] / 2 + 1);
+			if (backoff[i] < 30000)
+				backoff[i] *= 2;
+		}
+	}
+	return left ? UINT64_MAX : last_ok;
+}
+
+static void test_coord_hs_limit_many_hosts_behind_one_nat(void)
+{
+	uint64_t t64 = hs_limit_nat_restart(64), t256 = hs_limit_nat_restart(256),
+		 t1024 = hs_limit_nat_restart(1024);
+
+	printf("# all through after: 64 hosts %llu ms, 256 hosts %llu ms, 1024 hosts %llu ms\n",
+	       (unsigned long long)t64, (unsigned long long)t256, (unsigned long long)t1024);
+	CHECK(t64 < 200);   /* the burst covers them: no retry at all */
+	CHECK(t256 < 5000); /* a few retries */
+	CHECK(t1024 < 60000);
+}
+
+/* HS_INITs seen by the coordinator, whatever became of them. */
+static double hs_seen(struct harness *h)
+{
+	return counter(h, "hs_accepted") + counter(h, "hs_bad") + counter(h, "hs_rate_limited") +
+	       counter(h, "hs_over_budget");
+}
+
+/* n well-formed HS_INITs with a random Noise part (each costs the coordinator an X25519
+ * if it gets that far), in chunks the socket buffer holds; waits until each is counted. */
+static void hs_flood(struct harness *h, int fd, int n)
+{
+	uint8_t buf[8 + PROTO_HS_INIT_NOISE_LEN];
+
+	for (int sent = 0; sent < n && !h->timed_out;) {
+		int chunk = n - sent < 32 ? n - sent : 32;
+		double want = hs_seen(h) + chunk;
+
+		for (int i = 0; i < chunk; i++) {
+			randombytes_buf(buf, sizeof(buf));
+			buf[0] = PROTO_VERSION;
+			buf[1] = PROTO_HS_INIT;
+			buf[2] = buf[3] = 0;
+			send_to_port(fd, h->port, buf, sizeof(buf));
+		}
+		sent += chunk;
+		for (int ms = 0; ms < 2000 && hs_seen(h) < want; ms++)
+			pump(h, 1);
+	}
+}
+
+static void test_coord_hs_rate_limit_per_source(void)
+{
+	const int extra = 64;
+	struct harness h;
+	struct client a, b;
+	struct session_hs hs;
+	uint8_t buf[256];
+	uint64_t t0, elapsed_ms;
+	double refill, bad, limited;
+	bool refused = false;
+
+	if (harness_start(&h, NULL, 0) < 0)
+		goto out;
+	client_init(&a);                 /* 127.0.0.1, like the flood */
+	client_init_at(&b, "127.0.0.2"); /* another source */
+
+	/* From 127.0.0.1, another port than a's session socket: the IP is what counts. */
+	t0 = uv_hrtime();
+	hs_flood(&h, a.wg_fd, COORD_HS_SOURCE_BURST + extra);
+	elapsed_ms = (uv_hrtime() - t0) / 1000000u;
+	refill = (double)(elapsed_ms * COORD_HS_SOURCE_PER_S / 1000 + 1);
+	bad = counter(&h, "hs_bad");
+	limited = counter(&h, "hs_rate_limited");
+	printf("# %d in %llu ms: %.0f read (and refused), %.0f dropped unread\n",
+	       COORD_HS_SOURCE_BURST + extra, (unsigned long long)elapsed_ms, bad, limited);
+	CHECK_EQ_INT(bad + limited, COORD_HS_SOURCE_BURST + extra);
+	CHECK(bad >= COORD_HS_SOURCE_BURST);
+	CHECK(bad <= COORD_HS_SOURCE_BURST + refill);
+	CHECK(limited > 0);
+	CHECK_EQ_INT(counter(&h, "hs_over_budget"), 0);
+
+	/* A real node at that IP is refused while the bucket is empty. A token may come
+	 * back (one each 1000 / COORD_HS_SOURCE_PER_S ms) just before it: a few tries. */
+	for (int i = 0; i < 3 && !refused; i++) {
+		size_t len;
+
+		hs_flood(&h, a.wg_fd, 8);
+		len = client_build_hs_init(&h, &a, &hs, buf, sizeof(buf));
+		send_to_port(a.fd, h.port, buf, len);
+		refused = client_finish_hs(&h, &a, &hs, 200) == -ETIMEDOUT;
+	}
+	CHECK(refused);
+	CHECK(counter(&h, "hs_rate_limited") > limited);
+
+	/* Another source still gets through at once. */
+	CHECK_EQ_INT(client_handshake(&h, &b), 0);
+	/* After the refill, the first source works again. */
+	pump(&h, 3 * 1000 / COORD_HS_SOURCE_PER_S);
+	CHECK_EQ_INT(client_handshake(&h, &a), 0);
+	CHECK_EQ_INT(client_register(&h, &a, NULL, 0, NULL, 0, 0), 0);
+	CHECK_EQ_INT(counter(&h, "hs_accepted"), (refused ? 2 : 3));
+	CHECK_EQ_INT(status_num(&h, "nodes"), 2);
+	client_close(&a);
+	client_close(&b);
 out:
 	harness_stop(&h);
 }
@@ -1249,6 +1510,11 @@ int main(void)
 	TAP_RUN(test_coord_replayed_hs_init_refused);
 	TAP_RUN(test_coord_session_unknown);
 	TAP_RUN(test_coord_survives_random_datagrams);
+	TAP_RUN(test_coord_hs_limit_source_burst_and_refill);
+	TAP_RUN(test_coord_hs_limit_ipv6_by_prefix);
+	TAP_RUN(test_coord_hs_limit_global_budget);
+	TAP_RUN(test_coord_hs_limit_many_hosts_behind_one_nat);
+	TAP_RUN(test_coord_hs_rate_limit_per_source);
 	TAP_RUN(test_coord_reload_and_status);
 	TAP_RUN(test_coord_bind_failure_cleans_up);
 	return tap_done();
