@@ -206,9 +206,23 @@ int wg_open(uv_loop_t *loop, const char *ifname, enum config_backend backend, st
 
 	if (!ifname_valid(ifname, err, err_cap))
 		return -EINVAL;
+	/*
+	 * An explicit backend is checked up front too, so a missing interface
+	 * is one clear start-up error rather than a failed first request.
+	 */
 	if (backend == CONFIG_BACKEND_KERNEL) {
+		if (!is_kernel_wireguard(ifname)) {
+			snprintf(err, err_cap, "%s is not a kernel WireGuard link (backend = kernel)",
+				 ifname);
+			return -ENODEV;
+		}
 		b = WG_BACKEND_KERNEL;
 	} else if (backend == CONFIG_BACKEND_USERSPACE) {
+		if (!uapi_socket_exists(ifname)) {
+			snprintf(err, err_cap, "%s: no UAPI socket %s/%s.sock (backend = userspace)",
+				 ifname, WG_UAPI_DIR, ifname);
+			return -ENODEV;
+		}
 		b = WG_BACKEND_USERSPACE;
 	} else if (is_kernel_wireguard(ifname)) {
 		b = WG_BACKEND_KERNEL;
