@@ -10,6 +10,15 @@
  * updates for the peer: keepalive 0, then endpoint and keepalive N. The
  * 0 -> N change makes WireGuard send a keepalive at once, which starts its
  * handshake; the PUNCH_ACK leaves as soon as that write completes.
+ *
+ * rtnetlink (ifmon.c) says when local addresses or links change: the LAN
+ * addresses are read again and the mapping probed again at once, since a new
+ * uplink is a new mapping, which the coordinator pushes to the peers. The
+ * device read and the 20 s refresh still notice what it might miss.
+ *
+ * A PUNCH can be lost, and then a peer has no path and nothing coming. A
+ * peer with no path and no PUNCH asks for one (REGISTER with RESYNC) after
+ * 2 s, and again after twice as long each time, up to the 20 s refresh.
  */
 #include "wgpunch/node.h"
 
@@ -20,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "wgpunch/ifmon.h"
 #include "wgpunch/log.h"
 #include "wgpunch/node_coord.h"
 #include "wgpunch/node_peer.h"
@@ -50,7 +60,9 @@ struct node {
 	bool get_pending;
 	bool stopping;
 	uv_timer_t poll_timer;
+	uv_timer_t resync_timer;
 	uint64_t last_poll_error_ms;
+	struct ifmon *ifmon; /* NULL when rtnetlink is not available */
 
 	struct node_peer *peers; /* one per device peer, same keys */
 	size_t n_peers;
@@ -61,6 +73,7 @@ struct node {
 
 	struct addr lan[PROTO_MAX_LAN];
 	uint8_t n_lan;
+	bool lan_known; /* read once already */
 	struct node_counters counters;
 	unsigned int closing;
 };
@@ -159,6 +172,11 @@ static void node_on_handle_closed(uv_handle_t *h)
 	node_release(h->data);
 }
 
+static void node_on_ifmon_closed(void *arg)
+{
+	node_release(arg);
+}
+
 static void node_close_coord(struct node *n, struct node_coord *c)
 {
 	n->closing++;
@@ -180,8 +198,14 @@ void node_stop(struct node *n)
 	wg_close(n->wg);
 	n->wg = NULL;
 	prober_close(&n->prober);
-	n->closing++;
+	if (n->ifmon) {
+		n->closing++;
+		ifmon_close(n->ifmon);
+		n->ifmon = NULL;
+	}
+	n->closing += 2;
 	uv_close((uv_handle_t *)&n->poll_timer, node_on_handle_closed);
+	uv_close((uv_handle_t *)&n->resync_timer, node_on_handle_closed);
 	node_release(n);
 }
 
@@ -263,12 +287,53 @@ static void node_write_candidate(struct node *n, struct node_peer *p, struct nod
 	n->counters.endpoint_writes++;
 }
 
-static void node_register_all(struct node *n, bool probe)
+static void node_on_resync_timer(uv_timer_t *t);
+
+/* Arms the RESYNC timer for the first peer that will want one. */
+static void node_schedule_resync(struct node *n)
 {
+	uint64_t due = UINT64_MAX, now = node_now_ms(), d;
 	size_t i;
 
-	for (i = 0; i < n->n_coords; i++)
-		node_coord_register_now(n->coords[i], probe);
+	if (n->stopping)
+		return;
+	for (i = 0; i < n->n_peers; i++) {
+		d = node_peer_resync_due(&n->peers[i]);
+		if (d < due)
+			due = d;
+	}
+	if (due == UINT64_MAX)
+		uv_timer_stop(&n->resync_timer);
+	else
+		uv_timer_start(&n->resync_timer, node_on_resync_timer, due > now ? due - now : 0,
+			       0);
+}
+
+static void node_on_resync_timer(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	uint64_t now = node_now_ms();
+	bool any = false, early = false;
+	char k[KEY_SHORT_LEN];
+	size_t i;
+
+	for (i = 0; i < n->n_peers; i++) {
+		struct node_peer *p = &n->peers[i];
+
+		if (!node_peer_wants_resync(p, now))
+			continue;
+		/* While the backoff is below the refresh period, REGISTER now; after that the
+		 * refresh carries the flag, so a peer that stays away costs no extra traffic. */
+		if (p->resync_wait_ms < NODE_PEER_RESYNC_MS)
+			early = true;
+		log_debug("peer %s: no path, no punch for %u ms: asking for one (RESYNC)",
+			  key_short(p->key, k), p->resync_wait_ms);
+		node_peer_resync_asked(p, now);
+		any = true;
+	}
+	for (i = 0; any && i < n->n_coords; i++)
+		node_coord_resync(n->coords[i], early);
+	node_schedule_resync(n);
 }
 
 /* Carries out what a peer's state machine decided. */
@@ -295,10 +360,9 @@ static void node_peer_act(struct node *n, struct node_peer *p, enum node_peer_ac
 			 key_short(p->key, k), p->n_cands);
 		return;
 	case NODE_PEER_DOWN:
+		/* The RESYNC timer asks for a new punch at once (node_schedule_resync). */
 		log_info("path to peer %s down (no handshake for %d s), asking for a new punch",
 			 key_short(p->key, k), NODE_PEER_STALE_S);
-		/* RESYNC now rather than at the next refresh: the path is gone. */
-		node_register_all(n, false);
 		return;
 	}
 }
@@ -340,6 +404,7 @@ void node_on_punch(struct node *n, struct node_coord *c, const struct proto_punc
 	}
 	node_obs(n, p->key, &obs);
 	act = node_peer_on_punch(p, punch, &c->mapping[0], &obs, node_now_ms());
+	node_schedule_resync(n);
 	if (act == NODE_PEER_WRITE) {
 		node_write_candidate(n, p, c, punch->attempt, ack);
 		/* Watch for the handshake closely from now on. */
@@ -417,12 +482,45 @@ static bool node_refresh_lan(struct node *n)
 		changed = !addr_equal(&lan[j], &n->lan[j]);
 	memcpy(n->lan, lan, sizeof(lan[0]) * cnt);
 	n->n_lan = cnt;
+	if (changed && n->dev) {
+		char list[PROTO_MAX_LAN * (ADDR_STRLEN + 1)] = "", a[ADDR_STRLEN];
+		size_t used = 0;
+
+		for (j = 0; j < cnt && used < sizeof(list); j++)
+			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+						 j ? " " : "", addr_format(&lan[j], a));
+		if (n->lan_known)
+			log_info("local addresses changed: %s, registering again",
+				 cnt ? list : "none");
+		else
+			log_info("LAN addresses: %s", cnt ? list : "none");
+	}
+	n->lan_known = n->dev != NULL;
 	return changed;
+}
+
+/* rtnetlink: addresses or links changed (debounced). */
+static void node_on_ifmon(void *arg)
+{
+	struct node *n = arg;
+	bool lan_changed;
+	size_t i;
+
+	if (n->stopping || !n->dev)
+		return; /* the first device read reads the addresses */
+	lan_changed = node_refresh_lan(n);
+	if (!lan_changed)
+		log_debug("local addresses or links changed, probing the mapping again");
+	for (i = 0; i < n->n_coords; i++) {
+		if (lan_changed)
+			node_coord_register_now(n->coords[i], true);
+		else
+			node_coord_probe_now(n->coords[i]);
+	}
 }
 
 void node_fill_register(struct node *n, struct proto_register *reg)
 {
-	uint64_t now = node_now_ms();
 	size_t i;
 
 	reg->wg_port = n->dev ? n->dev->listen_port : 0;
@@ -436,12 +534,7 @@ void node_fill_register(struct node *n, struct proto_register *reg)
 		}
 		reg->peers[reg->n_peers++] = key_fingerprint(n->peers[i].key);
 	}
-	for (i = 0; i < n->n_peers; i++) {
-		if (node_peer_wants_resync(&n->peers[i], now)) {
-			reg->flags |= PROTO_REG_F_RESYNC;
-			break;
-		}
-	}
+	/* RESYNC is added by node_coord_register_now() when the RESYNC timer asked for it. */
 }
 
 static bool node_first_device(struct node *n, struct wg_device *dev)
@@ -535,6 +628,7 @@ static void node_on_device(struct wg *wg, int status, struct wg_device *dev, voi
 		node_peer_act(n, p, node_peer_on_poll(p, &obs, now, obs.keepalive_s > 0));
 	}
 	node_schedule_poll(n);
+	node_schedule_resync(n);
 }
 
 static void node_poll(struct node *n)
@@ -613,6 +707,17 @@ int node_start(uv_loop_t *loop, const struct config *conf, node_fatal_cb fatal, 
 	}
 	uv_timer_init(loop, &n->poll_timer);
 	n->poll_timer.data = n;
+	uv_timer_init(loop, &n->resync_timer);
+	n->resync_timer.data = n;
+	/* Without it the node still works, only slower to notice a new address. */
+	r = ifmon_open(loop, IFMON_DEBOUNCE_MS, node_on_ifmon, node_on_ifmon_closed, n,
+		       &n->ifmon);
+	if (r < 0) {
+		log_warn_errno(r, "cannot watch local addresses (rtnetlink); changes are seen "
+				  "within %u s instead",
+			       POLL_SLOW_MS / 1000);
+		n->ifmon = NULL;
+	}
 
 	r = wg_get_device(n->wg, node_on_device, n);
 	if (r < 0) {

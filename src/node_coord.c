@@ -7,6 +7,13 @@
  * REGISTER and probes at once; FILTER_GO -> echo at once; PUNCH -> the node
  * writes the endpoint and acks when the write completes. Timers only retry
  * and refresh. All of them run on the monotonic clock.
+ *
+ * Any datagram can be lost, and a step that waits for the 20 s refresh after
+ * a loss makes the node's readiness wait with it. So every step the node
+ * starts is repeated until it is answered, on a short timer with backoff and
+ * jitter, a bounded number of times: HS_INIT (HS_RESP), REGISTER
+ * (REGISTER_ACK), a probe round (both MAPPINGs), the filter echo
+ * (FILTER_RESULT). PUNCH_ACK has no answer: it is sent twice.
  */
 #include "wgpunch/node_coord.h"
 
@@ -24,13 +31,22 @@
 #include "wgpunch/wg.h"
 
 #define HS_RETRY_FIRST_MS 1000
+#define HS_FAST_TRIES 3 /* sent HS_RETRY_FIRST_MS apart before the backoff doubles */
 #define HS_RETRY_MAX_MS 30000
 #define HS_TRIES_BEFORE_RESOLVE 3
 #define UNKNOWN_BACKOFF_FIRST_MS 1000
 #define REFRESH_MS 20000
 #define REKEY_MS 120000
-#define REGISTER_RETRY_MS 1000
-#define REGISTER_TRIES 3
+#define REGISTER_RETRY_FIRST_MS 1000
+#define REGISTER_RETRY_MAX_MS 2000
+#define REGISTER_TRIES 4 /* retransmissions before the session is judged dead */
+#define REGISTER_TRIES_ALIVE 8 /* ... or before waiting for the refresh, while DATA comes in */
+#define PROBE_RETRY_FIRST_MS 500
+#define PROBE_RETRY_MAX_MS 4000
+#define PROBE_TRIES 6 /* rounds after the first; about 15 s, then the refresh takes over */
+#define ECHO_RETRY_FIRST_MS 250 /* doubling: 0.25, 0.75, 1.75 s, inside the 2 s of the test */
+#define ECHO_TRIES 3
+#define ACK_REPEAT_MS 100
 #define RESOLVE_EVERY_MS (5 * 60 * 1000)
 #define RESOLVE_RETRY_MS 5000
 
@@ -44,6 +60,9 @@ static void coord_hs_begin(struct node_coord *c);
 static void coord_resolve(struct node_coord *c);
 static void coord_on_hs_timer(uv_timer_t *t);
 static void coord_on_reg_timer(uv_timer_t *t);
+static void coord_on_probe_timer(uv_timer_t *t);
+static void coord_on_echo_timer(uv_timer_t *t);
+static void coord_on_ack_timer(uv_timer_t *t);
 static void coord_on_resolve_timer(uv_timer_t *t);
 
 const char *node_coord_state_name(enum node_coord_state s)
@@ -75,6 +94,11 @@ const char *node_coord_mapping_type(const struct node_coord *c)
 static uint64_t jitter(uint64_t ms)
 {
 	return ms - ms / 4 + randombytes_uniform((uint32_t)(ms / 2 + 1));
+}
+
+static uint32_t doubled(uint32_t ms, uint32_t max_ms)
+{
+	return ms * 2 > max_ms ? max_ms : ms * 2;
 }
 
 static const char *coord_name(const struct node_coord *c, char buf[ADDR_STRLEN])
@@ -124,8 +148,9 @@ static void coord_close_sock(struct node_coord *c)
 
 void node_coord_close(struct node_coord *c)
 {
-	uv_timer_t *timers[] = { &c->hs_timer, &c->refresh_timer, &c->rekey_timer, &c->reg_timer,
-				 &c->resolve_timer };
+	uv_timer_t *timers[] = { &c->hs_timer,	  &c->refresh_timer, &c->rekey_timer,
+				 &c->reg_timer,	  &c->resolve_timer, &c->probe_timer,
+				 &c->echo_timer, &c->ack_timer };
 	size_t i;
 
 	if (c->stopping)
@@ -240,17 +265,61 @@ static void coord_send_probes(struct node_coord *c)
 	}
 }
 
+/*
+ * A series of probe rounds: the first now, then again while no round of this series has
+ * come back whole (both MAPPINGs), so one lost probe or MAPPING costs half a second rather
+ * than a refresh period.
+ */
+static void coord_probe_start(struct node_coord *c)
+{
+	c->probe_first_seq = c->probe_seq + 1;
+	c->probe_backoff_ms = PROBE_RETRY_FIRST_MS;
+	c->probe_tries = 0;
+	coord_send_probes(c);
+	uv_timer_start(&c->probe_timer, coord_on_probe_timer, jitter(c->probe_backoff_ms), 0);
+}
+
+static void coord_on_probe_timer(uv_timer_t *t)
+{
+	struct node_coord *c = t->data;
+
+	if (!c->probe_first_seq || c->state != NODE_COORD_UP)
+		return;
+	if (c->probe_tries >= PROBE_TRIES) {
+		log_debug("no complete MAPPING round from coordinator %s:%u after %u rounds, "
+			  "probing again with the next refresh",
+			  c->host, c->port, c->probe_tries + 1);
+		c->probe_first_seq = 0;
+		return;
+	}
+	c->probe_tries++;
+	c->probe_backoff_ms = doubled(c->probe_backoff_ms, PROBE_RETRY_MAX_MS);
+	coord_send_probes(c);
+	uv_timer_start(&c->probe_timer, coord_on_probe_timer, jitter(c->probe_backoff_ms), 0);
+}
+
+void node_coord_probe_now(struct node_coord *c)
+{
+	if (c->stopping || c->state != NODE_COORD_UP)
+		return;
+	coord_probe_start(c);
+}
+
 /* ---- REGISTER ---- */
 
 static void coord_send_register(struct node_coord *c)
 {
 	int r = coord_send_msg(c, &c->reg, &c->addr);
 
-	if (r < 0)
+	if (r < 0) {
 		log_debug("REGISTER to coordinator %s:%u not sent: %s", c->host, c->port,
 			  strerror(-r));
-	else
-		node_counters(c->node)->registers_sent++;
+		return;
+	}
+	node_counters(c->node)->registers_sent++;
+	log_debug("REGISTER %u to coordinator %s:%u (try %u): %u LAN addresses, %u peers%s",
+		  c->reg.reg.seq, c->host, c->port, c->reg_tries + 1, c->reg.reg.n_lan,
+		  c->reg.reg.n_peers, c->reg.reg.flags & PROTO_REG_F_RESYNC ? ", RESYNC" : "");
 }
 
 void node_coord_register_now(struct node_coord *c, bool probe)
@@ -260,13 +329,28 @@ void node_coord_register_now(struct node_coord *c, bool probe)
 	memset(&c->reg, 0, sizeof(c->reg));
 	c->reg.type = PROTO_MSG_REGISTER;
 	node_fill_register(c->node, &c->reg.reg);
+	if (c->resync_wanted)
+		c->reg.reg.flags |= PROTO_REG_F_RESYNC;
+	c->resync_wanted = false;
 	c->reg.reg.seq = ++c->reg_seq;
 	c->reg_pending = true;
 	c->reg_tries = 0;
+	c->reg_backoff_ms = REGISTER_RETRY_FIRST_MS;
+	c->reg_sent_ms = node_now_ms();
 	coord_send_register(c);
-	uv_timer_start(&c->reg_timer, coord_on_reg_timer, REGISTER_RETRY_MS, 0);
+	uv_timer_start(&c->reg_timer, coord_on_reg_timer, jitter(c->reg_backoff_ms), 0);
 	if (probe)
-		coord_send_probes(c);
+		coord_probe_start(c);
+}
+
+void node_coord_resync(struct node_coord *c, bool now)
+{
+	if (c->stopping)
+		return;
+	/* Kept until a REGISTER can carry it, also across a new session. */
+	c->resync_wanted = true;
+	if (now)
+		node_coord_register_now(c, false);
 }
 
 static void coord_session_down(struct node_coord *c, const char *why)
@@ -280,21 +364,36 @@ static void coord_session_down(struct node_coord *c, const char *why)
 	c->cur.valid = false;
 	c->prev.valid = false;
 	c->reg_pending = false;
+	c->probe_first_seq = 0;
+	c->echo_pending = false;
+	c->n_ack_repeat = 0; /* they would not decrypt under the next session */
 	uv_timer_stop(&c->refresh_timer);
 	uv_timer_stop(&c->rekey_timer);
 	uv_timer_stop(&c->reg_timer);
+	uv_timer_stop(&c->probe_timer);
+	uv_timer_stop(&c->echo_timer);
+	uv_timer_stop(&c->ack_timer);
 }
 
 static void coord_on_reg_timer(uv_timer_t *t)
 {
 	struct node_coord *c = t->data;
+	bool alive;
 
 	if (!c->reg_pending)
 		return;
-	if (c->reg_tries < REGISTER_TRIES) {
+	/* Authentic DATA since the first send: the session works and only acks were lost (a
+	 * PUNCH may well have come), so a new handshake would only cost time. */
+	alive = c->last_rx_ms >= c->reg_sent_ms;
+	if (c->reg_tries < (alive ? REGISTER_TRIES_ALIVE : REGISTER_TRIES)) {
 		c->reg_tries++;
+		c->reg_backoff_ms = doubled(c->reg_backoff_ms, REGISTER_RETRY_MAX_MS);
 		coord_send_register(c);
-		uv_timer_start(&c->reg_timer, coord_on_reg_timer, REGISTER_RETRY_MS, 0);
+		uv_timer_start(&c->reg_timer, coord_on_reg_timer, jitter(c->reg_backoff_ms), 0);
+		return;
+	}
+	if (alive) {
+		c->reg_pending = false; /* the refresh sends a new one */
 		return;
 	}
 	coord_session_down(c, "REGISTER unanswered");
@@ -307,7 +406,7 @@ static void coord_on_refresh_timer(uv_timer_t *t)
 	node_coord_register_now(t->data, true);
 }
 
-void node_coord_send_punch_ack(struct node_coord *c, uint32_t attempt)
+static void coord_send_punch_ack(struct node_coord *c, uint32_t attempt)
 {
 	struct proto_msg m = { .type = PROTO_MSG_PUNCH_ACK };
 	int r;
@@ -317,6 +416,34 @@ void node_coord_send_punch_ack(struct node_coord *c, uint32_t attempt)
 	if (r < 0)
 		log_debug("PUNCH_ACK %u to coordinator %s:%u not sent: %s", attempt, c->host,
 			  c->port, strerror(-r));
+}
+
+/*
+ * Nothing answers a PUNCH_ACK, so it is not retried until answered but sent twice: a lost
+ * one would hold the second side's PUNCH back for the coordinator's 500 ms. The coordinator
+ * ignores the copy (it counts it as an ack for no pending attempt).
+ */
+void node_coord_send_punch_ack(struct node_coord *c, uint32_t attempt)
+{
+	if (c->stopping)
+		return;
+	coord_send_punch_ack(c, attempt);
+	if (c->n_ack_repeat < sizeof(c->ack_repeat) / sizeof(c->ack_repeat[0]))
+		c->ack_repeat[c->n_ack_repeat++] = attempt;
+	else
+		coord_send_punch_ack(c, attempt); /* many punches at once: repeat it right away */
+	if (!uv_is_active((uv_handle_t *)&c->ack_timer))
+		uv_timer_start(&c->ack_timer, coord_on_ack_timer, ACK_REPEAT_MS, 0);
+}
+
+static void coord_on_ack_timer(uv_timer_t *t)
+{
+	struct node_coord *c = t->data;
+	unsigned int i;
+
+	for (i = 0; i < c->n_ack_repeat; i++)
+		coord_send_punch_ack(c, c->ack_repeat[i]);
+	c->n_ack_repeat = 0;
 }
 
 /* ---- handshake ---- */
@@ -370,8 +497,10 @@ static void coord_hs_attempt(struct node_coord *c)
 	if (c->hs_tries > HS_TRIES_BEFORE_RESOLVE && !c->host_is_literal && !c->gai_pending)
 		coord_resolve(c);
 	uv_timer_start(&c->hs_timer, coord_on_hs_timer, jitter(c->hs_backoff_ms), 0);
-	c->hs_backoff_ms =
-		c->hs_backoff_ms * 2 > HS_RETRY_MAX_MS ? HS_RETRY_MAX_MS : c->hs_backoff_ms * 2;
+	/* A few quick retries first: on a lossy path the first tries are the likely losses;
+	 * a coordinator that is down is then asked less and less often. */
+	if (c->hs_tries >= HS_FAST_TRIES)
+		c->hs_backoff_ms = doubled(c->hs_backoff_ms, HS_RETRY_MAX_MS);
 }
 
 static void coord_hs_begin(struct node_coord *c)
@@ -462,12 +591,45 @@ static void coord_on_session_unknown(struct node_coord *c, const struct proto_ou
 	}
 	coord_session_down(c, "coordinator does not know the session");
 	delay = randombytes_uniform(c->unknown_backoff_ms + 1);
-	c->unknown_backoff_ms = c->unknown_backoff_ms * 2 > HS_RETRY_MAX_MS
-					? HS_RETRY_MAX_MS
-					: c->unknown_backoff_ms * 2;
+	c->unknown_backoff_ms = doubled(c->unknown_backoff_ms, HS_RETRY_MAX_MS);
 	c->hs_backoff_ms = HS_RETRY_FIRST_MS;
 	c->hs_tries = 0;
 	uv_timer_start(&c->hs_timer, coord_on_hs_timer, delay, 0);
+}
+
+/* ---- filter echo ---- */
+
+static void coord_send_echo(struct node_coord *c)
+{
+	struct proto_msg echo = { .type = PROTO_MSG_FILTER_ECHO };
+	struct addr to = c->addr;
+	char a[ADDR_STRLEN];
+	int r;
+
+	/* From the session socket to P + 1, and nothing else ever goes that way. A copy takes
+	 * the same way through our NAT as the first, so it tells the coordinator the same. */
+	echo.filter_echo.nonce = c->echo_nonce;
+	addr_set_port(&to, (uint16_t)(c->port + 1));
+	r = coord_send_msg(c, &echo, &to);
+	if (r < 0)
+		log_debug("FILTER_ECHO to %s not sent: %s", addr_format(&to, a), strerror(-r));
+}
+
+static void coord_on_echo_timer(uv_timer_t *t)
+{
+	struct node_coord *c = t->data;
+
+	if (!c->echo_pending || c->state != NODE_COORD_UP)
+		return;
+	if (c->echo_tries >= ECHO_TRIES) {
+		/* The coordinator's test has timed out by now (filter unknown, taken as safe). */
+		c->echo_pending = false;
+		return;
+	}
+	c->echo_tries++;
+	coord_send_echo(c);
+	uv_timer_start(&c->echo_timer, coord_on_echo_timer,
+		       jitter((uint64_t)ECHO_RETRY_FIRST_MS << c->echo_tries), 0);
 }
 
 /* ---- DATA ---- */
@@ -501,6 +663,10 @@ static void coord_on_msg(struct node_coord *c, const struct proto_msg *m)
 		c->mapping[i] = m->mapping.observed;
 		if (c->mapping_seq[1] != c->mapping_seq[0] + 1)
 			return; /* the round is not complete */
+		if (c->probe_first_seq && c->mapping_seq[0] >= c->probe_first_seq) {
+			c->probe_first_seq = 0; /* this series is answered */
+			uv_timer_stop(&c->probe_timer);
+		}
 		c->nat_type = addr_equal(&c->mapping[0], &c->mapping[1]) ? 1 : 2;
 		if (c->nat_type != old_type || !addr_equal(&c->round_mapping, &c->mapping[0]))
 			log_info("public mapping of the WireGuard port via coordinator %s: %s (%s)",
@@ -509,21 +675,16 @@ static void coord_on_msg(struct node_coord *c, const struct proto_msg *m)
 		c->round_mapping = c->mapping[0];
 		return;
 	}
-	case PROTO_MSG_FILTER_GO: {
-		struct proto_msg echo = { .type = PROTO_MSG_FILTER_ECHO };
-		struct addr to = c->addr;
-		int r;
-
-		/* From the session socket to P + 1, and nothing else ever goes that way. */
-		echo.filter_echo.nonce = m->filter_go.nonce;
-		addr_set_port(&to, (uint16_t)(c->port + 1));
-		r = coord_send_msg(c, &echo, &to);
-		if (r < 0)
-			log_debug("FILTER_ECHO to %s not sent: %s", addr_format(&to, a),
-				  strerror(-r));
+	case PROTO_MSG_FILTER_GO:
+		c->echo_nonce = m->filter_go.nonce;
+		c->echo_pending = true;
+		c->echo_tries = 0;
+		coord_send_echo(c);
+		uv_timer_start(&c->echo_timer, coord_on_echo_timer, jitter(ECHO_RETRY_FIRST_MS), 0);
 		return;
-	}
 	case PROTO_MSG_FILTER_RESULT:
+		c->echo_pending = false;
+		uv_timer_stop(&c->echo_timer);
 		if (m->filter_result.filter != c->filter)
 			log_info("NAT filter via coordinator %s: %s", coord_name(c, a),
 				 proto_filter_name(m->filter_result.filter));
@@ -785,7 +946,7 @@ int node_coord_start(struct node *n, uv_loop_t *loop, const struct config_coordi
 		     unsigned int id, struct node_coord **out)
 {
 	struct node_coord *c = calloc(1, sizeof(*c));
-	uv_timer_t *timers[5];
+	uv_timer_t *timers[8];
 	struct addr a;
 	size_t i;
 
@@ -810,7 +971,10 @@ int node_coord_start(struct node *n, uv_loop_t *loop, const struct config_coordi
 	timers[2] = &c->rekey_timer;
 	timers[3] = &c->reg_timer;
 	timers[4] = &c->resolve_timer;
-	for (i = 0; i < 5; i++) {
+	timers[5] = &c->probe_timer;
+	timers[6] = &c->echo_timer;
+	timers[7] = &c->ack_timer;
+	for (i = 0; i < 8; i++) {
 		uv_timer_init(loop, timers[i]); /* cannot fail for a valid loop */
 		timers[i]->data = c;
 	}

@@ -4,6 +4,7 @@
  */
 #include "wgpunch/node_peer.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static bool hs_newer(int64_t a_s, int64_t a_ns, int64_t b_s, int64_t b_ns)
@@ -46,6 +47,14 @@ static void add_cand(struct node_peer *p, const struct addr *a, enum node_path p
 	p->n_cands++;
 }
 
+static void set_up(struct node_peer *p, enum node_path path)
+{
+	p->state = NODE_PEER_UP;
+	p->path = path;
+	/* The next time the path is lost, ask again quickly. */
+	p->resync_wait_ms = NODE_PEER_RESYNC_FIRST_MS;
+}
+
 static void start_attempt(struct node_peer *p, const struct node_peer_obs *obs, uint64_t now_ms)
 {
 	p->base_s = obs->handshake_s;
@@ -59,6 +68,8 @@ void node_peer_init(struct node_peer *p, const uint8_t key[KEY_LEN], uint64_t no
 	memset(p, 0, sizeof(*p));
 	memcpy(p->key, key, KEY_LEN);
 	p->last_punch_ms = now_ms;
+	p->resync_ms = now_ms;
+	p->resync_wait_ms = NODE_PEER_RESYNC_FIRST_MS;
 	p->path = NODE_PATH_NONE;
 	p->state = NODE_PEER_IDLE;
 }
@@ -90,8 +101,7 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 		for (i = 0; i < p->n_cands; i++) {
 			if (addr_equal(&p->cands[i].addr, &obs->endpoint)) {
 				p->cur = (uint8_t)i;
-				p->state = NODE_PEER_UP;
-				p->path = p->cands[i].path;
+				set_up(p, p->cands[i].path);
 				return NODE_PEER_NOTHING;
 			}
 		}
@@ -112,8 +122,7 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 	switch (p->state) {
 	case NODE_PEER_TRYING:
 		if (hs_newer(obs->handshake_s, obs->handshake_ns, p->base_s, p->base_ns)) {
-			p->state = NODE_PEER_UP;
-			p->path = p->cands[p->cur].path;
+			set_up(p, p->cands[p->cur].path);
 			return NODE_PEER_UP_NOW;
 		}
 		if (now_ms < p->deadline_ms)
@@ -146,8 +155,7 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 		 */
 		if (addr_is_set(&obs->endpoint) && hs_fresh(obs) &&
 		    (p->state == NODE_PEER_IDLE || new_since_seen)) {
-			p->state = NODE_PEER_UP;
-			p->path = classify_endpoint(p, &obs->endpoint);
+			set_up(p, classify_endpoint(p, &obs->endpoint));
 			return NODE_PEER_UP_NOW;
 		}
 		return NODE_PEER_NOTHING;
@@ -165,10 +173,25 @@ bool node_peer_attempt_open(const struct node_peer *p)
 	return p->state == NODE_PEER_TRYING;
 }
 
+uint64_t node_peer_resync_due(const struct node_peer *p)
+{
+	uint64_t since = p->last_punch_ms > p->resync_ms ? p->last_punch_ms : p->resync_ms;
+
+	if (p->path != NODE_PATH_NONE || p->state == NODE_PEER_TRYING)
+		return UINT64_MAX;
+	return since + p->resync_wait_ms;
+}
+
 bool node_peer_wants_resync(const struct node_peer *p, uint64_t now_ms)
 {
-	return p->path == NODE_PATH_NONE && p->state != NODE_PEER_TRYING &&
-	       now_ms - p->last_punch_ms >= NODE_PEER_RESYNC_MS;
+	return now_ms >= node_peer_resync_due(p);
+}
+
+void node_peer_resync_asked(struct node_peer *p, uint64_t now_ms)
+{
+	p->resync_ms = now_ms;
+	p->resync_wait_ms = p->resync_wait_ms * 2 > NODE_PEER_RESYNC_MS ? NODE_PEER_RESYNC_MS
+									: p->resync_wait_ms * 2;
 }
 
 const char *node_path_name(enum node_path path)

@@ -85,6 +85,7 @@ struct node_coord {
 	bool gai_pending;
 	struct node_coord_sock *sock; /* NULL until resolved */
 	uv_timer_t hs_timer, refresh_timer, rekey_timer, reg_timer, resolve_timer;
+	uv_timer_t probe_timer, echo_timer, ack_timer;
 	unsigned int closing; /* handles and requests not yet given back by libuv */
 	bool stopping;
 
@@ -102,6 +103,20 @@ struct node_coord {
 	struct proto_msg reg; /* the REGISTER last sent, for retransmission */
 	bool reg_pending;
 	unsigned int reg_tries;
+	uint32_t reg_backoff_ms;
+	uint64_t reg_sent_ms; /* monotonic: first send of the pending REGISTER */
+	bool resync_wanted; /* the next REGISTER carries RESYNC */
+
+	/* Every datagram of the start-up sequence can be lost; each step the node starts is
+	 * repeated on its own timer until answered (docs/rendezvous.md). */
+	uint64_t probe_first_seq; /* first probe of the current series; 0 = none pending */
+	uint32_t probe_backoff_ms;
+	unsigned int probe_tries;
+	bool echo_pending; /* FILTER_ECHO sent, no FILTER_RESULT yet */
+	uint64_t echo_nonce;
+	unsigned int echo_tries;
+	uint32_t ack_repeat[4]; /* PUNCH_ACKs to send once more */
+	uint8_t n_ack_repeat;
 
 	struct addr mapping[2]; /* observed public ip:port of the WireGuard port, via P and P + 1 */
 	uint64_t mapping_seq[2];
@@ -128,6 +143,11 @@ void node_coord_device_ready(struct node_coord *c);
 void node_coord_set_fwmark(struct node_coord *c, uint32_t fwmark);
 /* Peers, LAN addresses or port changed: REGISTER and probe again now (when up). */
 void node_coord_register_now(struct node_coord *c, bool probe);
+/* Local addresses or links changed: a new uplink is a new mapping, so probe now (when up). */
+void node_coord_probe_now(struct node_coord *c);
+/* A peer has no path and no PUNCH came: the next REGISTER asks for one (flag RESYNC); with
+ * now, that REGISTER leaves at once rather than with the next refresh. */
+void node_coord_resync(struct node_coord *c, bool now);
 void node_coord_send_punch_ack(struct node_coord *c, uint32_t attempt);
 bool node_coord_same_conf(const struct node_coord *c, const struct config_coordinator *cc);
 const char *node_coord_state_name(enum node_coord_state s);
@@ -141,7 +161,7 @@ uint64_t node_now_ms(void);
 const struct wg_device *node_device(const struct node *n);
 struct prober *node_prober(struct node *n);
 struct node_counters *node_counters(struct node *n);
-/* Fills the REGISTER content: port, LAN addresses, peer fingerprints, flags. */
+/* Fills the REGISTER content: port, LAN addresses, peer fingerprints, MORE_PEERS. */
 void node_fill_register(struct node *n, struct proto_register *reg);
 void node_on_punch(struct node *n, struct node_coord *c, const struct proto_punch *punch);
 void node_coord_closed(struct node *n);

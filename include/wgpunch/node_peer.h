@@ -25,7 +25,13 @@
 #define NODE_PEER_ATTEMPT_MS 6000 /* > REKEY_TIMEOUT (5 s): one retried initiation fits */
 #define NODE_PEER_FRESH_S 135     /* a handshake this recent means the path works */
 #define NODE_PEER_STALE_S 180     /* REJECT_AFTER_TIME: with keepalive on, the path is gone */
-#define NODE_PEER_RESYNC_MS 20000 /* no PUNCH for this long while path none: ask for one */
+/*
+ * No path and no PUNCH: ask for one (REGISTER with RESYNC) after NODE_PEER_RESYNC_FIRST_MS,
+ * then after twice as long each time up to NODE_PEER_RESYNC_MS. A PUNCH is sent once and can
+ * be lost; without a path the peer waits for nothing else. A working path starts it over.
+ */
+#define NODE_PEER_RESYNC_FIRST_MS 2000
+#define NODE_PEER_RESYNC_MS 20000
 #define NODE_PEER_MAX_CAND (PROTO_MAX_LAN + 1)
 
 enum node_path {
@@ -73,6 +79,8 @@ struct node_peer {
 	int64_t seen_s, seen_ns; /* latest-handshake last observed */
 	uint64_t deadline_ms;    /* monotonic: give up on the current candidate */
 	uint64_t last_punch_ms;  /* monotonic: last PUNCH, or creation */
+	uint64_t resync_ms;      /* monotonic: last RESYNC asked, or creation */
+	uint32_t resync_wait_ms; /* from the later of the two above to the next RESYNC */
 	enum node_path path;
 	enum node_peer_state state;
 };
@@ -106,8 +114,14 @@ const struct node_peer_cand *node_peer_candidate(const struct node_peer *p);
 /* An attempt is open: the device should be read often. */
 bool node_peer_attempt_open(const struct node_peer *p);
 
-/* No path and no PUNCH for NODE_PEER_RESYNC_MS: the next REGISTER asks for one. */
+/*
+ * The monotonic time at which this peer wants a RESYNC: no path, no attempt open, and no
+ * PUNCH or RESYNC for resync_wait_ms. UINT64_MAX when it wants none.
+ */
+uint64_t node_peer_resync_due(const struct node_peer *p);
 bool node_peer_wants_resync(const struct node_peer *p, uint64_t now_ms);
+/* A REGISTER with RESYNC was sent for it: the next one waits twice as long (capped). */
+void node_peer_resync_asked(struct node_peer *p, uint64_t now_ms);
 
 /* "none", "lan", "direct", "ipv6", "relay" */
 const char *node_path_name(enum node_path path);

@@ -164,9 +164,61 @@ static void test_node_peer_next_candidate_after_6s_then_none(void)
 	CHECK_EQ_INT(p.state, NODE_PEER_FAILED);
 	CHECK(!node_peer_attempt_open(&p));
 	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + 60000, true), NODE_PEER_NOTHING);
-	/* RESYNC only once no PUNCH came for 20 s. */
-	CHECK(!node_peer_wants_resync(&p, 10000 + NODE_PEER_RESYNC_MS - 1));
-	CHECK(node_peer_wants_resync(&p, 10000 + NODE_PEER_RESYNC_MS));
+	/* No RESYNC while an attempt was open; once it failed, the PUNCH is long enough ago. */
+	CHECK(node_peer_wants_resync(&p, t));
+	CHECK_EQ_INT(node_peer_resync_due(&p), 10000 + NODE_PEER_RESYNC_FIRST_MS);
+}
+
+static void test_node_peer_resync_backs_off_and_starts_over_when_up(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("203.0.113.5", 51820);
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+	uint64_t t = 1000;
+
+	/* A new peer with no PUNCH (the PUNCH was lost) asks after 2 s ... */
+	node_peer_init(&p, key, t);
+	CHECK(!node_peer_wants_resync(&p, t + NODE_PEER_RESYNC_FIRST_MS - 1));
+	CHECK(node_peer_wants_resync(&p, t + NODE_PEER_RESYNC_FIRST_MS));
+	t += NODE_PEER_RESYNC_FIRST_MS;
+	node_peer_resync_asked(&p, t);
+	/* ... then after 4, 8, 16 and 20 s (the refresh period), and 20 s from then on. */
+	CHECK_EQ_INT(node_peer_resync_due(&p), t + 4000);
+	t += 4000;
+	node_peer_resync_asked(&p, t);
+	CHECK_EQ_INT(node_peer_resync_due(&p), t + 8000);
+	t += 8000;
+	node_peer_resync_asked(&p, t);
+	CHECK_EQ_INT(node_peer_resync_due(&p), t + 16000);
+	t += 16000;
+	node_peer_resync_asked(&p, t);
+	CHECK_EQ_INT(node_peer_resync_due(&p), t + NODE_PEER_RESYNC_MS);
+	t += NODE_PEER_RESYNC_MS;
+	node_peer_resync_asked(&p, t);
+	CHECK_EQ_INT(node_peer_resync_due(&p), t + NODE_PEER_RESYNC_MS);
+
+	/* A PUNCH opens an attempt: nothing to ask while it runs. */
+	t += 1000;
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, t), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_resync_due(&p), UINT64_MAX);
+	CHECK(!node_peer_wants_resync(&p, t + 100000));
+	/* It fails: the backoff goes on from the PUNCH (a failing pair is not punched in a loop). */
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + NODE_PEER_ATTEMPT_MS, true), NODE_PEER_GIVE_UP);
+	CHECK_EQ_INT(node_peer_resync_due(&p), t + NODE_PEER_RESYNC_MS);
+
+	/* The next PUNCH works; when that path is lost again, the first ask comes after 2 s. */
+	t += 30000;
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, t), NODE_PEER_WRITE);
+	o = obs(&m.peer_public, WALL0 + 40, WALL0 + 40);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + 500, true), NODE_PEER_UP_NOW);
+	CHECK_EQ_INT(node_peer_resync_due(&p), UINT64_MAX);
+	o = obs(&m.peer_public, WALL0 + 40, WALL0 + 40 + NODE_PEER_STALE_S + 1);
+	t += 500 + (NODE_PEER_STALE_S + 1) * 1000;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t, true), NODE_PEER_DOWN);
+	CHECK(node_peer_wants_resync(&p, t));
+	node_peer_resync_asked(&p, t);
+	CHECK_EQ_INT(node_peer_resync_due(&p), t + 2 * NODE_PEER_RESYNC_FIRST_MS);
 }
 
 static void test_node_peer_second_candidate_comes_up(void)
@@ -293,6 +345,7 @@ int main(void)
 	TAP_RUN(test_node_peer_new_handshake_means_up);
 	TAP_RUN(test_node_peer_nanoseconds_count_as_newer);
 	TAP_RUN(test_node_peer_next_candidate_after_6s_then_none);
+	TAP_RUN(test_node_peer_resync_backs_off_and_starts_over_when_up);
 	TAP_RUN(test_node_peer_second_candidate_comes_up);
 	TAP_RUN(test_node_peer_punch_for_working_endpoint_writes_nothing);
 	TAP_RUN(test_node_peer_stale_handshake_means_down_and_resync);
