@@ -2,15 +2,14 @@
 /*
  * coord - the coordinator role: Noise responder, registry of nodes, probe
  * receiver on every listen port and port + 1, and the "punch now" pusher.
+ * Its pieces share coord_internal.h (the list is there); nothing else uses it.
  */
 #ifndef WGPUNCH_COORD_H
 #define WGPUNCH_COORD_H
 
 #include <cJSON.h>
-#include <stdint.h>
 #include <uv.h>
 
-#include "wgpunch/addr.h"
 #include "wgpunch/config.h"
 
 struct coord;
@@ -27,49 +26,5 @@ int coord_reload(struct coord *c, const struct config *conf);
 void coord_stop(struct coord *c);
 
 cJSON *coord_status(struct coord *c);
-
-/*
- * Handshake flood protection. Every HS_INIT costs four X25519 operations
- * (about 0.2 ms) before the coordinator knows whether its sender is real,
- * so HS_INIT passes two cheap checks first; what fails one is dropped and
- * counted (hs_rate_limited, hs_over_budget). Nodes retry with backoff and
- * keep their old session meanwhile, so dropping is safe.
- *
- *  - Per source: a token bucket (GCRA) per source IP, IPv6 by its /64 (one
- *    site's hosts share it, as hosts behind one NAT share an IPv4 address).
- *    COORD_HS_SOURCE_BURST lets 128 hosts behind one NAT that restart
- *    together all through at once; after that COORD_HS_SOURCE_PER_S a
- *    second. Sources map to COORD_HS_SLOTS slots by a keyed hash (SipHash,
- *    random key), with no eviction: sources that collide share a bucket,
- *    which an attacker cannot aim at without the key. Constant memory, O(1).
- *  - Global: COORD_HS_GLOBAL_PER_S handshakes a second in all (burst: one
- *    second's worth), about half a core; this is what holds against floods
- *    from many (spoofed) sources, and keeps the loop free for live sessions.
- *
- * Pure: time is passed in.
- */
-#define COORD_HS_SLOTS 8192
-#define COORD_HS_SOURCE_BURST 128
-#define COORD_HS_SOURCE_PER_S 50
-#define COORD_HS_GLOBAL_PER_S 2500
-#define COORD_HS_HASH_KEY_LEN 16
-
-enum coord_hs_verdict {
-	COORD_HS_ALLOW = 0,
-	COORD_HS_SOURCE_LIMITED, /* this source's bucket is empty */
-	COORD_HS_OVER_BUDGET,    /* the global budget is spent (the source is not charged) */
-};
-
-struct coord_hs_limit {
-	uint8_t hash_key[COORD_HS_HASH_KEY_LEN];
-	uint64_t global_tat_us; /* GCRA: the theoretical arrival time of the next one */
-	uint64_t source_tat_us[COORD_HS_SLOTS];
-};
-
-/* key: random, so that nobody can choose sources that share a slot. */
-void coord_hs_limit_init(struct coord_hs_limit *l, const uint8_t key[COORD_HS_HASH_KEY_LEN]);
-/* Decides about one HS_INIT from `from` at now_ms (monotonic) and charges it if allowed. */
-enum coord_hs_verdict coord_hs_limit_check(struct coord_hs_limit *l, const struct addr *from,
-					   uint64_t now_ms);
 
 #endif

@@ -3,7 +3,7 @@
  * coord_pair - the ordered punch (rendezvous.md section 4), pure: which side
  * of a pair is told first, the two PUNCH messages, and a bounded table of
  * attempts waiting for the first side's PUNCH_ACK. Time is passed in; no
- * I/O, no logging. coord.c owns the timer and the sockets.
+ * I/O, no logging. coord_punch.c owns the timer, coord.c the sockets.
  *
  * Why an order: a router without an inbound filter ("poisonable") keeps a
  * peer's packet that arrives before its host has sent one, and then remaps

@@ -18,6 +18,7 @@
 
 #include <sodium.h>
 
+#include "wgpunch/coord_hs.h"
 #include "wgpunch/coord_pair.h"
 #include "wgpunch/key.h"
 #include "wgpunch/log.h"
