@@ -1,12 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * node_coord - the node's session with one coordinator (docs/rendezvous.md
- * sections 1 to 4, node side): resolution, the session socket, the Noise
- * handshake and re-key, REGISTER, probes through the node's prober, the
- * filter echo, and PUNCH handed up to the node.
+ * node_coord - the node's link with one coordinator (docs/rendezvous.md
+ * sections 1 to 4, node side): the object and its lifetime, resolution, the
+ * session socket and status. Two modules work on the same struct:
+ * node_session.c (the Noise session: handshake, keys, DATA, re-key) and
+ * node_rdv.c (the rendezvous steps the session carries: REGISTER, probes,
+ * the filter echo, PUNCH handed up to the node, PUNCH_ACK).
+ *
+ * Everything is driven by events where it can be: the session comes up ->
+ * REGISTER and probes at once; FILTER_GO -> echo at once; PUNCH -> the node
+ * writes the endpoint and acks when the write completes. Timers only retry
+ * and refresh. All of them run on the monotonic clock.
+ *
+ * Any datagram can be lost, and a step that waits for the 20 s refresh after
+ * a loss makes the node's readiness wait with it. So every step the node
+ * starts is repeated until it is answered, on a short timer with backoff and
+ * jitter, a bounded number of times: HS_INIT (HS_RESP), REGISTER
+ * (REGISTER_ACK), a probe round (both MAPPINGs), the filter echo
+ * (FILTER_RESULT). PUNCH_ACK has no answer: it is sent twice.
  *
  * Internal to the node role: node.c owns every node_coord and provides the
- * node_* hooks declared at the end, which node_coord.c calls.
+ * node_* hooks declared at the end, which these modules call.
  */
 #ifndef WGPUNCH_NODE_COORD_H
 #define WGPUNCH_NODE_COORD_H
@@ -71,6 +85,7 @@ struct node_coord_sock {
 };
 
 struct node_coord {
+	/* ---- the object, resolution and the socket (node_coord.c) ---- */
 	struct node *node;
 	uv_loop_t *loop;
 	unsigned int id; /* unique within the node; survives reloads */
@@ -84,11 +99,13 @@ struct node_coord {
 	uv_getaddrinfo_t gai;
 	bool gai_pending;
 	struct node_coord_sock *sock; /* NULL until resolved */
+	/* Every timer of the three modules, so node_coord_close() closes them all. */
 	uv_timer_t hs_timer, refresh_timer, rekey_timer, reg_timer, resolve_timer;
 	uv_timer_t probe_timer, echo_timer, ack_timer;
 	unsigned int closing; /* handles and requests not yet given back by libuv */
 	bool stopping;
 
+	/* ---- the session (node_session.c) ---- */
 	bool hs_pending;
 	struct session_hs hs;
 	uint32_t hs_idx;
@@ -97,6 +114,9 @@ struct node_coord {
 	uint32_t unknown_backoff_ms;
 	struct node_coord_keys cur, prev;
 	uint8_t probe_key[SESSION_KEY_LEN];
+	uint64_t last_rx_ms; /* monotonic: last authentic DATA; 0 = never */
+
+	/* ---- the rendezvous steps (node_rdv.c) ---- */
 	uint64_t probe_seq; /* never reset: always above what the coordinator accepted */
 	uint32_t reg_seq;
 
@@ -105,7 +125,7 @@ struct node_coord {
 	unsigned int reg_tries;
 	uint32_t reg_backoff_ms;
 	uint64_t reg_sent_ms; /* monotonic: first send of the pending REGISTER */
-	bool resync_wanted; /* the next REGISTER carries RESYNC */
+	bool resync_wanted;   /* the next REGISTER carries RESYNC */
 
 	/* Every datagram of the start-up sequence can be lost; each step the node starts is
 	 * repeated on its own timer until answered (docs/rendezvous.md). */
@@ -124,8 +144,7 @@ struct node_coord {
 	 * a lost probe or a round still in flight must not look like a symmetric NAT. */
 	uint8_t nat_type; /* 0 unknown, 1 endpoint-independent, 2 endpoint-dependent */
 	struct addr round_mapping;
-	uint8_t filter;      /* enum proto_filter */
-	uint64_t last_rx_ms; /* monotonic; 0 = never */
+	uint8_t filter; /* enum proto_filter */
 
 	uint8_t rxbuf[2048];
 };
@@ -136,25 +155,26 @@ int node_coord_start(struct node *n, uv_loop_t *loop, const struct config_coordi
 /* Closes every handle; c is freed in the last close callback, which then calls
  * node_coord_closed(). */
 void node_coord_close(struct node_coord *c);
-/* The device is known (or its key changed): handshake now if resolved. */
-void node_coord_device_ready(struct node_coord *c);
 /* The socket's fwmark must follow the device's, or a default route through the tunnel
  * would carry the session into the tunnel. */
 void node_coord_set_fwmark(struct node_coord *c, uint32_t fwmark);
-/* Peers, LAN addresses or port changed: REGISTER and probe again now (when up). */
-void node_coord_register_now(struct node_coord *c, bool probe);
-/* Local addresses or links changed: a new uplink is a new mapping, so probe now (when up). */
-void node_coord_probe_now(struct node_coord *c);
-/* A peer has no path and no PUNCH came: the next REGISTER asks for one (flag RESYNC); with
- * now, that REGISTER leaves at once rather than with the next refresh. */
-void node_coord_resync(struct node_coord *c, bool now);
-void node_coord_send_punch_ack(struct node_coord *c, uint32_t attempt);
 bool node_coord_same_conf(const struct node_coord *c, const struct config_coordinator *cc);
 const char *node_coord_state_name(enum node_coord_state s);
-/* "endpoint-independent", "endpoint-dependent" or "unknown" (both mappings needed). */
-const char *node_coord_mapping_type(const struct node_coord *c);
-/* "safe", "poisonable" or "unknown". */
 cJSON *node_coord_status(const struct node_coord *c, uint64_t now_ms);
+
+/* ---- for node_session.c and node_rdv.c ---- */
+/* Sends one datagram from the session socket (copied; the caller keeps buf): 0, -ENOTCONN
+ * (no socket of to's family) or -errno. What libuv takes or refuses is counted. */
+int node_coord_send(struct node_coord *c, const struct addr *to, const uint8_t *buf, size_t len);
+/* Looks the host up again (nothing while a lookup is pending or c is closing); a new address
+ * takes the session down and handshakes there. Not for a literal host. */
+void node_coord_resolve(struct node_coord *c);
+/* For log lines: the address, or host:port while unresolved. Returns buf. */
+const char *node_coord_name(const struct node_coord *c, char buf[ADDR_STRLEN]);
+/* ms +-25 %: nodes behind one NAT restart together and would retry in lockstep. */
+uint64_t node_coord_jitter(uint64_t ms);
+/* The next backoff: twice ms, at most max_ms. */
+uint32_t node_coord_doubled(uint32_t ms, uint32_t max_ms);
 
 /* ---- provided by node.c ---- */
 uint64_t node_now_ms(void);
