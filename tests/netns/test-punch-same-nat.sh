@@ -1,0 +1,63 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Two hosts behind ONE cone router (the test bed's router does not hairpin), each with a
+# WireGuard peer that is the other, no endpoints. Both nodes learn the same public IP, so each
+# must try the other's LAN address first (docs/rendezvous.md, section 4.6) and get a tunnel over
+# the LAN: path "lan", endpoint the other host's LAN address and WireGuard port, not the router's.
+set -u
+. "$(dirname "$0")/lib.sh"
+tb_need python3 # status JSON
+
+# same_path HOST PEER PATH: HOST's node shows PATH for PEER.
+same_path()
+{
+	[ "$(tb_peer_status "$1" "$2" path)" = "$3" ]
+}
+
+# same_check_lan HOST PEER: HOST's node and HOST's WireGuard both reach PEER at PEER's LAN
+# address and WireGuard port.
+same_check_lan()
+{
+	local host=$1 peer=$2 want=${TB_ADDR[$2]}:$TB_WG_PORT ep wg_ep
+
+	tb_wait_for 10 same_path "$host" "$peer" lan ||
+		tb_fail "$host's node shows path '$(tb_peer_status "$host" "$peer" path)' for" \
+			"$peer, expected 'lan'"
+	ep=$(tb_peer_status "$host" "$peer" endpoint)
+	[ "$ep" = "$want" ] ||
+		tb_fail "$host's node shows endpoint '$ep' for $peer, expected its LAN address $want"
+	wg_ep=$(tb_endpoint "$host" "$peer")
+	[ "$wg_ep" = "$want" ] ||
+		tb_fail "$host's WireGuard uses endpoint '$wg_ep' for $peer, expected $want"
+	case $ep in
+	"${TB_WAN[r]}":*) tb_fail "$host reaches $peer through the router's public address" ;;
+	esac
+}
+
+tb_init
+tb_router r cone
+tb_host a r
+tb_host b r
+tb_wg_up a
+tb_wg_up b
+tb_peers a b
+tb_coord
+tb_node a
+tb_node b
+
+tb_wait_node_ready a 10 || tb_fail "node a never became ready"
+tb_wait_node_ready b 10 || tb_fail "node b never became ready"
+# The precondition of the LAN candidates: both mappings carry the router's one public IP.
+for h in a b; do
+	m=$(tb_mapping "$h") || tb_fail "node $h has no mapping"
+	[ "${m%:*}" = "${TB_WAN[r]}" ] ||
+		tb_fail "node $h's mapping is $m, expected the router's address ${TB_WAN[r]}"
+	tb_log "node $h's public mapping: $m"
+done
+
+# Usually well under a second; in a few % of runs both initiations cross on the LAN, wireguard-go
+# drops the responses ("invalid response") and its 5 s retry makes the tunnel.
+tb_assert_tunnel a b 20
+same_check_lan a b
+same_check_lan b a
+tb_pass "two hosts behind one cone NAT: tunnel over the LAN"
