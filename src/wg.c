@@ -36,7 +36,7 @@ struct wg {
 	char ifname[CONFIG_IFNAMSIZ];
 	struct wg_nl_io *nl;
 	struct wg_uapi_io *uapi;
-	uv_timer_t kick; /* starts queued requests from the loop, never from the caller */
+	uv_timer_t kick;     /* starts queued requests from the loop, never from the caller */
 	uv_timer_t deadline; /* runs while a request is under way: it fails it when it fires */
 	unsigned int timeout_ms;
 	struct wg_req *head, *tail;
@@ -212,15 +212,16 @@ int wg_open(uv_loop_t *loop, const char *ifname, enum config_backend backend, st
 	 */
 	if (backend == CONFIG_BACKEND_KERNEL) {
 		if (!is_kernel_wireguard(ifname)) {
-			snprintf(err, err_cap, "%s is not a kernel WireGuard link (backend = kernel)",
-				 ifname);
+			snprintf(err, err_cap,
+				 "%s is not a kernel WireGuard link (backend = kernel)", ifname);
 			return -ENODEV;
 		}
 		b = WG_BACKEND_KERNEL;
 	} else if (backend == CONFIG_BACKEND_USERSPACE) {
 		if (!uapi_socket_exists(ifname)) {
-			snprintf(err, err_cap, "%s: no UAPI socket %s/%s.sock (backend = userspace)",
-				 ifname, WG_UAPI_DIR, ifname);
+			snprintf(err, err_cap,
+				 "%s: no UAPI socket %s/%s.sock (backend = userspace)", ifname,
+				 WG_UAPI_DIR, ifname);
 			return -ENODEV;
 		}
 		b = WG_BACKEND_USERSPACE;

@@ -61,7 +61,7 @@ struct config_coordinator_role {
 	char *private_key_file; /* resolved against the config file's folder */
 	uint8_t private_key[KEY_LEN];
 	uint8_t public_key[KEY_LEN];
-	char *authorized_keys_file; /* NULL: any key may register */
+	char *authorized_keys_file;          /* NULL: any key may register */
 	uint8_t (*authorized_keys)[KEY_LEN]; /* sorted, for config_key_authorized() */
 	size_t n_authorized_keys;
 	bool relay;
@@ -72,7 +72,7 @@ struct config_coordinator_role {
 
 struct config {
 	enum config_role role;
-	char *path; /* the file as given on the command line */
+	char *path;               /* the file as given on the command line */
 	enum log_level log_level; /* key `log_level`, both roles; default info */
 	struct config_node node;
 	struct config_coordinator_role coord;

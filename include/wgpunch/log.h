@@ -35,9 +35,9 @@ int log_msg_errno(enum log_level level, int err, const char *fmt, ...)
 #define log_err(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_debug(...)                                        \
-	do {                                                  \
-		if (log_enabled(LOG_LEVEL_DEBUG))             \
+#define log_debug(...)                                         \
+	do {                                                   \
+		if (log_enabled(LOG_LEVEL_DEBUG))              \
 			log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); \
 	} while (0)
 #define log_err_errno(err, ...) log_msg_errno(LOG_LEVEL_ERR, (err), __VA_ARGS__)

@@ -32,17 +32,18 @@
 /* Noise IK message sizes (see session.h). */
 #define PROTO_TIMESTAMP_LEN 12
 #define PROTO_HS_INIT_NOISE_LEN (32 + (32 + 16) + (PROTO_TIMESTAMP_LEN + 16)) /* 108 */
-#define PROTO_HS_RESP_NOISE_LEN (32 + 16)                                      /* 48 */
+#define PROTO_HS_RESP_NOISE_LEN (32 + 16)                                     /* 48 */
 #define PROTO_PROBE_MAC_LEN 16
 #define PROTO_POISON_LEN 8
 
 enum proto_type {
-	PROTO_HS_INIT = 1,         /* node -> coordinator: sender_idx, noise[108] */
-	PROTO_HS_RESP = 2,         /* coordinator -> node: sender_idx, receiver_idx, noise[48] */
-	PROTO_DATA = 3,            /* both: receiver_idx, counter, ciphertext (inner msg + tag) */
-	PROTO_PROBE = 4,           /* node (raw, from WG port) -> coordinator: receiver_idx, counter=probe seq, mac[16] */
+	PROTO_HS_INIT = 1, /* node -> coordinator: sender_idx, noise[108] */
+	PROTO_HS_RESP = 2, /* coordinator -> node: sender_idx, receiver_idx, noise[48] */
+	PROTO_DATA = 3,    /* both: receiver_idx, counter, ciphertext (inner msg + tag) */
+	PROTO_PROBE =
+		4, /* node (raw, from WG port) -> coordinator: receiver_idx, counter=probe seq, mac[16] */
 	PROTO_SESSION_UNKNOWN = 5, /* coordinator -> node: receiver_idx it does not know */
-	PROTO_POISON = 6,          /* coordinator (listen port + 1) -> node: body[8] random; filter test */
+	PROTO_POISON = 6, /* coordinator (listen port + 1) -> node: body[8] random; filter test */
 };
 
 /*
@@ -90,8 +91,10 @@ enum proto_msg_type {
 /* What a node's NAT does with an unsolicited inbound packet (filter test). */
 enum proto_filter {
 	PROTO_FILTER_UNKNOWN = 0,
-	PROTO_FILTER_SAFE = 1,       /* dropped or delivered to the host: a peer packet arriving first does no harm */
-	PROTO_FILTER_POISONABLE = 2, /* accepted by the router itself: a peer packet arriving before we sent remaps our port */
+	PROTO_FILTER_SAFE =
+		1, /* dropped or delivered to the host: a peer packet arriving first does no harm */
+	PROTO_FILTER_POISONABLE =
+		2, /* accepted by the router itself: a peer packet arriving before we sent remaps our port */
 };
 
 /* "safe", "poisonable" or "unknown" (for logs and status). */
@@ -117,8 +120,8 @@ struct proto_register_ack {
 };
 
 struct proto_mapping {
-	uint64_t probe_seq;  /* the PROBE's counter */
-	uint8_t port_index;  /* 0: the listen port, 1: the listen port + 1 */
+	uint64_t probe_seq;   /* the PROBE's counter */
+	uint8_t port_index;   /* 0: the listen port, 1: the listen port + 1 */
 	struct addr observed; /* the public ip:port the probe came from */
 };
 
@@ -138,10 +141,10 @@ struct proto_filter_result {
 #define PROTO_PUNCH_F_ACK 0x01 /* coordinator waits for PUNCH_ACK before telling the other side */
 
 struct proto_punch {
-	uint32_t attempt;              /* echoed in PUNCH_ACK */
-	uint8_t peer_key[KEY_LEN];     /* the WireGuard peer this is about */
+	uint32_t attempt;          /* echoed in PUNCH_ACK */
+	uint8_t peer_key[KEY_LEN]; /* the WireGuard peer this is about */
 	uint8_t flags;
-	struct addr peer_public;       /* peer's public mapping of its WireGuard port */
+	struct addr peer_public; /* peer's public mapping of its WireGuard port */
 	uint8_t n_lan;
 	struct addr lan[PROTO_MAX_LAN]; /* peer's LAN candidates */
 };

@@ -34,8 +34,8 @@ struct session_hs {
 	uint64_t n;
 	uint8_t s_priv[32], s_pub[32]; /* local static */
 	uint8_t e_priv[32], e_pub[32]; /* local ephemeral */
-	uint8_t rs[32];                /* remote static (known to the initiator; learnt by the responder) */
-	uint8_t re[32];                /* remote ephemeral */
+	uint8_t rs[32]; /* remote static (known to the initiator; learnt by the responder) */
+	uint8_t re[32]; /* remote ephemeral */
 };
 
 /* Result of a finished handshake (Noise Split()). */
@@ -106,7 +106,8 @@ bool session_tai64n_after(const uint8_t a[12], const uint8_t b[12]);
  */
 void session_probe_key(const struct session_keys *k, uint8_t out[SESSION_KEY_LEN]);
 /* The probe key for the peer side: both derive the same key from hash. */
-void session_probe_key_from_hash(const uint8_t hash[SESSION_HASH_LEN], uint8_t out[SESSION_KEY_LEN]);
+void session_probe_key_from_hash(const uint8_t hash[SESSION_HASH_LEN],
+				 uint8_t out[SESSION_KEY_LEN]);
 void session_probe_mac(const uint8_t key[SESSION_KEY_LEN], const uint8_t *msg, size_t len,
 		       uint8_t mac[16]);
 bool session_probe_mac_ok(const uint8_t key[SESSION_KEY_LEN], const uint8_t *msg, size_t len,

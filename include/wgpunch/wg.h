@@ -39,8 +39,8 @@ struct wg_allowed_ip {
 
 struct wg_peer {
 	uint8_t public_key[KEY_LEN];
-	struct addr endpoint; /* unset when the peer has none */
-	uint16_t keepalive_s; /* persistent keepalive, 0 = off */
+	struct addr endpoint;     /* unset when the peer has none */
+	uint16_t keepalive_s;     /* persistent keepalive, 0 = off */
 	int64_t last_handshake_s; /* wall clock (Unix seconds); 0 = never */
 	int64_t last_handshake_ns;
 	uint64_t rx_bytes, tx_bytes;
