@@ -5,10 +5,15 @@
  * The device is read every 250 ms while a path attempt is open and every
  * 5 s otherwise; each read drives the per-peer state machines (node_peer.c)
  * and notices changed peers, port, fwmark or LAN addresses, which node.c
- * has the coordinators register again at once. A PUNCH is carried out with one write of two
- * updates for the peer: keepalive 0, then endpoint and keepalive N. The
- * 0 -> N change makes WireGuard send a keepalive at once, which starts its
- * handshake; the PUNCH_ACK leaves as soon as that write completes.
+ * has the coordinators register again at once. A PUNCH is carried out with
+ * one write of two updates for the peer: keepalive 0, then endpoint and
+ * keepalive N. The 0 -> N change makes WireGuard send a keepalive at once,
+ * which starts its handshake; the PUNCH_ACK leaves as soon as that write
+ * completes. The second side of a pair whose candidate the first side's
+ * initiation reaches directly (LAN, or no NAT here) writes the endpoint with
+ * keepalive 0 and kicks only if no handshake came within about 200 ms
+ * (node_peer.h): two initiations that cross are both lost, and WireGuard
+ * retries only after 5 s.
  *
  * A PUNCH can be lost, and then a peer has no path and nothing coming. A
  * peer with no path and no PUNCH asks for one (REGISTER with RESYNC) after
@@ -20,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <sodium.h>
 
 #include "wgpunch/log.h"
 #include "wgpunch/node_rdv.h"
@@ -155,50 +162,103 @@ static void iface_on_set_done(struct wg *wg, int status, void *arg)
 	free(op);
 }
 
+/* Queues the updates; the PUNCH_ACK for attempt goes to c (if ack) once wg is done.
+ * 0 or -errno. */
+static int iface_set(struct node_iface *ifc, const struct wg_peer_update *u, size_t n,
+		     struct node_coord *c, uint32_t attempt, bool ack)
+{
+	struct node_iface_op *op = calloc(1, sizeof(*op));
+	int r;
+
+	if (!op)
+		return -ENOMEM;
+	op->ifc = ifc;
+	op->coord_id = c ? c->id : 0;
+	op->attempt = attempt;
+	op->ack = c && ack;
+	r = wg_set_peers(ifc->wg, u, n, iface_on_set_done, op);
+	if (r < 0) {
+		free(op);
+		return r;
+	}
+	op->next = ifc->ops;
+	ifc->ops = op;
+	return 0;
+}
+
+/*
+ * Writes the current candidate. kick: keepalive 0, then endpoint and keepalive N (the change
+ * from 0 makes WireGuard send, and handshake, at once). Quiet: endpoint with keepalive 0,
+ * which sends nothing; iface_kick() follows unless a handshake comes first.
+ */
 static void iface_write_candidate(struct node_iface *ifc, struct node_peer *p, struct node_coord *c,
-				  uint32_t attempt, bool ack)
+				  uint32_t attempt, bool ack, bool kick)
 {
 	const struct node_peer_cand *cand = node_peer_candidate(p);
 	struct wg_peer_update u[2];
-	struct node_iface_op *op;
 	char a[ADDR_STRLEN], k[KEY_SHORT_LEN];
+	size_t n = 0;
 	int r;
 
 	if (!cand)
 		return;
 	memset(u, 0, sizeof(u));
-	/* Keepalive 0, then N: the change from 0 makes WireGuard send (and handshake) at once. */
-	memcpy(u[0].public_key, p->key, KEY_LEN);
-	u[0].flags = WG_UPDATE_KEEPALIVE;
-	u[0].keepalive_s = 0;
-	memcpy(u[1].public_key, p->key, KEY_LEN);
-	u[1].flags = WG_UPDATE_ENDPOINT | WG_UPDATE_KEEPALIVE;
-	u[1].endpoint = cand->addr;
-	u[1].keepalive_s = ifc->conf->node.keepalive_s;
-
-	log_info("punching peer %s via %s (%s, candidate %u of %u)", key_short(p->key, k),
-		 addr_format(&cand->addr, a), node_path_name(cand->path), p->cur + 1u, p->n_cands);
-	op = calloc(1, sizeof(*op));
-	if (op) {
-		op->ifc = ifc;
-		op->coord_id = c ? c->id : 0;
-		op->attempt = attempt;
-		op->ack = c && ack;
-		r = wg_set_peers(ifc->wg, u, 2, iface_on_set_done, op);
-	} else {
-		r = -ENOMEM;
+	if (kick) {
+		memcpy(u[n].public_key, p->key, KEY_LEN);
+		u[n].flags = WG_UPDATE_KEEPALIVE;
+		u[n].keepalive_s = 0;
+		n++;
 	}
+	memcpy(u[n].public_key, p->key, KEY_LEN);
+	u[n].flags = WG_UPDATE_ENDPOINT | WG_UPDATE_KEEPALIVE;
+	u[n].endpoint = cand->addr;
+	u[n].keepalive_s = kick ? ifc->conf->node.keepalive_s : 0;
+	n++;
+
+	if (kick)
+		log_info("punching peer %s via %s (%s, candidate %u of %u)", key_short(p->key, k),
+			 addr_format(&cand->addr, a), node_path_name(cand->path), p->cur + 1u,
+			 p->n_cands);
+	else
+		log_info("punching peer %s via %s (%s, candidate %u of %u), kick in %u ms unless "
+			 "its handshake comes first",
+			 key_short(p->key, k), addr_format(&cand->addr, a),
+			 node_path_name(cand->path), p->cur + 1u, p->n_cands,
+			 (unsigned int)(node_peer_kick_due(p) - node_now_ms()));
+	r = iface_set(ifc, u, n, c, attempt, ack);
 	if (r < 0) {
-		free(op);
 		node_counters(ifc->node)->wg_errors++;
 		log_warn_errno(r, "cannot write the endpoint of peer %s", k);
 		if (c && ack)
 			node_rdv_send_punch_ack(c, attempt);
 		return;
 	}
-	op->next = ifc->ops;
-	ifc->ops = op;
 	node_counters(ifc->node)->endpoint_writes++;
+}
+
+/*
+ * Keepalive 0, then N: a deferred kick, or the keepalive a quiet write left at 0. With a
+ * session up WireGuard only sends a keepalive; within 5 s of its last initiation or response
+ * it starts no new initiation either, so this cannot cross a handshake under way.
+ */
+static void iface_kick(struct node_iface *ifc, struct node_peer *p)
+{
+	struct wg_peer_update u[2];
+	char k[KEY_SHORT_LEN];
+	int r;
+
+	memset(u, 0, sizeof(u));
+	memcpy(u[0].public_key, p->key, KEY_LEN);
+	u[0].flags = WG_UPDATE_KEEPALIVE;
+	u[0].keepalive_s = 0;
+	memcpy(u[1].public_key, p->key, KEY_LEN);
+	u[1].flags = WG_UPDATE_KEEPALIVE;
+	u[1].keepalive_s = ifc->conf->node.keepalive_s;
+	r = iface_set(ifc, u, 2, NULL, 0, false);
+	if (r < 0) {
+		node_counters(ifc->node)->wg_errors++;
+		log_warn_errno(r, "cannot write the keepalive of peer %s", key_short(p->key, k));
+	}
 }
 
 static void iface_on_resync_timer(uv_timer_t *t);
@@ -261,8 +321,17 @@ static void iface_peer_act(struct node_iface *ifc, struct node_peer *p, enum nod
 	case NODE_PEER_NOTHING:
 		return;
 	case NODE_PEER_WRITE:
-		iface_write_candidate(ifc, p, NULL, 0, false);
+	case NODE_PEER_WRITE_QUIET:
+		iface_write_candidate(ifc, p, NULL, 0, false, act == NODE_PEER_WRITE);
 		return;
+	case NODE_PEER_KICK:
+		log_debug("peer %s: no handshake while the kick waited, kicking now",
+			  key_short(p->key, k));
+		iface_kick(ifc, p);
+		return;
+	case NODE_PEER_UP_KEEPALIVE:
+		iface_kick(ifc, p);
+		/* fall through */
 	case NODE_PEER_UP_NOW:
 		wp = wg_device_find_peer(ifc->dev, p->key);
 		cand = node_peer_candidate(p);
@@ -293,12 +362,24 @@ static bool iface_any_attempt(const struct node_iface *ifc)
 
 static void iface_on_poll_timer(uv_timer_t *t);
 
+/* The next read: soon while an attempt is open, and when a deferred kick is due. */
 static void iface_schedule_poll(struct node_iface *ifc)
 {
+	uint64_t delay = iface_any_attempt(ifc) ? POLL_FAST_MS : NODE_IFACE_POLL_SLOW_MS;
+	uint64_t now = node_now_ms(), due;
+	size_t i;
+
 	if (ifc->stopping)
 		return;
-	uv_timer_start(&ifc->poll_timer, iface_on_poll_timer,
-		       iface_any_attempt(ifc) ? POLL_FAST_MS : NODE_IFACE_POLL_SLOW_MS, 0);
+	for (i = 0; i < ifc->n_peers; i++) {
+		due = node_peer_kick_due(&ifc->peers[i]);
+		if (due == UINT64_MAX)
+			continue;
+		due = due > now ? due - now : 0;
+		if (due < delay)
+			delay = due;
+	}
+	uv_timer_start(&ifc->poll_timer, iface_on_poll_timer, delay, 0);
 }
 
 void node_iface_on_punch(struct node_iface *ifc, struct node_coord *c,
@@ -306,6 +387,12 @@ void node_iface_on_punch(struct node_iface *ifc, struct node_coord *c,
 {
 	struct node_peer *p = iface_find_peer(ifc, punch->peer_key);
 	bool ack = punch->flags & PROTO_PUNCH_F_ACK;
+	struct node_peer_self self = {
+		.mapping = c->mapping[0],
+		.local = ifc->lan.addr,
+		.n_local = ifc->lan.n,
+		.rnd = randombytes_random(),
+	};
 	struct node_peer_obs obs;
 	enum node_peer_action act;
 	char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
@@ -318,16 +405,18 @@ void node_iface_on_punch(struct node_iface *ifc, struct node_coord *c,
 		return;
 	}
 	iface_obs(ifc, p->key, &obs);
-	act = node_peer_on_punch(p, punch, &c->mapping[0], &obs, node_now_ms());
+	act = node_peer_on_punch(p, punch, &self, &obs, node_now_ms());
 	iface_schedule_resync(ifc);
-	if (act == NODE_PEER_WRITE) {
-		iface_write_candidate(ifc, p, c, punch->attempt, ack);
-		/* Watch for the handshake closely from now on. */
+	if (act == NODE_PEER_WRITE || act == NODE_PEER_WRITE_QUIET) {
+		iface_write_candidate(ifc, p, c, punch->attempt, ack, act == NODE_PEER_WRITE);
+		/* Watch for the handshake closely from now on (a pending read reschedules). */
 		if (!ifc->get_pending)
-			uv_timer_start(&ifc->poll_timer, iface_on_poll_timer, POLL_FAST_MS, 0);
+			iface_schedule_poll(ifc);
 		return;
 	}
-	if (p->state == NODE_PEER_UP)
+	if (act == NODE_PEER_UP_KEEPALIVE)
+		iface_peer_act(ifc, p, act);
+	else if (p->state == NODE_PEER_UP)
 		log_info("punch for peer %s: path already up (%s via %s)", key_short(p->key, k),
 			 node_path_name(p->path), addr_format(&obs.endpoint, a));
 	else
@@ -523,6 +612,9 @@ void node_iface_reload(struct node_iface *ifc, const struct config *conf)
 
 			if (ifc->peers[i].state != NODE_PEER_UP &&
 			    ifc->peers[i].state != NODE_PEER_TRYING)
+				continue;
+			/* A deferred kick writes the new keepalive itself; now would kick early. */
+			if (node_peer_kick_due(&ifc->peers[i]) != UINT64_MAX)
 				continue;
 			memcpy(u.public_key, ifc->peers[i].key, KEY_LEN);
 			u.keepalive_s = cn->keepalive_s;

@@ -49,6 +49,7 @@ static void add_cand(struct node_peer *p, const struct addr *a, enum node_path p
 
 static void set_up(struct node_peer *p, enum node_path path)
 {
+	p->kick_ms = 0;
 	p->state = NODE_PEER_UP;
 	p->path = path;
 	/* The next time the path is lost, ask again quickly. */
@@ -60,7 +61,34 @@ static void start_attempt(struct node_peer *p, const struct node_peer_obs *obs, 
 	p->base_s = obs->handshake_s;
 	p->base_ns = obs->handshake_ns;
 	p->deadline_ms = now_ms + NODE_PEER_ATTEMPT_MS;
+	p->kick_ms = 0;
 	p->state = NODE_PEER_TRYING;
+}
+
+bool node_peer_no_nat(const struct addr *mapping, const struct addr *local, size_t n_local)
+{
+	size_t i;
+
+	if (!addr_is_set(mapping))
+		return false;
+	for (i = 0; i < n_local; i++)
+		if (addr_same_ip(mapping, &local[i]))
+			return true;
+	return false;
+}
+
+/*
+ * The first side's initiation reaches our WireGuard by itself: it comes over the LAN, or
+ * nothing stands in front of us to drop it. Only the second side (no ACK flag) can know that
+ * the other one has sent already.
+ */
+static bool first_reaches_us(const struct node_peer *p, const struct proto_punch *punch,
+			     const struct node_peer_self *self)
+{
+	if (punch->flags & PROTO_PUNCH_F_ACK)
+		return false;
+	return p->cands[p->cur].path == NODE_PATH_LAN ||
+	       node_peer_no_nat(&self->mapping, self->local, self->n_local);
 }
 
 void node_peer_init(struct node_peer *p, const uint8_t key[KEY_LEN], uint64_t now_ms)
@@ -75,9 +103,11 @@ void node_peer_init(struct node_peer *p, const uint8_t key[KEY_LEN], uint64_t no
 }
 
 enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto_punch *punch,
-					 const struct addr *own_mapping,
+					 const struct node_peer_self *self,
 					 const struct node_peer_obs *obs, uint64_t now_ms)
 {
+	const struct addr *own_mapping = &self->mapping;
+	bool kick_waiting = node_peer_kick_due(p) != UINT64_MAX;
 	unsigned int i;
 
 	p->last_punch_ms = now_ms;
@@ -102,12 +132,18 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 			if (addr_equal(&p->cands[i].addr, &obs->endpoint)) {
 				p->cur = (uint8_t)i;
 				set_up(p, p->cands[i].path);
-				return NODE_PEER_NOTHING;
+				/* Up while our kick waited: the keepalive is still 0. */
+				return kick_waiting ? NODE_PEER_UP_KEEPALIVE : NODE_PEER_NOTHING;
 			}
 		}
 	}
 
 	start_attempt(p, obs, now_ms);
+	if (first_reaches_us(p, punch, self)) {
+		p->kick_ms = now_ms + NODE_PEER_KICK_WAIT_MS +
+			     self->rnd % (NODE_PEER_KICK_JITTER_MS + 1u);
+		return NODE_PEER_WRITE_QUIET;
+	}
 	return NODE_PEER_WRITE;
 }
 
@@ -122,8 +158,19 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 	switch (p->state) {
 	case NODE_PEER_TRYING:
 		if (hs_newer(obs->handshake_s, obs->handshake_ns, p->base_s, p->base_ns)) {
+			bool kick_waiting = p->kick_ms != 0;
+
 			set_up(p, p->cands[p->cur].path);
-			return NODE_PEER_UP_NOW;
+			return kick_waiting ? NODE_PEER_UP_KEEPALIVE : NODE_PEER_UP_NOW;
+		}
+		if (p->kick_ms) {
+			/* No handshake: the first side's initiation did not reach us. Kick now;
+			 * the candidate's time runs from here, one WireGuard retry included. */
+			if (now_ms < p->kick_ms)
+				return NODE_PEER_NOTHING;
+			p->kick_ms = 0;
+			p->deadline_ms = now_ms + NODE_PEER_ATTEMPT_MS;
+			return NODE_PEER_KICK;
 		}
 		if (now_ms < p->deadline_ms)
 			return NODE_PEER_NOTHING;
@@ -171,6 +218,11 @@ const struct node_peer_cand *node_peer_candidate(const struct node_peer *p)
 bool node_peer_attempt_open(const struct node_peer *p)
 {
 	return p->state == NODE_PEER_TRYING;
+}
+
+uint64_t node_peer_kick_due(const struct node_peer *p)
+{
+	return p->state == NODE_PEER_TRYING && p->kick_ms ? p->kick_ms : UINT64_MAX;
 }
 
 uint64_t node_peer_resync_due(const struct node_peer *p)

@@ -16,6 +16,7 @@
 #define WGPUNCH_NODE_PEER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "wgpunch/addr.h"
@@ -33,6 +34,16 @@
 #define NODE_PEER_RESYNC_FIRST_MS 2000
 #define NODE_PEER_RESYNC_MS 20000
 #define NODE_PEER_MAX_CAND (PROTO_MAX_LAN + 1)
+/*
+ * The second side of a pair (a PUNCH without the ACK flag) waits this long, plus up to
+ * NODE_PEER_KICK_JITTER_MS, before its kick when the first side's initiation reaches its
+ * WireGuard directly (a LAN candidate, or no NAT in front of us). Kicking at once there makes
+ * the two initiations cross: each side answers the other's and drops the answer to its own,
+ * and WireGuard's retry comes 5 s later. On a LAN the initiation needs well under a
+ * millisecond; the wait only costs time when the first side's packet does not arrive.
+ */
+#define NODE_PEER_KICK_WAIT_MS 150
+#define NODE_PEER_KICK_JITTER_MS 100
 
 enum node_path {
 	NODE_PATH_NONE = 0,
@@ -51,8 +62,14 @@ enum node_peer_state {
 
 enum node_peer_action {
 	NODE_PEER_NOTHING = 0,
-	NODE_PEER_WRITE,   /* write keepalive 0, then candidate_addr + keepalive (the kick) */
-	NODE_PEER_UP_NOW,  /* the path came up: log it */
+	NODE_PEER_WRITE, /* write keepalive 0, then candidate_addr + keepalive (the kick) */
+	/* write candidate_addr with keepalive 0 (no kick); read the device at node_peer_kick_due() */
+	NODE_PEER_WRITE_QUIET,
+	NODE_PEER_KICK,   /* write keepalive 0, then keepalive N: the deferred kick */
+	NODE_PEER_UP_NOW, /* the path came up: log it */
+	/* the path came up while a deferred kick waited: log it and write keepalive N (WireGuard
+	 * sends a keepalive over the new session, no initiation) */
+	NODE_PEER_UP_KEEPALIVE,
 	NODE_PEER_GIVE_UP, /* no candidate worked: path none; a RESYNC may ask again */
 	NODE_PEER_DOWN,    /* a working path went stale: path none, ask for RESYNC */
 };
@@ -60,6 +77,14 @@ enum node_peer_action {
 struct node_peer_cand {
 	struct addr addr;
 	enum node_path path;
+};
+
+/* What the node knows of itself when a PUNCH comes. */
+struct node_peer_self {
+	struct addr mapping;      /* public mapping via the PUNCH's coordinator; unset: unknown */
+	const struct addr *local; /* this host's own addresses (node_lan; ports ignored) */
+	size_t n_local;
+	uint32_t rnd; /* random bits: the deferred kick's jitter */
 };
 
 /* What the node last read from the device for this peer, plus the wall clock. */
@@ -78,6 +103,7 @@ struct node_peer {
 	int64_t base_s, base_ns; /* latest-handshake before the current write */
 	int64_t seen_s, seen_ns; /* latest-handshake last observed */
 	uint64_t deadline_ms;    /* monotonic: give up on the current candidate */
+	uint64_t kick_ms;        /* monotonic: the deferred kick is due; 0 = none waiting */
 	uint64_t last_punch_ms;  /* monotonic: last PUNCH, or creation */
 	uint64_t resync_ms;      /* monotonic: last RESYNC asked, or creation */
 	uint32_t resync_wait_ms; /* from the later of the two above to the next RESYNC */
@@ -88,22 +114,35 @@ struct node_peer {
 void node_peer_init(struct node_peer *p, const uint8_t key[KEY_LEN], uint64_t now_ms);
 
 /*
- * A PUNCH for this peer. own_mapping is our public mapping as seen by the
- * coordinator that sent it (unset when unknown). Builds the candidates (the
- * peer's LAN addresses when its public IP is ours, then its public mapping)
- * and returns NODE_PEER_WRITE for the first, or NODE_PEER_NOTHING when
- * WireGuard already uses one of them with a handshake newer than
- * NODE_PEER_FRESH_S (or there is no candidate at all).
+ * A PUNCH for this peer. self->mapping is our public mapping as seen by the
+ * coordinator that sent it. Builds the candidates (the peer's LAN addresses
+ * when its public IP is ours, then its public mapping) and returns for the
+ * first:
+ * - NODE_PEER_WRITE_QUIET when we are the second side (no ACK flag) and the
+ *   first side's initiation reaches our WireGuard directly: the candidate is
+ *   a LAN address, or our mapping's IP is one of our own (no NAT). The kick
+ *   is due NODE_PEER_KICK_WAIT_MS (+ jitter from self->rnd) later, and only
+ *   happens if no handshake came meanwhile (see node_peer_on_poll());
+ * - NODE_PEER_WRITE otherwise (the first side, or a side whose NAT drops the
+ *   first side's packet: kick at once);
+ * - NODE_PEER_NOTHING when WireGuard already uses one of them with a
+ *   handshake newer than NODE_PEER_FRESH_S (or there is no candidate at all);
+ *   NODE_PEER_UP_KEEPALIVE instead when a deferred kick was still waiting.
  */
 enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto_punch *punch,
-					 const struct addr *own_mapping,
+					 const struct node_peer_self *self,
 					 const struct node_peer_obs *obs, uint64_t now_ms);
+
+/* No NAT in front of us: mapping's IP is one of local[] (ports ignored). */
+bool node_peer_no_nat(const struct addr *mapping, const struct addr *local, size_t n_local);
 
 /*
  * A fresh observation of the device. keepalive_on: the node writes a
  * persistent keepalive, so a handshake older than NODE_PEER_STALE_S means
  * the path is gone. Returns NODE_PEER_WRITE when moving on to the next
- * candidate (see node_peer_candidate()).
+ * candidate (see node_peer_candidate()). While a deferred kick waits: a new
+ * handshake returns NODE_PEER_UP_KEEPALIVE; none by node_peer_kick_due()
+ * returns NODE_PEER_KICK, and the candidate's NODE_PEER_ATTEMPT_MS starts then.
  */
 enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_peer_obs *obs,
 					uint64_t now_ms, bool keepalive_on);
@@ -113,6 +152,9 @@ const struct node_peer_cand *node_peer_candidate(const struct node_peer *p);
 
 /* An attempt is open: the device should be read often. */
 bool node_peer_attempt_open(const struct node_peer *p);
+
+/* The monotonic time of the deferred kick: read the device then. UINT64_MAX when none waits. */
+uint64_t node_peer_kick_due(const struct node_peer *p);
 
 /*
  * The monotonic time at which this peer wants a RESYNC: no path, no attempt open, and no

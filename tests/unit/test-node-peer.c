@@ -31,6 +31,9 @@ static struct addr ip(const char *s, uint16_t port)
 
 static const uint8_t key[KEY_LEN] = { 1, 2, 3, 4 };
 
+/* What the node knows of itself: only its mapping (no local addresses, rnd 0). */
+#define SELF(m) (&(struct node_peer_self){ .mapping = (m) })
+
 /* A peer behind 198.51.100.20 with two LAN addresses. */
 static struct proto_punch punch_for(const char *pub)
 {
@@ -70,7 +73,7 @@ static void test_node_peer_public_only_when_other_nat(void)
 	const struct node_peer_cand *c;
 
 	node_peer_init(&p, key, 1000);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 1000), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 1000), NODE_PEER_WRITE);
 	CHECK_EQ_INT(p.n_cands, 1);
 	c = node_peer_candidate(&p);
 	CHECK(c && addr_equal(&c->addr, &m.peer_public));
@@ -86,7 +89,7 @@ static void test_node_peer_lan_first_behind_same_nat(void)
 	struct node_peer_obs o = obs(NULL, 0, WALL0);
 
 	node_peer_init(&p, key, 0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
 	CHECK_EQ_INT(p.n_cands, 3);
 	CHECK(addr_equal(&p.cands[0].addr, &m.lan[0]) && p.cands[0].path == NODE_PATH_LAN);
 	CHECK(addr_equal(&p.cands[1].addr, &m.lan[1]) && p.cands[1].path == NODE_PATH_LAN);
@@ -102,7 +105,7 @@ static void test_node_peer_new_handshake_means_up(void)
 	struct node_peer_obs o = obs(NULL, WALL0 - 500, WALL0); /* an old handshake */
 
 	node_peer_init(&p, key, 0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
 	/* Same handshake time seen again: still trying. */
 	o = obs(&m.peer_public, WALL0 - 500, WALL0 + 1);
 	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 250, true), NODE_PEER_NOTHING);
@@ -129,7 +132,7 @@ static void test_node_peer_nanoseconds_count_as_newer(void)
 	struct node_peer_obs o = obs(NULL, WALL0, WALL0);
 
 	node_peer_init(&p, key, 0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
 	o.handshake_ns += 1;
 	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 250, true), NODE_PEER_UP_NOW);
 }
@@ -144,7 +147,7 @@ static void test_node_peer_next_candidate_after_6s_then_none(void)
 	uint64_t t = 10000;
 
 	node_peer_init(&p, key, 0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, t), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, t), NODE_PEER_WRITE);
 	/* Just before the deadline nothing happens. */
 	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + NODE_PEER_ATTEMPT_MS - 1, true),
 		     NODE_PEER_NOTHING);
@@ -200,7 +203,7 @@ static void test_node_peer_resync_backs_off_and_starts_over_when_up(void)
 
 	/* A PUNCH opens an attempt: nothing to ask while it runs. */
 	t += 1000;
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, t), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, t), NODE_PEER_WRITE);
 	CHECK_EQ_INT(node_peer_resync_due(&p), UINT64_MAX);
 	CHECK(!node_peer_wants_resync(&p, t + 100000));
 	/* It fails: the backoff goes on from the PUNCH (a failing pair is not punched in a loop). */
@@ -209,7 +212,7 @@ static void test_node_peer_resync_backs_off_and_starts_over_when_up(void)
 
 	/* The next PUNCH works; when that path is lost again, the first ask comes after 2 s. */
 	t += 30000;
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, t), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, t), NODE_PEER_WRITE);
 	o = obs(&m.peer_public, WALL0 + 40, WALL0 + 40);
 	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + 500, true), NODE_PEER_UP_NOW);
 	CHECK_EQ_INT(node_peer_resync_due(&p), UINT64_MAX);
@@ -229,7 +232,7 @@ static void test_node_peer_second_candidate_comes_up(void)
 	struct node_peer_obs o = obs(NULL, 0, WALL0);
 
 	node_peer_init(&p, key, 0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
 	CHECK_EQ_INT(node_peer_on_poll(&p, &o, NODE_PEER_ATTEMPT_MS, true), NODE_PEER_WRITE);
 	o = obs(&m.lan[1], WALL0 + 7, WALL0 + 7);
 	CHECK_EQ_INT(node_peer_on_poll(&p, &o, NODE_PEER_ATTEMPT_MS + 1000, true),
@@ -248,7 +251,7 @@ static void test_node_peer_punch_for_working_endpoint_writes_nothing(void)
 	node_peer_init(&p, key, 0);
 	/* WireGuard uses the public mapping and shook hands 134 s ago: leave it alone. */
 	o = obs(&m.peer_public, WALL0 - 134, WALL0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_NOTHING);
 	CHECK_EQ_INT(p.state, NODE_PEER_UP);
 	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
 	CHECK(!node_peer_attempt_open(&p));
@@ -256,12 +259,12 @@ static void test_node_peer_punch_for_working_endpoint_writes_nothing(void)
 	/* 135 s ago is not fresh: write again. */
 	node_peer_init(&p, key, 0);
 	o = obs(&m.peer_public, WALL0 - 135, WALL0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
 
 	/* Fresh handshake, but with another endpoint (the mapping moved): write. */
 	node_peer_init(&p, key, 0);
 	o = obs(&moved, WALL0 - 10, WALL0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
 	CHECK(addr_equal(&node_peer_candidate(&p)->addr, &m.peer_public));
 }
 
@@ -273,7 +276,7 @@ static void test_node_peer_stale_handshake_means_down_and_resync(void)
 	struct node_peer_obs o = obs(NULL, 0, WALL0);
 
 	node_peer_init(&p, key, 0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
 	o = obs(&m.peer_public, WALL0 + 1, WALL0 + 1);
 	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 1000, true), NODE_PEER_UP_NOW);
 	/* 180 s without a new handshake is still fine ... */
@@ -318,15 +321,160 @@ static void test_node_peer_ipv6_and_no_candidate(void)
 	struct node_peer_obs o = obs(NULL, 0, WALL0);
 
 	node_peer_init(&p, key, 0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
 	CHECK_EQ_INT(p.n_cands, 1);
 	CHECK_EQ_INT(p.cands[0].path, NODE_PATH_IPV6);
 
 	memset(&m.peer_public, 0, sizeof(m.peer_public));
 	node_peer_init(&p, key, 0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &own, &o, 0), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_NOTHING);
 	CHECK(node_peer_candidate(&p) == NULL);
 	CHECK(!node_peer_attempt_open(&p));
+}
+
+/*
+ * Two hosts behind one NAT: the second side (PUNCH without ACK) of a LAN candidate writes the
+ * endpoint without the kick, since the first side's initiation comes straight over the LAN;
+ * kicking too would cross it. No handshake by the due time: kick then.
+ */
+static void test_node_peer_second_side_lan_kicks_late(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("198.51.100.20", 51820);
+	struct node_peer_self self = { .mapping = own, .rnd = 0 };
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+	uint64_t t = 5000, due;
+
+	m.flags = 0;
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, t), NODE_PEER_WRITE_QUIET);
+	CHECK(addr_equal(&node_peer_candidate(&p)->addr, &m.lan[0]));
+	CHECK(node_peer_attempt_open(&p));
+	due = node_peer_kick_due(&p);
+	CHECK_EQ_INT(due, t + NODE_PEER_KICK_WAIT_MS);
+	/* Before it is due: wait (the device shows the endpoint, keepalive 0, no handshake). */
+	o = obs(&m.lan[0], 0, WALL0);
+	o.keepalive_s = 0;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, due - 1, true), NODE_PEER_NOTHING);
+	/* Due, and no handshake came: kick now, once. */
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, due, true), NODE_PEER_KICK);
+	CHECK_EQ_INT(node_peer_kick_due(&p), UINT64_MAX);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, due + 250, true), NODE_PEER_NOTHING);
+	/* The candidate's 6 s run from the kick, so WireGuard's 5 s retry still fits. */
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, due + NODE_PEER_ATTEMPT_MS - 1, true),
+		     NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.cur, 0);
+	/* The next candidate (not from a PUNCH: no order to rely on) is kicked at once. */
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, due + NODE_PEER_ATTEMPT_MS, true), NODE_PEER_WRITE);
+	CHECK_EQ_INT(p.cur, 1);
+	CHECK_EQ_INT(node_peer_kick_due(&p), UINT64_MAX);
+}
+
+/* The first side's initiation arrives during the wait: no kick, only the keepalive. */
+static void test_node_peer_second_side_lan_handshake_skips_kick(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("198.51.100.20", 51820);
+	struct node_peer_self self = { .mapping = own, .rnd = 1000 };
+	struct node_peer_obs o = obs(NULL, WALL0 - 500, WALL0);
+	uint64_t due;
+
+	m.flags = 0;
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 0), NODE_PEER_WRITE_QUIET);
+	due = node_peer_kick_due(&p);
+	/* rnd adds jitter within NODE_PEER_KICK_JITTER_MS. */
+	CHECK_EQ_INT(due, NODE_PEER_KICK_WAIT_MS + 1000 % (NODE_PEER_KICK_JITTER_MS + 1));
+	o = obs(&m.lan[0], WALL0 + 1, WALL0 + 1);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 20, true), NODE_PEER_UP_KEEPALIVE);
+	CHECK_EQ_INT(p.state, NODE_PEER_UP);
+	CHECK_EQ_INT(p.path, NODE_PATH_LAN);
+	CHECK_EQ_INT(node_peer_kick_due(&p), UINT64_MAX);
+	/* Past the old due time: nothing more (no kick after all). */
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, due + 1, true), NODE_PEER_NOTHING);
+
+	/* The largest jitter stays in range. */
+	self.rnd = UINT32_MAX;
+	node_peer_init(&p, key, 0);
+	o = obs(NULL, 0, WALL0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 0), NODE_PEER_WRITE_QUIET);
+	CHECK(node_peer_kick_due(&p) >= NODE_PEER_KICK_WAIT_MS);
+	CHECK(node_peer_kick_due(&p) <= NODE_PEER_KICK_WAIT_MS + NODE_PEER_KICK_JITTER_MS);
+}
+
+/* A PUNCH that finds the handshake done while our kick waits: up, keepalive owed. */
+static void test_node_peer_punch_during_kick_wait(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("198.51.100.20", 51820);
+	struct node_peer_self self = { .mapping = own };
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+
+	m.flags = 0;
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 0), NODE_PEER_WRITE_QUIET);
+	o = obs(&m.lan[0], WALL0 + 1, WALL0 + 1);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 50), NODE_PEER_UP_KEEPALIVE);
+	CHECK_EQ_INT(p.path, NODE_PATH_LAN);
+	CHECK_EQ_INT(node_peer_kick_due(&p), UINT64_MAX);
+	/* Once up with the keepalive written, the same PUNCH again writes nothing. */
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 100), NODE_PEER_NOTHING);
+
+	/* A PUNCH that makes us the first side while the kick waits: kick at once, no wait. */
+	node_peer_init(&p, key, 0);
+	o = obs(NULL, 0, WALL0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 0), NODE_PEER_WRITE_QUIET);
+	m.flags = PROTO_PUNCH_F_ACK;
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 50), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_kick_due(&p), UINT64_MAX);
+}
+
+/*
+ * Who kicks at once: the first side always; the second side when its NAT drops the first
+ * side's packet (a public candidate behind a NAT: the usual case, where the second side's
+ * packet is the one that gets through). Without a NAT the first side's packet arrives: wait.
+ */
+static void test_node_peer_second_side_kicks_at_once_behind_nat(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr local[2] = { ip("203.0.113.5", 51820), ip("198.51.100.30", 51820) };
+	struct node_peer_self self = { .local = local, .n_local = 2 };
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+
+	/* First side, LAN candidate: at once. */
+	node_peer_init(&p, key, 0);
+	self.mapping = ip("198.51.100.20", 51820);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(p.cands[p.cur].path, NODE_PATH_LAN);
+	CHECK_EQ_INT(node_peer_kick_due(&p), UINT64_MAX);
+
+	/* Second side behind a NAT (mapping not ours), public candidate: at once. */
+	m.flags = 0;
+	node_peer_init(&p, key, 0);
+	self.mapping = ip("198.51.100.40", 51820);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(p.cands[p.cur].path, NODE_PATH_DIRECT);
+
+	/* Second side with no NAT (our mapping's IP is ours; the port does not matter): wait. */
+	node_peer_init(&p, key, 0);
+	self.mapping = ip("198.51.100.30", 40000);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 0), NODE_PEER_WRITE_QUIET);
+	CHECK_EQ_INT(p.cands[p.cur].path, NODE_PATH_DIRECT);
+
+	/* The same as the first side: at once. */
+	m.flags = PROTO_PUNCH_F_ACK;
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 0), NODE_PEER_WRITE);
+
+	CHECK(node_peer_no_nat(&local[1], local, 2));
+	CHECK(!node_peer_no_nat(&(struct addr){ 0 }, local, 2));
+	CHECK(!node_peer_no_nat(&self.mapping, local, 0));
+	self.mapping = ip("198.51.100.31", 51820);
+	CHECK(!node_peer_no_nat(&self.mapping, local, 2));
 }
 
 static void test_node_peer_path_names(void)
@@ -351,6 +499,10 @@ int main(void)
 	TAP_RUN(test_node_peer_stale_handshake_means_down_and_resync);
 	TAP_RUN(test_node_peer_adopts_working_path_at_start);
 	TAP_RUN(test_node_peer_ipv6_and_no_candidate);
+	TAP_RUN(test_node_peer_second_side_lan_kicks_late);
+	TAP_RUN(test_node_peer_second_side_lan_handshake_skips_kick);
+	TAP_RUN(test_node_peer_punch_during_kick_wait);
+	TAP_RUN(test_node_peer_second_side_kicks_at_once_behind_nat);
 	TAP_RUN(test_node_peer_path_names);
 	return tap_done();
 }
