@@ -117,6 +117,23 @@ static void coord_on_filter_timer(uv_timer_t *t)
 	coord_arm_filter_timer(c);
 }
 
+/*
+ * The result of an echo that came from src. A router that kept our POISON owns the tuple, so
+ * masquerade had to give the node's flow to P + 1 another source port: POISONABLE. But a router
+ * with endpoint-dependent mapping gives that flow a new port anyway, poison or not, so there a
+ * new port says nothing: UNKNOWN. The two probe mappings show such a router; while they are
+ * not both known, the echo alone decides.
+ */
+uint8_t coord_filter_judge(const struct reg_node *n, const struct reg_addr *src)
+{
+	if (registry_addr_equal(src, &n->filter_addr))
+		return PROTO_FILTER_SAFE;
+	if (n->mapping[0].family && n->mapping[1].family &&
+	    !registry_addr_equal(&n->mapping[0], &n->mapping[1]))
+		return PROTO_FILTER_UNKNOWN;
+	return PROTO_FILTER_POISONABLE;
+}
+
 void coord_filter_on_echo(struct coord *c, struct reg_node *n, const struct addr *from,
 			  uint64_t nonce)
 {
@@ -126,12 +143,8 @@ void coord_filter_on_echo(struct coord *c, struct reg_node *n, const struct addr
 		coord_drop(&c->ctr.echo_unexpected, from, "filter echo with no test pending");
 		return;
 	}
-	/* A router that kept our POISON owns the tuple, so masquerade had to
-	 * give the node's flow to P + 1 another source port. */
 	registry_addr_pack(&src, from);
-	coord_filter_finish(c, n,
-			    registry_addr_equal(&src, &n->filter_addr) ? PROTO_FILTER_SAFE
-								       : PROTO_FILTER_POISONABLE);
+	coord_filter_finish(c, n, coord_filter_judge(n, &src));
 }
 
 void coord_filter_set_session_addr(struct coord *c, struct reg_node *n, const struct coord_sock *s,

@@ -10,16 +10,38 @@
 
 #define COORD_PAIR_NONE UINT32_MAX
 
-bool coord_pair_cause_first(uint8_t filter_cause, uint8_t filter_other)
+bool coord_pair_cause_first(uint8_t filter_cause, uint8_t filter_other, enum coord_pair_why *why)
 {
 	bool cause_p = filter_cause == PROTO_FILTER_POISONABLE;
 	bool other_p = filter_other == PROTO_FILTER_POISONABLE;
+	enum coord_pair_why w;
+	bool cause_first;
 
 	/* Exactly one poisonable side goes first; otherwise the side whose event
 	 * caused the punch, which is the one most likely to have a fresh mapping. */
-	if (cause_p != other_p)
-		return cause_p;
-	return true;
+	if (cause_p != other_p) {
+		w = COORD_PAIR_WHY_POISONABLE;
+		cause_first = cause_p;
+	} else {
+		w = cause_p ? COORD_PAIR_WHY_BOTH_POISONABLE : COORD_PAIR_WHY_CAUSED;
+		cause_first = true;
+	}
+	if (why)
+		*why = w;
+	return cause_first;
+}
+
+const char *coord_pair_why_text(enum coord_pair_why why)
+{
+	switch (why) {
+	case COORD_PAIR_WHY_POISONABLE:
+		return "first is the only poisonable side";
+	case COORD_PAIR_WHY_BOTH_POISONABLE:
+		return "both poisonable, first caused it";
+	case COORD_PAIR_WHY_CAUSED:
+		break;
+	}
+	return "first caused it";
 }
 
 uint8_t coord_pair_filter_of(const struct reg_node *n)
@@ -113,11 +135,13 @@ static void coord_pair_release_slot(struct coord_pair_table *t, uint32_t i,
 void coord_pair_start(struct coord_pair_table *t, const struct reg_node *cause,
 		      const struct reg_node *other, uint64_t now_ms, struct coord_pair_plan *out)
 {
-	bool cause_first =
-		coord_pair_cause_first(coord_pair_filter_of(cause), coord_pair_filter_of(other));
+	enum coord_pair_why why;
+	bool cause_first = coord_pair_cause_first(coord_pair_filter_of(cause),
+						  coord_pair_filter_of(other), &why);
 	struct coord_pair_pending *p;
 
 	memset(out, 0, sizeof(*out));
+	out->why = why;
 	out->first = cause_first ? cause : other;
 	out->second = cause_first ? other : cause;
 

@@ -55,20 +55,18 @@ static void coord_punch_pair(struct coord *c, struct reg_node *cause, struct reg
 	struct coord_pair_plan plan;
 	struct reg_node *first, *second;
 	char k1[KEY_SHORT_LEN], k2[KEY_SHORT_LEN];
-	const char *why;
 
 	coord_pair_start(&c->pending, cause, other, uv_now(c->loop), &plan);
 	first = plan.first == cause ? cause : other;
 	second = first == cause ? other : cause;
 	c->ctr.punch_pairs++;
+	/* The reason comes with the decision (coord_pair), so the log cannot drift from it. */
 	if (plan.second_now)
-		why = "both at once: attempt table full";
-	else if (coord_pair_filter_of(first) == PROTO_FILTER_POISONABLE)
-		why = "first is poisonable";
+		log_info("punch %s and %s both at once: attempt table full",
+			 key_short(first->key, k1), key_short(second->key, k2));
 	else
-		why = "first caused it";
-	log_info("punch %s first, then %s (%s)", key_short(first->key, k1),
-		 key_short(second->key, k2), why);
+		log_info("punch %s first, then %s (%s)", key_short(first->key, k1),
+			 key_short(second->key, k2), coord_pair_why_text(plan.why));
 	coord_send_punch(c, first, &plan.to_first);
 	if (plan.second_now) {
 		c->ctr.punch_unordered++;

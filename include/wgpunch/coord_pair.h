@@ -25,12 +25,23 @@
 /* Attempt ids carry the slot in their low 16 bits. */
 #define COORD_PAIR_MAX_CAP 65536u
 
+/* Why the first side of a pair goes first: the order's own reason, for the log. */
+enum coord_pair_why {
+	COORD_PAIR_WHY_CAUSED = 0,      /* neither side is poisonable: the side that caused it */
+	COORD_PAIR_WHY_POISONABLE,      /* first is the only poisonable side */
+	COORD_PAIR_WHY_BOTH_POISONABLE, /* no order helps both: the side that caused it */
+};
+
 /*
  * true when the side that caused the punch goes first: unless the other side
  * is the only poisonable one. Arguments are enum proto_filter values (a test
  * that is pending or timed out counts as UNKNOWN, which is treated as SAFE).
+ * *why (if not NULL) gets the reason.
  */
-bool coord_pair_cause_first(uint8_t filter_cause, uint8_t filter_other);
+bool coord_pair_cause_first(uint8_t filter_cause, uint8_t filter_other, enum coord_pair_why *why);
+
+/* "first caused it", "first is the only poisonable side", "both poisonable, first caused it" */
+const char *coord_pair_why_text(enum coord_pair_why why);
 
 /* The filter value the order uses for n: its result once the test is done, else UNKNOWN. */
 uint8_t coord_pair_filter_of(const struct reg_node *n);
@@ -73,6 +84,7 @@ void coord_pair_table_destroy(struct coord_pair_table *t);
  */
 struct coord_pair_plan {
 	const struct reg_node *first, *second;
+	enum coord_pair_why why;      /* why first goes first */
 	uint32_t attempt;             /* 0 when second_now */
 	struct proto_punch to_first;  /* about second; PROTO_PUNCH_F_ACK unless second_now */
 	struct proto_punch to_second; /* about first; no flags */

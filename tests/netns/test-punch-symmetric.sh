@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # Two hosts, each behind a symmetric router (masquerade fully-random: a new public port for every
 # destination). A direct punch cannot work there and there is no relay yet, so this checks that
-# wgpunch is honest about it: both nodes get a session, report the NAT as endpoint-dependent, try
+# wgpunch is honest about it: both nodes get a session, report the NAT as endpoint-dependent and
+# its filter as unknown (the filter test's echo leaves a fully-random NAT from a new port whether
+# or not the router kept the poison, so it cannot tell; docs/rendezvous.md section 3.3), try
 # the one candidate they have (the peer's mapping, which that peer's router does not keep for
 # us), give up after it and then show path "none", and nothing crashes. The coordinator then still
 # serves a fresh pair behind cone routers in the same test bed.
@@ -61,6 +63,19 @@ for h in a b; do
 		tb_fail "node $h shows NAT mapping type" \
 			"'$(tb_json "$h" "d['nat']['mapping_type']")', expected endpoint-dependent"
 	tb_log "node $h: nat $(tb_json "$h" "d['nat']")"
+done
+# Both filter tests ended on an echo (not by the 2 s timeout, which also says unknown).
+sym_filter_done()
+{
+	tb_json coord "d['pending_filter_tests'] == 0 and d['counters']['filter_tests'] >= 2" \
+		>/dev/null
+}
+tb_wait_for 5 sym_filter_done || tb_fail "the coordinator's filter tests did not finish"
+[ "$(tb_json coord "d['counters']['filter_timeouts']")" = 0 ] ||
+	tb_fail "a filter test timed out; its echo should have decided it"
+for h in a b; do
+	f=$(tb_json "$h" "d['nat']['filter']")
+	[ "$f" = unknown ] || tb_fail "node $h shows NAT filter '$f', expected unknown"
 done
 
 # One candidate (the public IPs differ) for 6 s once the PUNCH arrives: allow 20 s for all of it.

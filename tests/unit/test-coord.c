@@ -18,6 +18,7 @@
 
 #include <sodium.h>
 
+#include "wgpunch/coord_filter.h"
 #include "wgpunch/coord_hs.h"
 #include "wgpunch/coord_pair.h"
 #include "wgpunch/key.h"
@@ -66,16 +67,27 @@ static void test_coord_pair_order_all_filters(void)
 	CHECK_EQ_INT(coord_pair_table_init(&t, 64), 0);
 	for (size_t i = 0; i < 3; i++) {
 		for (size_t j = 0; j < 3; j++) {
-			bool want_cause = !(f[j] == PROTO_FILTER_POISONABLE &&
-					    f[i] != PROTO_FILTER_POISONABLE);
+			bool cause_p = f[i] == PROTO_FILTER_POISONABLE;
+			bool other_p = f[j] == PROTO_FILTER_POISONABLE;
+			bool want_cause = !(other_p && !cause_p);
+			enum coord_pair_why want_why = COORD_PAIR_WHY_CAUSED;
+			enum coord_pair_why why = (enum coord_pair_why)99;
 			struct reg_node *a = pair_node(&r, (uint8_t)(10 * i + j + 1),
 						       REG_FILTER_DONE, f[i], "203.0.113.1");
 			struct reg_node *b = pair_node(&r, (uint8_t)(10 * i + j + 100),
 						       REG_FILTER_DONE, f[j], "198.51.100.1");
 			struct coord_pair_plan p;
 
-			CHECK(coord_pair_cause_first(f[i], f[j]) == want_cause);
+			if (cause_p != other_p)
+				want_why = COORD_PAIR_WHY_POISONABLE;
+			else if (cause_p)
+				want_why = COORD_PAIR_WHY_BOTH_POISONABLE;
+			CHECK(coord_pair_cause_first(f[i], f[j], &why) == want_cause);
+			CHECK_EQ_INT(why, want_why);
+			CHECK(coord_pair_cause_first(f[i], f[j], NULL) == want_cause);
 			coord_pair_start(&t, a, b, 0, &p);
+			/* The plan carries the decision's own reason, for the log. */
+			CHECK_EQ_INT(p.why, want_why);
 			CHECK(p.first == (want_cause ? a : b));
 			CHECK(p.second == (want_cause ? b : a));
 			CHECK(!memcmp(p.to_first.peer_key, p.second->key, KEY_LEN));
@@ -90,7 +102,14 @@ static void test_coord_pair_order_all_filters(void)
 
 	coord_pair_start(&t, a, b, 0, &p);
 	CHECK(p.first == a);
+	CHECK_EQ_INT(p.why, COORD_PAIR_WHY_CAUSED);
 	CHECK_EQ_INT(coord_pair_filter_of(b), PROTO_FILTER_UNKNOWN);
+	/* The texts name the reasons; "first is poisonable" is never said of two poisonable sides. */
+	CHECK(!strcmp(coord_pair_why_text(COORD_PAIR_WHY_CAUSED), "first caused it"));
+	CHECK(!strcmp(coord_pair_why_text(COORD_PAIR_WHY_POISONABLE),
+		      "first is the only poisonable side"));
+	CHECK(!strcmp(coord_pair_why_text(COORD_PAIR_WHY_BOTH_POISONABLE),
+		      "both poisonable, first caused it"));
 	coord_pair_table_destroy(&t);
 	registry_destroy(&r);
 }
@@ -844,6 +863,91 @@ out:
 	harness_stop(&h);
 }
 
+static void test_coord_filter_judge_endpoint_dependent_is_unknown(void)
+{
+	struct registry r;
+	struct reg_node *n = NULL;
+	uint8_t key[KEY_LEN] = { 7 };
+	struct reg_addr session, other, m0, m1;
+	struct addr a;
+
+	CHECK_EQ_INT(registry_init(&r, 8), 0);
+	CHECK_EQ_INT(registry_add(&r, key, 0, &n), 0);
+	if (!n)
+		goto out;
+	make_addr(&a, "198.51.100.10", 40000);
+	registry_addr_pack(&session, &a);
+	make_addr(&a, "198.51.100.10", 40001);
+	registry_addr_pack(&other, &a);
+	make_addr(&a, "198.51.100.10", 51820);
+	registry_addr_pack(&m0, &a);
+	make_addr(&a, "198.51.100.10", 61999);
+	registry_addr_pack(&m1, &a);
+	n->filter_addr = session;
+
+	/* Mappings not known yet: the echo alone decides. */
+	CHECK_EQ_INT(coord_filter_judge(n, &session), PROTO_FILTER_SAFE);
+	CHECK_EQ_INT(coord_filter_judge(n, &other), PROTO_FILTER_POISONABLE);
+	/* Only one mapping known: still the echo. */
+	n->mapping[0] = m0;
+	CHECK_EQ_INT(coord_filter_judge(n, &other), PROTO_FILTER_POISONABLE);
+	/* Endpoint-independent mapping: a new port means the router kept the POISON. */
+	n->mapping[1] = m0;
+	CHECK_EQ_INT(coord_filter_judge(n, &other), PROTO_FILTER_POISONABLE);
+	CHECK_EQ_INT(coord_filter_judge(n, &session), PROTO_FILTER_SAFE);
+	/* Endpoint-dependent mapping: the new port says nothing about the filter. */
+	n->mapping[1] = m1;
+	CHECK_EQ_INT(coord_filter_judge(n, &other), PROTO_FILTER_UNKNOWN);
+	/* An echo from the tested address is still a clear SAFE. */
+	CHECK_EQ_INT(coord_filter_judge(n, &session), PROTO_FILTER_SAFE);
+out:
+	registry_destroy(&r);
+}
+
+/* A node whose probes to P and P + 1 leave from different ports (a symmetric router) and
+ * whose echo leaves from a new port too: UNKNOWN, not POISONABLE. The same echo from a node
+ * with one mapping for both probes is POISONABLE. */
+static void test_coord_filter_unknown_when_mapping_endpoint_dependent(void)
+{
+	struct harness h;
+	struct client sym, cone;
+	struct proto_msg map;
+	struct addr sym_p1_addr;
+	int sym_p1, echo_fd;
+	uint8_t f = 0xff;
+
+	if (harness_start(&h, NULL, 0) < 0)
+		goto out;
+	client_init(&sym);
+	client_init(&cone);
+	sym_p1 = bind_udp(0, &sym_p1_addr);
+	echo_fd = bind_udp(0, NULL);
+
+	CHECK_EQ_INT(client_handshake(&h, &sym), 0);
+	client_probe(&h, &sym, sym.wg_fd, h.port, 1, false);
+	client_probe(&h, &sym, sym_p1, (uint16_t)(h.port + 1), 1, false);
+	CHECK_EQ_INT(client_take(&h, &sym, PROTO_MSG_MAPPING, 1000, &map), 0);
+	CHECK_EQ_INT(client_take(&h, &sym, PROTO_MSG_MAPPING, 1000, &map), 0);
+	CHECK_EQ_INT(client_filter(&h, &sym, echo_fd, &f), 0);
+	CHECK_EQ_INT(f, PROTO_FILTER_UNKNOWN);
+	/* Decided at once from the echo, not by the 2 s timeout. */
+	CHECK_EQ_INT(counter(&h, "filter_timeouts"), 0);
+
+	CHECK_EQ_INT(client_handshake(&h, &cone), 0);
+	client_probe(&h, &cone, cone.wg_fd, h.port, 1, false);
+	client_probe(&h, &cone, cone.wg_fd, (uint16_t)(h.port + 1), 1, false);
+	CHECK_EQ_INT(client_take(&h, &cone, PROTO_MSG_MAPPING, 1000, &map), 0);
+	CHECK_EQ_INT(client_take(&h, &cone, PROTO_MSG_MAPPING, 1000, &map), 0);
+	CHECK_EQ_INT(client_filter(&h, &cone, echo_fd, &f), 0);
+	CHECK_EQ_INT(f, PROTO_FILTER_POISONABLE);
+	close(sym_p1);
+	close(echo_fd);
+	client_close(&sym);
+	client_close(&cone);
+out:
+	harness_stop(&h);
+}
+
 static void test_coord_pair_punch_order_and_ack(void)
 {
 	struct harness h;
@@ -1504,6 +1608,8 @@ int main(void)
 	TAP_RUN(test_coord_handshake_and_register);
 	TAP_RUN(test_coord_probe_mapping);
 	TAP_RUN(test_coord_filter_results);
+	TAP_RUN(test_coord_filter_judge_endpoint_dependent_is_unknown);
+	TAP_RUN(test_coord_filter_unknown_when_mapping_endpoint_dependent);
 	TAP_RUN(test_coord_pair_punch_order_and_ack);
 	TAP_RUN(test_coord_pair_poisonable_first_and_timeout);
 	TAP_RUN(test_coord_no_consent_no_punch);
