@@ -469,7 +469,9 @@ tb_node_session_up()
 }
 
 # tb_node_ready HOST: a coordinator session is up and the coordinator has told the node its
-# mapping and its filter-test result: what makes the node "ready" at the coordinator.
+# mapping and its filter-test result: what makes the node "ready" at the coordinator. A node
+# behind a symmetric NAT gets an inconclusive result ("unknown", which the status cannot tell
+# from "not yet"), so it never counts as ready here: test-punch-symmetric.sh checks it its way.
 tb_node_ready()
 {
 	tb_json "$1" "any(c.get('state') == 'up' and c.get('mapping') and \
