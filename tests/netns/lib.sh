@@ -429,6 +429,18 @@ tb_peers()
 	tb_wg_peer "$2" "$1"
 }
 
+# tb_pair KIND_A KIND_B: the common scenario: host a behind KIND_A, host b behind KIND_B (see
+# tb_side), listing each other, a coordinator, and a node started next to each interface.
+tb_pair()
+{
+	tb_side a "$1"
+	tb_side b "$2"
+	tb_peers a b
+	tb_coord
+	tb_node a
+	tb_node b
+}
+
 # tb_assert_endpoint HOST PEER: HOST's interface reaches PEER at PEER's public ip:port
 # (a direct path, not the relay).
 tb_assert_endpoint()

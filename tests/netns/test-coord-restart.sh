@@ -21,12 +21,7 @@ coord_gone()
 }
 
 tb_init
-tb_side a cone
-tb_side b cone
-tb_peers a b
-tb_coord
-tb_node a
-tb_node b
+tb_pair cone cone
 tb_assert_tunnel a b 20
 
 old=$TB_COORD_PID

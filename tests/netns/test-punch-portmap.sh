@@ -7,12 +7,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 
 tb_init
-tb_side a portmap
-tb_side b cone
-tb_peers a b
-tb_coord
-tb_node a
-tb_node b
+tb_pair portmap cone
 tb_assert_tunnel a b 20
 tb_assert_endpoint b a
 tb_assert_endpoint a b

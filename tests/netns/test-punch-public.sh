@@ -6,12 +6,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 
 tb_init
-tb_side a public
-tb_side b cone
-tb_peers a b
-tb_coord
-tb_node a
-tb_node b
+tb_pair public cone
 tb_assert_tunnel a b 20
 tb_assert_endpoint a b
 tb_assert_endpoint b a
