@@ -240,6 +240,7 @@ int node_start(uv_loop_t *loop, const struct config *conf, node_fatal_cb fatal, 
 			       NODE_IFACE_POLL_SLOW_MS / 1000);
 		n->ifmon = NULL;
 	}
+	n->iface.lan_watched = n->ifmon != NULL;
 
 	r = node_iface_start(&n->iface);
 	if (r < 0)

@@ -532,7 +532,10 @@ static void iface_on_device(struct wg *wg, int status, struct wg_device *dev, vo
 		wg_device_free(old);
 	}
 	ch.peers = iface_sync_peers(ifc, dev);
-	ch.lan = node_lan_refresh(&ifc->lan, ifc->conf->node.interface, dev);
+	/* The first read and a new port need fresh addresses (they carry the port); anything
+	 * else ifmon reports, unless it is not running. */
+	if (ch.first || ch.port || !ifc->lan_watched)
+		ch.lan = node_lan_refresh(&ifc->lan, ifc->conf->node.interface, dev);
 
 	if (ch.port) {
 		int r = prober_update(&ifc->prober, dev->listen_port, dev->fwmark);

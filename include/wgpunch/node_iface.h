@@ -48,6 +48,10 @@ struct node_iface {
 	size_t n_peers;
 	struct node_iface_op *ops; /* endpoint writes wg has not called back yet */
 	struct node_lan lan;
+	/* Set by the role when rtnetlink reports address changes (ifmon): the device poll then
+	 * re-reads the LAN addresses only when the listen port changed, instead of on every
+	 * read (four times a second while a path attempt is open). */
+	bool lan_watched;
 };
 
 /* What one read of the device changed, for node_on_device(). */
