@@ -17,7 +17,7 @@
 
 #include "../tap.h"
 
-#define VECTORS_FILE SHARED_VECTORS_DIR "/noise_ik_25519_chachapoly_blake2b.json"
+#define VECTORS_FILE TEST_DATA_DIR "/vectors/noise_ik_25519_chachapoly_blake2b.json"
 #define MAX_BLOB 512
 
 static char *read_file(const char *path)
