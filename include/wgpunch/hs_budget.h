@@ -28,7 +28,11 @@
  * (smaller than the HS_INIT: no amplification), and a node that follows the cookie protocol
  * is processed one round trip later from the reserve. Proven floods (sources that do receive)
  * are the per-source limiter's job (ratelimit.h), applied to proven handshakes only, so that a
- * forged source can never charge a victim's bucket.
+ * forged source can never charge a victim's bucket. For the same reason cookie replies have
+ * only this global bound and none per source: a per-source one would let a forged flood with
+ * the victim's address spend the victim's cookies. A node is sure to get its cookie within
+ * one try only while the cookie budget covers the flood; beyond it, each try succeeds with
+ * probability cookie rate / flood rate.
  */
 #ifndef WGPUNCH_HS_BUDGET_H
 #define WGPUNCH_HS_BUDGET_H
@@ -96,6 +100,12 @@ void hs_budget_init(struct hs_budget *b, const struct hs_budget_params *p, uint6
 /* For an HS_INIT whose mac1 is valid; charges the bucket it draws from. */
 enum hs_action hs_budget_decide(struct hs_budget *b, bool mac2_valid, uint64_t now_ms);
 bool hs_budget_under_load(const struct hs_budget *b, uint64_t now_ms);
+/*
+ * Takes a token from the cookie reply budget, for a cookie reply decided after the Noise
+ * message authenticated (a handshake that would create or move state without a mac2 proof).
+ * true when the reply may be sent; counted as hs_cookie_replies or hs_dropped_cookie_budget.
+ */
+bool hs_budget_take_cookie(struct hs_budget *b, uint64_t now_ms);
 
 /* ---- measuring the costs (the shell calls these once at start) ---- */
 

@@ -90,6 +90,16 @@ static void set_load(struct hs_budget *b, uint64_t now_ms)
 	b->load_until_ms = now_ms + b->p.hold_ms;
 }
 
+bool hs_budget_take_cookie(struct hs_budget *b, uint64_t now_ms)
+{
+	if (bucket_take(&b->cookie, &b->p.cookie, now_ms)) {
+		b->ctr.hs_cookie_replies++;
+		return true;
+	}
+	b->ctr.hs_dropped_cookie_budget++;
+	return false;
+}
+
 enum hs_action hs_budget_decide(struct hs_budget *b, bool mac2_valid, uint64_t now_ms)
 {
 	if (mac2_valid) {
@@ -109,12 +119,7 @@ enum hs_action hs_budget_decide(struct hs_budget *b, bool mac2_valid, uint64_t n
 		}
 		set_load(b, now_ms);
 	}
-	if (bucket_take(&b->cookie, &b->p.cookie, now_ms)) {
-		b->ctr.hs_cookie_replies++;
-		return HS_SEND_COOKIE;
-	}
-	b->ctr.hs_dropped_cookie_budget++;
-	return HS_DROP;
+	return hs_budget_take_cookie(b, now_ms) ? HS_SEND_COOKIE : HS_DROP;
 }
 
 /* ---- measuring ---- */

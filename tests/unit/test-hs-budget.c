@@ -117,6 +117,10 @@ static void test_hs_budget_cookie_budget(void)
 	CHECK_EQ_INT(dropped, 2000 - 625 - 125);
 	CHECK_EQ_INT(b.ctr.hs_dropped_cookie_budget, dropped);
 	CHECK_EQ_INT(hs_budget_decide(&b, false, 8), HS_SEND_COOKIE); /* 8 ms: one more */
+	/* A cookie reply decided after Noise draws from the same budget. */
+	CHECK(!hs_budget_take_cookie(&b, 8));
+	CHECK(hs_budget_take_cookie(&b, 16));
+	CHECK_EQ_INT(b.ctr.hs_cookie_replies, 127);
 }
 
 /* ---- the flood simulation ---- */
