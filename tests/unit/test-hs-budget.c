@@ -123,6 +123,29 @@ static void test_hs_budget_cookie_budget(void)
 	CHECK_EQ_INT(b.ctr.hs_cookie_replies, 127);
 }
 
+/* Only differences of now_ms matter: the same traffic at any origin gets the same answers. */
+static void test_hs_budget_origin_irrelevant(void)
+{
+	const uint64_t origins[] = { 0, 987654321, (uint64_t)1 << 62 };
+	struct hs_budget_params p;
+	uint64_t first = 0;
+
+	params(&p, 200000, 200000); /* 2,500 handshakes and 1,250 cookie replies a second */
+	for (size_t o = 0; o < sizeof(origins) / sizeof(origins[0]); o++) {
+		struct hs_budget b;
+		uint64_t pattern = 0;
+
+		hs_budget_init(&b, &p, origins[o]);
+		for (uint64_t i = 0; i < 30000; i++)
+			pattern =
+				pattern * 3 + hs_budget_decide(&b, i % 7 == 0, origins[o] + i / 10);
+		if (o == 0)
+			first = pattern;
+		CHECK(pattern == first);
+		CHECK(b.ctr.hs_load_episodes >= 1);
+	}
+}
+
 /* ---- the flood simulation ---- */
 
 struct sim {
@@ -389,6 +412,7 @@ int main(void)
 	TAP_RUN(test_hs_budget_params_follow_cost);
 	TAP_RUN(test_hs_budget_unproven_take_only_the_top);
 	TAP_RUN(test_hs_budget_cookie_budget);
+	TAP_RUN(test_hs_budget_origin_irrelevant);
 	TAP_RUN(test_hs_budget_junk_cannot_starve_proven);
 	TAP_RUN(test_hs_budget_targeted_flood);
 	TAP_RUN(test_hs_budget_proven_flooder_is_per_source);
