@@ -23,7 +23,6 @@
 #include "wgpunch/counters.h"
 #include "wgpunch/node_peer.h"
 #include "wgpunch/proto.h"
-#include "wgpunch/wg.h"
 
 /* How often the device is read without a path attempt open: what it notices (new peers,
  * port, addresses when rtnetlink is unavailable) is seen within this. */
@@ -38,6 +37,17 @@ struct paths_counters {
 	PATHS_COUNTERS(COUNTER_FIELD)
 };
 COUNTER_TABLE_DECLARE(paths_counters);
+
+/* One write of a peer's settings on the device (the shell turns it into the backend's
+ * update): the engine's output. */
+#define PATHS_W_ENDPOINT 0x1
+#define PATHS_W_KEEPALIVE 0x2
+struct paths_write {
+	uint8_t public_key[KEY_LEN];
+	unsigned int flags; /* PATHS_W_* */
+	struct addr endpoint;
+	uint16_t keepalive_s;
+};
 
 struct paths_peer {
 	struct node_peer m;
@@ -61,9 +71,9 @@ enum paths_verdict {
 void paths_init(struct paths *ps);
 void paths_free(struct paths *ps);
 
-/* Rebuilds the table for the device's peers, keeping each known peer's state. 1 when the
- * set of keys changed, 0 when not, -ENOMEM (the old table is kept). */
-int paths_sync(struct paths *ps, const struct wg_peer *peers, size_t n, uint64_t now_ms);
+/* Rebuilds the table for the device's peer keys (in the device's order), keeping each known
+ * peer's state. 1 when the set of keys changed, 0 when not, -ENOMEM (the old table is kept). */
+int paths_sync(struct paths *ps, const uint8_t (*keys)[KEY_LEN], size_t n, uint64_t now_ms);
 struct paths_peer *paths_find(struct paths *ps, const uint8_t key[KEY_LEN]);
 
 /* A PUNCH from link link_id (nonzero). With PATHS_RUN, *act and *out are set. */
@@ -79,7 +89,7 @@ void paths_link_down(struct paths *ps, unsigned int link_id);
  * configured keepalive: keepalive 0 then endpoint + keepalive (the kick), or endpoint with
  * keepalive 0 (quiet), or keepalive 0 then keepalive. Returns how many of u[2] it filled. */
 size_t paths_updates(const struct paths_peer *p, enum node_peer_action act,
-		     uint16_t keepalive_s, struct wg_peer_update u[2]);
+		     uint16_t keepalive_s, struct paths_write u[2]);
 
 /* Delay until the next device read: fast while an attempt is open, at a deferred kick. */
 uint64_t paths_poll_delay(const struct paths *ps, uint64_t now_ms);

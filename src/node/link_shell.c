@@ -52,6 +52,7 @@ struct link_shell {
 	uv_timer_t timer;
 	uv_getaddrinfo_t gai;
 	bool gai_pending;
+	const char *resolve_err; /* why the last lookup failed, for the log */
 	unsigned int closing;
 	bool stopping;
 
@@ -201,8 +202,8 @@ static void shell_report(struct link_shell *s, unsigned int rep, const char *why
 		s->ops.on_session(s->ops.arg, s, false);
 	}
 	if (rep & LINK_R_RESOLVE_RETRY)
-		log_warn("cannot resolve coordinator %s, retrying in %llu ms", s->host,
-			 (unsigned long long)retry_ms);
+		log_warn("cannot resolve coordinator %s: %s, retrying in %.1f s", s->host,
+			 s->resolve_err ? s->resolve_err : "no socket", (double)retry_ms / 1000);
 	if (rep & LINK_R_UP) {
 		log_info("session with coordinator %s up", shell_name(s, a));
 		s->ops.on_session(s->ops.arg, s, true);
@@ -355,8 +356,9 @@ static void shell_use_addr(struct link_shell *s, const struct addr *a)
 		shell_close_sock(s);
 		r = shell_open_sock(s, addr_family(a));
 		if (r < 0) {
-			log_warn("cannot open a socket for coordinator %s: %s, retrying",
+			log_warn("cannot open a socket for coordinator %s: %s",
 				 addr_format(a, buf), uv_strerror(r));
+			s->resolve_err = NULL;
 			shell_run(s, &(struct link_event){ .type = LINK_EV_SOCKET_FAILED });
 			return;
 		}
@@ -387,8 +389,7 @@ static void shell_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo
 	}
 	if (!pick || addr_from_sockaddr(&a, pick->ai_addr, pick->ai_addrlen) < 0) {
 		uv_freeaddrinfo(res);
-		log_debug("lookup of coordinator %s: %s", s->host,
-			  status < 0 ? uv_strerror(status) : "no address");
+		s->resolve_err = status < 0 ? uv_strerror(status) : "no address";
 		shell_run(s, &(struct link_event){ .type = LINK_EV_RESOLVE_FAILED });
 		return;
 	}
@@ -407,7 +408,7 @@ static void shell_resolve(struct link_shell *s)
 	s->gai.data = s;
 	r = uv_getaddrinfo(s->loop, &s->gai, shell_on_resolved, s->host, NULL, &hints);
 	if (r < 0) {
-		log_debug("cannot start a lookup of coordinator %s: %s", s->host, uv_strerror(r));
+		s->resolve_err = uv_strerror(r);
 		shell_run(s, &(struct link_event){ .type = LINK_EV_RESOLVE_FAILED });
 		return;
 	}

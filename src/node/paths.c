@@ -35,7 +35,7 @@ struct paths_peer *paths_find(struct paths *ps, const uint8_t key[KEY_LEN])
 	return NULL;
 }
 
-int paths_sync(struct paths *ps, const struct wg_peer *peers, size_t n, uint64_t now_ms)
+int paths_sync(struct paths *ps, const uint8_t (*keys)[KEY_LEN], size_t n, uint64_t now_ms)
 {
 	struct paths_peer *np, *old;
 	bool changed = n != ps->n;
@@ -45,11 +45,11 @@ int paths_sync(struct paths *ps, const struct wg_peer *peers, size_t n, uint64_t
 	if (!np)
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
-		old = paths_find(ps, peers[i].public_key);
+		old = paths_find(ps, keys[i]);
 		if (old) {
 			np[i] = *old;
 		} else {
-			node_peer_init(&np[i].m, peers[i].public_key, now_ms);
+			node_peer_init(&np[i].m, keys[i], now_ms);
 			changed = true;
 		}
 	}
@@ -117,7 +117,7 @@ void paths_link_down(struct paths *ps, unsigned int link_id)
 }
 
 size_t paths_updates(const struct paths_peer *p, enum node_peer_action act,
-		     uint16_t keepalive_s, struct wg_peer_update u[2])
+		     uint16_t keepalive_s, struct paths_write u[2])
 {
 	const struct node_peer_cand *cand = node_peer_candidate(&p->m);
 	bool kick = act == NODE_PEER_WRITE;
@@ -126,10 +126,10 @@ size_t paths_updates(const struct paths_peer *p, enum node_peer_action act,
 	memset(u, 0, 2 * sizeof(*u));
 	if (act == NODE_PEER_KICK || act == NODE_PEER_UP_KEEPALIVE) {
 		memcpy(u[0].public_key, p->m.key, KEY_LEN);
-		u[0].flags = WG_UPDATE_KEEPALIVE;
+		u[0].flags = PATHS_W_KEEPALIVE;
 		u[0].keepalive_s = 0;
 		memcpy(u[1].public_key, p->m.key, KEY_LEN);
-		u[1].flags = WG_UPDATE_KEEPALIVE;
+		u[1].flags = PATHS_W_KEEPALIVE;
 		u[1].keepalive_s = keepalive_s;
 		return 2;
 	}
@@ -137,12 +137,12 @@ size_t paths_updates(const struct paths_peer *p, enum node_peer_action act,
 		return 0;
 	if (kick) {
 		memcpy(u[n].public_key, p->m.key, KEY_LEN);
-		u[n].flags = WG_UPDATE_KEEPALIVE;
+		u[n].flags = PATHS_W_KEEPALIVE;
 		u[n].keepalive_s = 0;
 		n++;
 	}
 	memcpy(u[n].public_key, p->m.key, KEY_LEN);
-	u[n].flags = WG_UPDATE_ENDPOINT | WG_UPDATE_KEEPALIVE;
+	u[n].flags = PATHS_W_ENDPOINT | PATHS_W_KEEPALIVE;
 	u[n].endpoint = cand->addr;
 	u[n].keepalive_s = kick ? keepalive_s : 0;
 	n++;

@@ -181,6 +181,21 @@ void paths_shell_close(struct paths_shell *ps)
 
 /* ---- writing endpoints ---- */
 
+/* The engine's writes as the backend's updates. */
+static void to_updates(const struct paths_write *w, size_t n, struct wg_peer_update *u)
+{
+	size_t i;
+
+	memset(u, 0, n * sizeof(*u));
+	for (i = 0; i < n; i++) {
+		memcpy(u[i].public_key, w[i].public_key, KEY_LEN);
+		u[i].flags = (w[i].flags & PATHS_W_ENDPOINT ? WG_UPDATE_ENDPOINT : 0) |
+			     (w[i].flags & PATHS_W_KEEPALIVE ? WG_UPDATE_KEEPALIVE : 0);
+		u[i].endpoint = w[i].endpoint;
+		u[i].keepalive_s = w[i].keepalive_s;
+	}
+}
+
 static void shell_on_set_done(struct wg *wg, int status, void *arg)
 {
 	struct paths_op *op = arg, **pp;
@@ -205,10 +220,11 @@ static void shell_on_set_done(struct wg *wg, int status, void *arg)
 
 /* Queues the updates; the PUNCH_ACK for attempt goes to link_id (if ack) once wg is done.
  * 0 or -errno. */
-static int shell_set(struct paths_shell *ps, const struct wg_peer_update *u, size_t n,
+static int shell_set(struct paths_shell *ps, const struct paths_write *w, size_t n,
 		     unsigned int link_id, uint32_t attempt, bool ack)
 {
 	struct paths_op *op = calloc(1, sizeof(*op));
+	struct wg_peer_update u[2];
 	int r;
 
 	if (!op)
@@ -217,6 +233,7 @@ static int shell_set(struct paths_shell *ps, const struct wg_peer_update *u, siz
 	op->link_id = link_id;
 	op->attempt = attempt;
 	op->ack = link_id && ack;
+	to_updates(w, n, u);
 	r = wg_set_peers(ps->wg, u, n, shell_on_set_done, op);
 	if (r < 0) {
 		free(op);
@@ -237,7 +254,7 @@ static void shell_write_candidate(struct paths_shell *ps, struct paths_peer *p,
 				  uint32_t attempt, bool ack)
 {
 	const struct node_peer_cand *cand = node_peer_candidate(&p->m);
-	struct wg_peer_update u[2];
+	struct paths_write u[2];
 	char a[ADDR_STRLEN], k[KEY_SHORT_LEN];
 	size_t n;
 	int r;
@@ -273,7 +290,7 @@ static void shell_write_candidate(struct paths_shell *ps, struct paths_peer *p,
  */
 static void shell_kick(struct paths_shell *ps, struct paths_peer *p, enum node_peer_action act)
 {
-	struct wg_peer_update u[2];
+	struct paths_write u[2];
 	char k[KEY_SHORT_LEN];
 	size_t n = paths_updates(p, act, ps->conf->node.keepalive_s, u);
 
@@ -430,6 +447,23 @@ void paths_shell_fill_register(const struct paths_shell *ps, struct proto_regist
 	/* RESYNC is added by the link when the RESYNC timer asked for it. */
 }
 
+/* The engine's table follows the device's peers; true when the set of keys changed. Out of
+ * memory keeps the old table; the next read tries again. */
+static bool shell_sync(struct paths_shell *ps, const struct wg_device *dev, uint64_t now)
+{
+	uint8_t(*keys)[KEY_LEN] = malloc((dev->n_peers ? dev->n_peers : 1) * sizeof(*keys));
+	size_t i;
+	int r;
+
+	if (!keys)
+		return false;
+	for (i = 0; i < dev->n_peers; i++)
+		memcpy(keys[i], dev->peers[i].public_key, KEY_LEN);
+	r = paths_sync(&ps->paths, (const uint8_t(*)[KEY_LEN])keys, dev->n_peers, now);
+	free(keys);
+	return r > 0;
+}
+
 static bool shell_first_device(struct paths_shell *ps, struct wg_device *dev)
 {
 	char k[KEY_B64_LEN + 1];
@@ -490,8 +524,7 @@ static void shell_on_device(struct wg *wg, int status, struct wg_device *dev, vo
 		ch.key = memcmp(old->private_key, dev->private_key, KEY_LEN) != 0;
 		wg_device_free(old);
 	}
-	/* Out of memory keeps the old table; the next read tries again. */
-	ch.peers = paths_sync(&ps->paths, dev->peers, dev->n_peers, now) > 0;
+	ch.peers = shell_sync(ps, dev, now);
 	/* The first read and a new port need fresh addresses (they carry the port); anything
 	 * else ifmon reports, unless it is not running. */
 	if (ch.first || ch.port || !ps->lan_watched)

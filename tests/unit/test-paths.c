@@ -57,19 +57,18 @@ static struct node_peer_obs obs_none(void)
 
 static void table(struct paths *ps, uint64_t now)
 {
-	struct wg_peer peers[2];
+	uint8_t keys[2][KEY_LEN];
 
-	memset(peers, 0, sizeof(peers));
-	memcpy(peers[0].public_key, key1, KEY_LEN);
-	memcpy(peers[1].public_key, key2, KEY_LEN);
+	memcpy(keys[0], key1, KEY_LEN);
+	memcpy(keys[1], key2, KEY_LEN);
 	paths_init(ps);
-	CHECK_EQ_INT(paths_sync(ps, peers, 2, now), 1);
+	CHECK_EQ_INT(paths_sync(ps, (const uint8_t(*)[KEY_LEN])keys, 2, now), 1);
 }
 
 static void test_sync_keeps_state(void)
 {
 	struct paths ps;
-	struct wg_peer peers[2];
+	uint8_t peers[2][KEY_LEN];
 	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
 	struct node_peer_obs o = obs_none();
 	struct paths_peer *pp;
@@ -79,16 +78,15 @@ static void test_sync_keeps_state(void)
 	CHECK_EQ_INT(paths_on_punch(&ps, LINK_A, &p, self(), &o, 1000, &pp, &act), PATHS_RUN);
 	CHECK_EQ_INT(act, NODE_PEER_WRITE);
 	/* The same keys again: no change, the attempt survives. */
-	memset(peers, 0, sizeof(peers));
-	memcpy(peers[0].public_key, key2, KEY_LEN);
-	memcpy(peers[1].public_key, key1, KEY_LEN);
-	CHECK_EQ_INT(paths_sync(&ps, peers, 2, 2000), 0);
+	memcpy(peers[0], key2, KEY_LEN);
+	memcpy(peers[1], key1, KEY_LEN);
+	CHECK_EQ_INT(paths_sync(&ps, (const uint8_t(*)[KEY_LEN])peers, 2, 2000), 0);
 	pp = paths_find(&ps, key1);
 	CHECK(pp != NULL);
 	CHECK_EQ_INT(pp->m.state, NODE_PEER_TRYING);
 	CHECK_EQ_INT(pp->link_id, LINK_A);
 	/* One gone: changed. */
-	CHECK_EQ_INT(paths_sync(&ps, peers, 1, 3000), 1);
+	CHECK_EQ_INT(paths_sync(&ps, (const uint8_t(*)[KEY_LEN])peers, 1, 3000), 1);
 	CHECK(paths_find(&ps, key1) == NULL);
 	paths_free(&ps);
 }
@@ -211,7 +209,7 @@ static void test_updates(void)
 	struct paths ps;
 	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
 	struct node_peer_obs o = obs_none();
-	struct wg_peer_update u[2];
+	struct paths_write u[2];
 	struct paths_peer *pp;
 	enum node_peer_action act;
 
@@ -219,19 +217,19 @@ static void test_updates(void)
 	paths_on_punch(&ps, LINK_A, &p, self(), &o, 1000, &pp, &act);
 	/* the kick: keepalive 0, then endpoint + keepalive */
 	CHECK_EQ_INT(paths_updates(pp, NODE_PEER_WRITE, 25, u), 2);
-	CHECK_EQ_INT(u[0].flags, WG_UPDATE_KEEPALIVE);
+	CHECK_EQ_INT(u[0].flags, PATHS_W_KEEPALIVE);
 	CHECK_EQ_INT(u[0].keepalive_s, 0);
-	CHECK_EQ_INT(u[1].flags, WG_UPDATE_ENDPOINT | WG_UPDATE_KEEPALIVE);
+	CHECK_EQ_INT(u[1].flags, PATHS_W_ENDPOINT | PATHS_W_KEEPALIVE);
 	CHECK(addr_equal(&u[1].endpoint, &p.peer_public));
 	CHECK_EQ_INT(u[1].keepalive_s, 25);
 	CHECK(memcmp(u[1].public_key, key1, KEY_LEN) == 0);
 	/* quiet: endpoint with keepalive 0 */
 	CHECK_EQ_INT(paths_updates(pp, NODE_PEER_WRITE_QUIET, 25, u), 1);
 	CHECK_EQ_INT(u[0].keepalive_s, 0);
-	CHECK_EQ_INT(u[0].flags, WG_UPDATE_ENDPOINT | WG_UPDATE_KEEPALIVE);
+	CHECK_EQ_INT(u[0].flags, PATHS_W_ENDPOINT | PATHS_W_KEEPALIVE);
 	/* the deferred kick: keepalive 0 then N */
 	CHECK_EQ_INT(paths_updates(pp, NODE_PEER_KICK, 25, u), 2);
-	CHECK_EQ_INT(u[1].flags, WG_UPDATE_KEEPALIVE);
+	CHECK_EQ_INT(u[1].flags, PATHS_W_KEEPALIVE);
 	CHECK_EQ_INT(u[1].keepalive_s, 25);
 	CHECK_EQ_INT(paths_updates(pp, NODE_PEER_GIVE_UP, 25, u), 0);
 	paths_free(&ps);
