@@ -62,17 +62,17 @@
 #define LINK_RESOLVE_RETRY_MAX_MS (5 * 60 * 1000)
 
 /* Counters of the engine (the shell has its own: link_shell.h). */
-#define LINK_COUNTERS(X)                                                            \
-	X(rx_packets, "datagrams read from the session socket")                    \
-	X(rx_bad_decode, "outer or inner message that did not decode")             \
-	X(rx_bad_index, "datagrams naming no session or handshake of ours")        \
-	X(rx_bad_auth, "handshake responses or DATA that failed to authenticate")  \
-	X(rx_replay, "DATA whose counter was already seen")                        \
-	X(rx_unexpected, "valid messages not meant for a node, or not now")        \
-	X(rx_poison, "filter test poison that reached the session socket")         \
-	X(rx_session_unknown, "SESSION_UNKNOWN received")                          \
-	X(handshakes_sent, "HS_INIT sent")                                         \
-	X(sessions_up, "sessions that came up (re-keys not counted)")              \
+#define LINK_COUNTERS(X)                                                          \
+	X(rx_packets, "datagrams read from the session socket")                   \
+	X(rx_bad_decode, "outer or inner message that did not decode")            \
+	X(rx_bad_index, "datagrams naming no session or handshake of ours")       \
+	X(rx_bad_auth, "handshake responses or DATA that failed to authenticate") \
+	X(rx_replay, "DATA whose counter was already seen")                       \
+	X(rx_unexpected, "valid messages not meant for a node, or not now")       \
+	X(rx_poison, "filter test poison that reached the session socket")        \
+	X(rx_session_unknown, "SESSION_UNKNOWN received")                         \
+	X(handshakes_sent, "HS_INIT sent")                                        \
+	X(sessions_up, "sessions that came up (re-keys not counted)")             \
 	X(registers_sent, "REGISTER sent, retransmissions included")
 struct link_counters {
 	LINK_COUNTERS(COUNTER_FIELD)
@@ -86,17 +86,17 @@ enum link_state {
 };
 
 enum link_event_type {
-	LINK_EV_START = 1,    /* created: resolve, or use the literal address */
-	LINK_EV_RESOLVED,     /* addr: the lookup gave it, and the shell has a socket for it */
+	LINK_EV_START = 1,      /* created: resolve, or use the literal address */
+	LINK_EV_RESOLVED,       /* addr: the lookup gave it, and the shell has a socket for it */
 	LINK_EV_RESOLVE_FAILED, /* the lookup failed (or returned nothing usable) */
 	LINK_EV_SOCKET_FAILED,  /* addr resolved but no socket could be opened for it */
-	LINK_EV_DATAGRAM,     /* buf, len from the session socket; truncated: it did not fit */
-	LINK_EV_TIMER,        /* the timer armed by the last actions fired */
-	LINK_EV_IDENTITY,     /* the device (its private key) is known or the key changed */
-	LINK_EV_REGISTER,     /* peers, LAN addresses or port changed: REGISTER now (probe too) */
-	LINK_EV_PROBE,        /* local addresses or links changed: probe now */
-	LINK_EV_RESYNC,       /* a peer wants a PUNCH: next REGISTER carries RESYNC (now: at once) */
-	LINK_EV_PUNCH_DONE,   /* the endpoint of PUNCH `attempt` (flag ACK) is written: ack it */
+	LINK_EV_DATAGRAM,       /* buf, len from the session socket; truncated: it did not fit */
+	LINK_EV_TIMER,          /* the timer armed by the last actions fired */
+	LINK_EV_IDENTITY,       /* the device (its private key) is known or the key changed */
+	LINK_EV_REGISTER,       /* peers, LAN addresses or port changed: REGISTER now (probe too) */
+	LINK_EV_PROBE,          /* local addresses or links changed: probe now */
+	LINK_EV_RESYNC,     /* a peer wants a PUNCH: next REGISTER carries RESYNC (now: at once) */
+	LINK_EV_PUNCH_DONE, /* the endpoint of PUNCH `attempt` (flag ACK) is written: ack it */
 };
 
 struct link_event {
@@ -137,21 +137,21 @@ struct link_send {
 };
 
 /* Reports for the caller (bits of link_actions.reports). */
-#define LINK_R_UP 0x01         /* a new session is up (not a re-key) */
-#define LINK_R_REKEYED 0x02    /* the session was re-keyed */
-#define LINK_R_DOWN 0x04       /* the session went down; down_why says why */
-#define LINK_R_MAPPING 0x08    /* a complete probe round changed the mapping or its type */
-#define LINK_R_FILTER 0x10     /* FILTER_RESULT changed the filter */
-#define LINK_R_PUNCH 0x20      /* punch holds a PUNCH for the node */
-#define LINK_R_MOVED 0x40      /* the coordinator's address changed (not the first one) */
-#define LINK_R_RESOLVE_RETRY 0x80 /* resolving failed; retried in resolve_retry_ms */
+#define LINK_R_UP 0x01               /* a new session is up (not a re-key) */
+#define LINK_R_REKEYED 0x02          /* the session was re-keyed */
+#define LINK_R_DOWN 0x04             /* the session went down; down_why says why */
+#define LINK_R_MAPPING 0x08          /* a complete probe round changed the mapping or its type */
+#define LINK_R_FILTER 0x10           /* FILTER_RESULT changed the filter */
+#define LINK_R_PUNCH 0x20            /* punch holds a PUNCH for the node */
+#define LINK_R_MOVED 0x40            /* the coordinator's address changed (not the first one) */
+#define LINK_R_RESOLVE_RETRY 0x80    /* resolving failed; retried in resolve_retry_ms */
 #define LINK_R_PROBES_GIVEN_UP 0x100 /* no complete MAPPING round: the refresh probes again */
 
 struct link_actions {
 	struct link_send sends[LINK_MAX_SENDS];
 	size_t n_sends;
-	bool resolve;       /* start a DNS lookup of the host */
-	uint64_t timer_at;  /* the one timer: fire at this now_ms; 0 = stopped */
+	bool resolve;      /* start a DNS lookup of the host */
+	uint64_t timer_at; /* the one timer: fire at this now_ms; 0 = stopped */
 	unsigned int reports;
 	const char *down_why;
 	uint64_t resolve_retry_ms;
@@ -210,8 +210,8 @@ struct link {
 	bool reg_pending;
 	unsigned int reg_tries;
 	uint32_t reg_backoff_ms;
-	uint64_t reg_sent_ms; /* first send of the pending REGISTER */
-	bool resync_wanted;   /* the next REGISTER carries RESYNC */
+	uint64_t reg_sent_ms;     /* first send of the pending REGISTER */
+	bool resync_wanted;       /* the next REGISTER carries RESYNC */
 	uint64_t probe_first_seq; /* first probe of the current series; 0 = none pending */
 	uint32_t probe_backoff_ms;
 	unsigned int probe_tries;

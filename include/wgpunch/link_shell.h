@@ -21,10 +21,10 @@
 #include "wgpunch/prober.h"
 #include "wgpunch/proto.h"
 
-#define LINK_SHELL_COUNTERS(X)                                                      \
-	X(tx_packets, "datagrams handed to the session socket")                    \
-	X(tx_errors, "datagrams the session socket refused")                       \
-	X(probes_sent, "probes sent from the WireGuard port")                      \
+#define LINK_SHELL_COUNTERS(X)                                  \
+	X(tx_packets, "datagrams handed to the session socket") \
+	X(tx_errors, "datagrams the session socket refused")    \
+	X(probes_sent, "probes sent from the WireGuard port")   \
 	X(probe_errors, "probes the raw socket refused")
 struct link_shell_counters {
 	LINK_SHELL_COUNTERS(COUNTER_FIELD)

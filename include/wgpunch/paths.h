@@ -30,7 +30,7 @@
 #define PATHS_POLL_FAST_MS 250 /* ... and while an attempt is open */
 
 #define PATHS_COUNTERS(X)                                                           \
-	X(punches, "PUNCH messages received, from every link")                     \
+	X(punches, "PUNCH messages received, from every link")                      \
 	X(punches_ignored, "PUNCHes for a key that is not a peer of the interface") \
 	X(punches_merged, "PUNCHes for an attempt another link opened: acked only")
 struct paths_counters {
@@ -51,7 +51,7 @@ struct paths_write {
 
 struct paths_peer {
 	struct node_peer m;
-	unsigned int link_id; /* the link whose PUNCH opened the attempt; 0 = none */
+	unsigned int link_id;     /* the link whose PUNCH opened the attempt; 0 = none */
 	struct proto_punch punch; /* that PUNCH, to recognise the same one from another link */
 };
 
@@ -79,17 +79,17 @@ struct paths_peer *paths_find(struct paths *ps, const uint8_t key[KEY_LEN]);
 /* A PUNCH from link link_id (nonzero). With PATHS_RUN, *act and *out are set. */
 enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 				  const struct proto_punch *punch,
-				  const struct node_peer_self *self, const struct node_peer_obs *obs,
-				  uint64_t now_ms, struct paths_peer **out,
-				  enum node_peer_action *act);
+				  const struct node_peer_self *self,
+				  const struct node_peer_obs *obs, uint64_t now_ms,
+				  struct paths_peer **out, enum node_peer_action *act);
 /* The link went down: the attempts it opened are nobody's now. */
 void paths_link_down(struct paths *ps, unsigned int link_id);
 
 /* The WireGuard writes for a WRITE, WRITE_QUIET, KICK or UP_KEEPALIVE action on p, with the
  * configured keepalive: keepalive 0 then endpoint + keepalive (the kick), or endpoint with
  * keepalive 0 (quiet), or keepalive 0 then keepalive. Returns how many of u[2] it filled. */
-size_t paths_updates(const struct paths_peer *p, enum node_peer_action act,
-		     uint16_t keepalive_s, struct paths_write u[2]);
+size_t paths_updates(const struct paths_peer *p, enum node_peer_action act, uint16_t keepalive_s,
+		     struct paths_write u[2]);
 
 /* Delay until the next device read: fast while an attempt is open, at a deferred kick. */
 uint64_t paths_poll_delay(const struct paths *ps, uint64_t now_ms);

@@ -21,8 +21,8 @@
 #include "wgpunch/proto.h"
 #include "wgpunch/wg.h"
 
-#define PATHS_SHELL_COUNTERS(X)                                                     \
-	X(endpoint_writes, "endpoint writes queued for a PUNCH")                   \
+#define PATHS_SHELL_COUNTERS(X)                                  \
+	X(endpoint_writes, "endpoint writes queued for a PUNCH") \
 	X(wg_errors, "failed reads or writes of the WireGuard device")
 struct paths_shell_counters {
 	PATHS_SHELL_COUNTERS(COUNTER_FIELD)
@@ -72,8 +72,8 @@ void paths_shell_set_lan_watched(struct paths_shell *ps, bool watched);
 bool paths_shell_lan_refresh(struct paths_shell *ps);
 
 /* A PUNCH from link link_id, whose public mapping of our port is mapping. */
-void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id,
-			  const struct addr *mapping, const struct proto_punch *punch);
+void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const struct addr *mapping,
+			  const struct proto_punch *punch);
 /* Link link_id went down. */
 void paths_shell_link_down(struct paths_shell *ps, unsigned int link_id);
 /* Fills the REGISTER content: port, LAN addresses, peer fingerprints, MORE_PEERS. */

@@ -187,8 +187,8 @@ static void shell_on_timer(uv_timer_t *t);
 
 /* Logs what the engine reported; called after the actions, so a callback may feed the
  * engine again. */
-static void shell_report(struct link_shell *s, unsigned int rep, const char *why,
-			 uint64_t retry_ms, const struct proto_punch *punch)
+static void shell_report(struct link_shell *s, unsigned int rep, const char *why, uint64_t retry_ms,
+			 const struct proto_punch *punch)
 {
 	const struct link *l = &s->link;
 	char a[ADDR_STRLEN], b[ADDR_STRLEN];
@@ -356,8 +356,8 @@ static void shell_use_addr(struct link_shell *s, const struct addr *a)
 		shell_close_sock(s);
 		r = shell_open_sock(s, addr_family(a));
 		if (r < 0) {
-			log_warn("cannot open a socket for coordinator %s: %s",
-				 addr_format(a, buf), uv_strerror(r));
+			log_warn("cannot open a socket for coordinator %s: %s", addr_format(a, buf),
+				 uv_strerror(r));
 			s->resolve_err = NULL;
 			shell_run(s, &(struct link_event){ .type = LINK_EV_SOCKET_FAILED });
 			return;

@@ -372,7 +372,8 @@ static cJSON *node_status_counters(const struct node *n)
 	size_t i;
 
 	for (i = 0; i < n->n_links; i++) {
-		add_counters((uint64_t *)&lc, (const uint64_t *)&link_shell_link(n->links[i])->counters,
+		add_counters((uint64_t *)&lc,
+			     (const uint64_t *)&link_shell_link(n->links[i])->counters,
 			     N_U64(link_counters));
 		add_counters((uint64_t *)&sc, (const uint64_t *)link_shell_counters(n->links[i]),
 			     N_U64(link_shell_counters));

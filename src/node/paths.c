@@ -78,9 +78,9 @@ static bool attempt_open(const struct paths_peer *p)
 
 enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 				  const struct proto_punch *punch,
-				  const struct node_peer_self *self, const struct node_peer_obs *obs,
-				  uint64_t now_ms, struct paths_peer **out,
-				  enum node_peer_action *act)
+				  const struct node_peer_self *self,
+				  const struct node_peer_obs *obs, uint64_t now_ms,
+				  struct paths_peer **out, enum node_peer_action *act)
 {
 	struct paths_peer *p = paths_find(ps, punch->peer_key);
 
@@ -116,8 +116,8 @@ void paths_link_down(struct paths *ps, unsigned int link_id)
 			ps->peers[i].link_id = 0;
 }
 
-size_t paths_updates(const struct paths_peer *p, enum node_peer_action act,
-		     uint16_t keepalive_s, struct paths_write u[2])
+size_t paths_updates(const struct paths_peer *p, enum node_peer_action act, uint16_t keepalive_s,
+		     struct paths_write u[2])
 {
 	const struct node_peer_cand *cand = node_peer_candidate(&p->m);
 	bool kick = act == NODE_PEER_WRITE;

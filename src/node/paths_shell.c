@@ -60,7 +60,7 @@ struct paths_shell {
 	uv_timer_t timers[T_COUNT];
 	unsigned int closing;
 	uint64_t last_poll_error_ms;
-	struct paths paths;   /* the engine */
+	struct paths paths;           /* the engine */
 	struct paths_op *ops_pending; /* endpoint writes wg has not called back yet */
 	struct node_lan lan;
 	/* Set when rtnetlink reports address changes (ifmon): the device poll then re-reads
@@ -250,8 +250,8 @@ static int shell_set(struct paths_shell *ps, const struct paths_write *w, size_t
  * which sends nothing; the deferred kick follows unless a handshake comes first.
  */
 static void shell_write_candidate(struct paths_shell *ps, struct paths_peer *p,
-				  enum node_peer_action act, unsigned int link_id,
-				  uint32_t attempt, bool ack)
+				  enum node_peer_action act, unsigned int link_id, uint32_t attempt,
+				  bool ack)
 {
 	const struct node_peer_cand *cand = node_peer_candidate(&p->m);
 	struct paths_write u[2];
@@ -381,8 +381,8 @@ static void shell_schedule_poll(struct paths_shell *ps)
 		       paths_poll_delay(&ps->paths, now_ms()), 0);
 }
 
-void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id,
-			  const struct addr *mapping, const struct proto_punch *punch)
+void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const struct addr *mapping,
+			  const struct proto_punch *punch)
 {
 	bool ack = punch->flags & PROTO_PUNCH_F_ACK;
 	struct node_peer_self self = {

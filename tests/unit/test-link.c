@@ -762,8 +762,8 @@ static void test_garbage(void)
 	up_world(&w, &c);
 	deliver(&w, junk, 3);
 	CHECK_EQ_INT(w.l.counters.rx_bad_decode, 1);
-	ev(&w, (struct link_event){ .type = LINK_EV_DATAGRAM, .buf = junk, .len = 40,
-				    .truncated = true });
+	ev(&w, (struct link_event){
+		       .type = LINK_EV_DATAGRAM, .buf = junk, .len = 40, .truncated = true });
 	CHECK_EQ_INT(w.l.counters.rx_bad_decode, 2);
 	deliver(&w, poison, sizeof(poison));
 	CHECK_EQ_INT(w.l.counters.rx_poison, 1);

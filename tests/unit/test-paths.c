@@ -127,8 +127,7 @@ static void test_two_links_same_punch(void)
 	CHECK_EQ_INT(act, NODE_PEER_WRITE);
 	deadline = pp->m.deadline_ms;
 	act = NODE_PEER_NOTHING;
-	CHECK_EQ_INT(paths_on_punch(&ps, LINK_B, &pb, self(), &o, 1100, &pp, &act),
-		     PATHS_MERGED);
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_B, &pb, self(), &o, 1100, &pp, &act), PATHS_MERGED);
 	CHECK_EQ_INT(act, NODE_PEER_NOTHING);
 	/* the attempt was not reset: same deadline, same owner */
 	CHECK_EQ_INT(pp->m.deadline_ms, deadline);
