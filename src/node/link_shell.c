@@ -236,7 +236,9 @@ static void shell_run(struct link_shell *s, const struct link_event *ev)
 	struct link_actions *o = &s->out;
 	struct proto_punch punch;
 	struct timespec wall;
-	uint64_t now = now_ms(), retry;
+	/* The loop's clock, which the timer runs on: a timer that fires finds its deadline
+	 * reached. */
+	uint64_t now = uv_now(s->loop), retry;
 	unsigned int rep;
 	const char *why;
 	size_t i;
