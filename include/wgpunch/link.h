@@ -128,7 +128,7 @@ enum link_via {
 	LINK_VIA_PROBER,     /* the raw socket, from the WireGuard port */
 };
 
-#define LINK_MAX_SENDS 12
+#define LINK_MAX_SENDS 16
 struct link_send {
 	enum link_via via;
 	struct addr to;

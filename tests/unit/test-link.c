@@ -634,6 +634,20 @@ static void test_punch_delivery(void)
 	CHECK(find_msg(&w, &c, PROTO_MSG_PUNCH_ACK, &m) >= 0);
 	CHECK_EQ_INT(m.punch_ack.attempt, 77);
 	CHECK_EQ_INT(w.l.n_ack_repeat, 0);
+
+	/* Many at once: the repeats beyond LINK_ACK_REPEAT_MAX go out right away. */
+	for (t = 0; t < LINK_ACK_REPEAT_MAX; t++) {
+		ev(&w, (struct link_event){ .type = LINK_EV_PUNCH_DONE, .attempt = 100 + (uint32_t)t });
+		CHECK_EQ_INT(w.out.n_sends, 1);
+	}
+	ev(&w, (struct link_event){ .type = LINK_EV_PUNCH_DONE, .attempt = 200 });
+	CHECK_EQ_INT(w.out.n_sends, 2);
+	fire_t(&w, LINK_T_ACK);
+	CHECK_EQ_INT(w.out.n_sends, LINK_ACK_REPEAT_MAX);
+	/* PUNCH_ACK needs the session: none leaves once it is down. */
+	ev(&w, (struct link_event){ .type = LINK_EV_SOCKET_FAILED });
+	ev(&w, (struct link_event){ .type = LINK_EV_PUNCH_DONE, .attempt = 300 });
+	CHECK_EQ_INT(w.out.n_sends, 0);
 }
 
 static void test_resync(void)
