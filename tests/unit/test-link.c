@@ -637,7 +637,8 @@ static void test_punch_delivery(void)
 
 	/* Many at once: the repeats beyond LINK_ACK_REPEAT_MAX go out right away. */
 	for (t = 0; t < LINK_ACK_REPEAT_MAX; t++) {
-		ev(&w, (struct link_event){ .type = LINK_EV_PUNCH_DONE, .attempt = 100 + (uint32_t)t });
+		ev(&w,
+		   (struct link_event){ .type = LINK_EV_PUNCH_DONE, .attempt = 100 + (uint32_t)t });
 		CHECK_EQ_INT(w.out.n_sends, 1);
 	}
 	ev(&w, (struct link_event){ .type = LINK_EV_PUNCH_DONE, .attempt = 200 });
