@@ -71,22 +71,20 @@ static void node_released(void *arg)
 	}
 }
 
-static void add_counters(uint64_t *to, const uint64_t *from, size_t n)
+/* to += from, counter by counter, for two structs of table t's type. */
+static void add_counters(const struct counter_table *t, void *to, const void *from)
 {
 	size_t i;
 
-	for (i = 0; i < n; i++)
-		to[i] += from[i];
+	for (i = 0; i < t->n; i++)
+		*(uint64_t *)(void *)((char *)to + t->defs[i].offset) +=
+			counter_value(from, &t->defs[i]);
 }
-
-#define N_U64(type) (sizeof(struct type) / sizeof(uint64_t))
 
 static void node_close_link(struct node *n, struct link_shell *s)
 {
-	add_counters((uint64_t *)&n->gone_link, (const uint64_t *)&link_shell_link(s)->counters,
-		     N_U64(link_counters));
-	add_counters((uint64_t *)&n->gone_link_shell, (const uint64_t *)link_shell_counters(s),
-		     N_U64(link_shell_counters));
+	add_counters(&link_counters_table, &n->gone_link, &link_shell_link(s)->counters);
+	add_counters(&link_shell_counters_table, &n->gone_link_shell, link_shell_counters(s));
 	n->closing++;
 	link_shell_close(s);
 }
@@ -372,11 +370,8 @@ static cJSON *node_status_counters(const struct node *n)
 	size_t i;
 
 	for (i = 0; i < n->n_links; i++) {
-		add_counters((uint64_t *)&lc,
-			     (const uint64_t *)&link_shell_link(n->links[i])->counters,
-			     N_U64(link_counters));
-		add_counters((uint64_t *)&sc, (const uint64_t *)link_shell_counters(n->links[i]),
-			     N_U64(link_shell_counters));
+		add_counters(&link_counters_table, &lc, &link_shell_link(n->links[i])->counters);
+		add_counters(&link_shell_counters_table, &sc, link_shell_counters(n->links[i]));
 	}
 	if (!o || !status_add_counters(o, &link_counters_table, &lc) ||
 	    !status_add_counters(o, &link_shell_counters_table, &sc) ||
