@@ -85,6 +85,9 @@ static void node_close_link(struct node *n, struct link_shell *s)
 {
 	add_counters(&link_counters_table, &n->gone_link, &link_shell_link(s)->counters);
 	add_counters(&link_shell_counters_table, &n->gone_link_shell, link_shell_counters(s));
+	/* A link a reload removed opens no attempt any more either. */
+	if (n->paths)
+		paths_shell_link_down(n->paths, link_shell_id(s));
 	n->closing++;
 	link_shell_close(s);
 }
