@@ -261,7 +261,7 @@ static void up_world(struct world *w, struct coord *c)
 
 /* ---- tests ---- */
 
-static void test_handshake(void)
+static void test_link_handshake(void)
 {
 	struct world w;
 	struct coord c = { 0 };
@@ -306,7 +306,7 @@ static void test_handshake(void)
 	link_clear(&w.l);
 }
 
-static void test_no_key_no_handshake(void)
+static void test_link_no_key_no_handshake(void)
 {
 	struct world w;
 
@@ -320,7 +320,7 @@ static void test_no_key_no_handshake(void)
 	CHECK_EQ_INT(count_type(&w, PROTO_HS_INIT), 1);
 }
 
-static void test_lost_hs_resp(void)
+static void test_link_lost_hs_resp(void)
 {
 	struct world w;
 	struct coord c = { 0 }, stale = { 0 };
@@ -367,7 +367,7 @@ static void test_lost_hs_resp(void)
 	CHECK_EQ_INT(w.l.state, LINK_UP);
 }
 
-static void test_register_retries_then_new_handshake(void)
+static void test_link_register_retries_then_new_handshake(void)
 {
 	struct world w;
 	struct coord c = { 0 }, c2 = { 0 };
@@ -400,7 +400,7 @@ static void test_register_retries_then_new_handshake(void)
 	CHECK(m.reg.seq > seq);
 }
 
-static void test_register_alive_no_new_handshake(void)
+static void test_link_register_alive_no_new_handshake(void)
 {
 	struct world w;
 	struct coord c = { 0 };
@@ -425,7 +425,7 @@ static void test_register_alive_no_new_handshake(void)
 	CHECK(!w.l.reg_pending); /* the refresh sends the next */
 }
 
-static void test_session_unknown(void)
+static void test_link_session_unknown(void)
 {
 	struct world w;
 	struct coord c = { 0 };
@@ -469,7 +469,7 @@ static void test_session_unknown(void)
 	}
 }
 
-static void test_rekey(void)
+static void test_link_rekey(void)
 {
 	struct world w;
 	struct coord c = { 0 }, c2 = { 0 };
@@ -508,7 +508,7 @@ static void mapping(struct world *w, struct coord *c, uint64_t seq, uint8_t idx,
 	coord_send(w, c, &m);
 }
 
-static void test_mapping_rounds(void)
+static void test_link_mapping_rounds(void)
 {
 	struct world w;
 	struct coord c = { 0 };
@@ -564,7 +564,7 @@ static void test_mapping_rounds(void)
 	CHECK_EQ_INT(w.l.probe_first_seq, 0);
 }
 
-static void test_filter_echo(void)
+static void test_link_filter_echo(void)
 {
 	struct world w;
 	struct coord c = { 0 };
@@ -603,7 +603,7 @@ static void test_filter_echo(void)
 	CHECK_EQ_INT(echoes, 1 + LINK_ECHO_TRIES);
 }
 
-static void test_punch_delivery(void)
+static void test_link_punch_delivery(void)
 {
 	struct world w;
 	struct coord c = { 0 };
@@ -651,7 +651,7 @@ static void test_punch_delivery(void)
 	CHECK_EQ_INT(w.out.n_sends, 0);
 }
 
-static void test_resync(void)
+static void test_link_resync(void)
 {
 	struct world w;
 	struct coord c = { 0 };
@@ -670,7 +670,7 @@ static void test_resync(void)
 	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 2);
 }
 
-static void test_dns_backoff(void)
+static void test_link_dns_backoff(void)
 {
 	struct world w;
 	uint64_t prev, gap;
@@ -712,7 +712,7 @@ static void test_dns_backoff(void)
 }
 
 /* The coordinator's address changed: the session goes and a handshake starts there. */
-static void test_moved(void)
+static void test_link_moved(void)
 {
 	struct world w;
 	struct coord c = { 0 };
@@ -753,7 +753,7 @@ static void run_trace(int64_t jump, uint64_t trace[64], size_t sends[64])
 	}
 }
 
-static void test_wall_clock_jump(void)
+static void test_link_wall_clock_jump(void)
 {
 	uint64_t t0[64], t1[64], t2[64];
 	size_t s0[64], s1[64], s2[64];
@@ -767,7 +767,7 @@ static void test_wall_clock_jump(void)
 	CHECK(memcmp(s0, s2, sizeof(s0)) == 0);
 }
 
-static void test_garbage(void)
+static void test_link_garbage(void)
 {
 	struct world w;
 	struct coord c = { 0 };
@@ -795,20 +795,20 @@ int main(void)
 	crypto_scalarmult_base(node_pub, node_priv);
 	crypto_scalarmult_base(coord_pub, coord_priv);
 
-	TAP_RUN(test_handshake);
-	TAP_RUN(test_no_key_no_handshake);
-	TAP_RUN(test_lost_hs_resp);
-	TAP_RUN(test_register_retries_then_new_handshake);
-	TAP_RUN(test_register_alive_no_new_handshake);
-	TAP_RUN(test_session_unknown);
-	TAP_RUN(test_rekey);
-	TAP_RUN(test_mapping_rounds);
-	TAP_RUN(test_filter_echo);
-	TAP_RUN(test_punch_delivery);
-	TAP_RUN(test_resync);
-	TAP_RUN(test_dns_backoff);
-	TAP_RUN(test_moved);
-	TAP_RUN(test_wall_clock_jump);
-	TAP_RUN(test_garbage);
+	TAP_RUN(test_link_handshake);
+	TAP_RUN(test_link_no_key_no_handshake);
+	TAP_RUN(test_link_lost_hs_resp);
+	TAP_RUN(test_link_register_retries_then_new_handshake);
+	TAP_RUN(test_link_register_alive_no_new_handshake);
+	TAP_RUN(test_link_session_unknown);
+	TAP_RUN(test_link_rekey);
+	TAP_RUN(test_link_mapping_rounds);
+	TAP_RUN(test_link_filter_echo);
+	TAP_RUN(test_link_punch_delivery);
+	TAP_RUN(test_link_resync);
+	TAP_RUN(test_link_dns_backoff);
+	TAP_RUN(test_link_moved);
+	TAP_RUN(test_link_wall_clock_jump);
+	TAP_RUN(test_link_garbage);
 	return tap_done();
 }

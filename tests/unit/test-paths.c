@@ -65,7 +65,7 @@ static void table(struct paths *ps, uint64_t now)
 	CHECK_EQ_INT(paths_sync(ps, (const uint8_t(*)[KEY_LEN])keys, 2, now), 1);
 }
 
-static void test_sync_keeps_state(void)
+static void test_paths_sync_keeps_state(void)
 {
 	struct paths ps;
 	uint8_t peers[2][KEY_LEN];
@@ -91,7 +91,7 @@ static void test_sync_keeps_state(void)
 	paths_free(&ps);
 }
 
-static void test_unknown_peer(void)
+static void test_paths_unknown_peer(void)
 {
 	struct paths ps;
 	uint8_t other[KEY_LEN] = { 7 };
@@ -112,7 +112,7 @@ static void test_unknown_peer(void)
 }
 
 /* Two coordinators punch the same pair: one attempt, the second PUNCH is only acked. */
-static void test_two_links_same_punch(void)
+static void test_paths_two_links_same_punch(void)
 {
 	struct paths ps;
 	struct proto_punch pa = punch_for(key1, "198.51.100.20:40000", 1);
@@ -143,7 +143,7 @@ static void test_two_links_same_punch(void)
 
 /* A PUNCH while an attempt is open: from the same link, or with new candidates, it starts
  * over, as it always did (the coordinator saw the mapping move). */
-static void test_punch_while_attempt_open(void)
+static void test_paths_punch_while_attempt_open(void)
 {
 	struct paths ps;
 	struct proto_punch p1 = punch_for(key1, "198.51.100.20:40000", 1);
@@ -181,7 +181,7 @@ static void test_punch_while_attempt_open(void)
 }
 
 /* A link that goes down owns no attempt: the other link's PUNCH is then carried out. */
-static void test_link_down(void)
+static void test_paths_link_down(void)
 {
 	struct paths ps;
 	struct proto_punch pa = punch_for(key1, "198.51.100.20:40000", 1);
@@ -203,7 +203,7 @@ static void test_link_down(void)
 	paths_free(&ps);
 }
 
-static void test_updates(void)
+static void test_paths_updates(void)
 {
 	struct paths ps;
 	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
@@ -234,7 +234,7 @@ static void test_updates(void)
 	paths_free(&ps);
 }
 
-static void test_poll_and_resync(void)
+static void test_paths_poll_and_resync(void)
 {
 	struct paths ps;
 	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
@@ -265,7 +265,7 @@ static void test_poll_and_resync(void)
 
 /* The engine reads no clock: a wall-clock jump in the observations that leaves WireGuard's
  * handshake time as it was changes no monotonic deadline. */
-static void test_wall_clock_jump(void)
+static void test_paths_wall_clock_jump(void)
 {
 	struct paths a, b;
 	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
@@ -288,13 +288,13 @@ static void test_wall_clock_jump(void)
 
 int main(void)
 {
-	TAP_RUN(test_sync_keeps_state);
-	TAP_RUN(test_unknown_peer);
-	TAP_RUN(test_two_links_same_punch);
-	TAP_RUN(test_punch_while_attempt_open);
-	TAP_RUN(test_link_down);
-	TAP_RUN(test_updates);
-	TAP_RUN(test_poll_and_resync);
-	TAP_RUN(test_wall_clock_jump);
+	TAP_RUN(test_paths_sync_keeps_state);
+	TAP_RUN(test_paths_unknown_peer);
+	TAP_RUN(test_paths_two_links_same_punch);
+	TAP_RUN(test_paths_punch_while_attempt_open);
+	TAP_RUN(test_paths_link_down);
+	TAP_RUN(test_paths_updates);
+	TAP_RUN(test_paths_poll_and_resync);
+	TAP_RUN(test_paths_wall_clock_jump);
 	return tap_done();
 }
