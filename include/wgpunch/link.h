@@ -131,6 +131,7 @@ enum link_via {
 #define LINK_MAX_SENDS 16
 struct link_send {
 	enum link_via via;
+	uint8_t msg; /* the inner message type of a DATA (enum proto_msg_type), for logs; else 0 */
 	struct addr to;
 	size_t len;
 	uint8_t buf[PROTO_MAX_DATAGRAM];

@@ -153,6 +153,7 @@ static int send_msg(struct run *r, const struct proto_msg *m, unsigned int idx)
 	session_encrypt(l->cur.keys.send, o.counter, s->buf, pre, pt, (size_t)pl, s->buf + pre);
 	sodium_memzero(pt, sizeof(pt));
 	s->via = LINK_VIA_SOCKET;
+	s->msg = m->type;
 	s->to = coord_port(l, idx);
 	s->len = (size_t)n;
 	r->out->n_sends++;
@@ -219,6 +220,7 @@ static void hs_send(struct run *r)
 		return;
 	l->hs_pending = true;
 	s->via = LINK_VIA_SOCKET;
+	s->msg = 0;
 	s->to = l->addr;
 	s->len = (size_t)n;
 	r->out->n_sends++;
@@ -410,6 +412,7 @@ static void send_probes(struct run *r)
 			return;
 		session_probe_mac(l->probe_key, s->buf, pre, s->buf + pre);
 		s->via = LINK_VIA_PROBER;
+		s->msg = 0;
 		s->to = coord_port(l, idx);
 		s->len = (size_t)n;
 		r->out->n_sends++;

@@ -134,6 +134,24 @@ static void shell_on_sent(uv_udp_send_t *req, int status)
 	free(req->data);
 }
 
+/* For the debug log: what a send carries. */
+static const char *send_name(const struct link_send *snd)
+{
+	static const char *const msg[] = {
+		[PROTO_MSG_REGISTER] = "REGISTER",
+		[PROTO_MSG_FILTER_ECHO] = "FILTER_ECHO",
+		[PROTO_MSG_PUNCH_ACK] = "PUNCH_ACK",
+	};
+
+	if (snd->len > 1 && snd->buf[1] == PROTO_HS_INIT)
+		return "HS_INIT";
+	if (snd->len > 1 && snd->buf[1] == PROTO_PROBE)
+		return "probe";
+	if (snd->msg < sizeof(msg) / sizeof(msg[0]) && msg[snd->msg])
+		return msg[snd->msg];
+	return "DATA";
+}
+
 static void shell_send(struct link_shell *s, const struct link_send *snd)
 {
 	struct send_req *sr;
@@ -149,6 +167,7 @@ static void shell_send(struct link_shell *s, const struct link_send *snd)
 			return;
 		}
 		s->counters.probes_sent++;
+		log_debug("probe to %s", addr_format(&snd->to, a));
 		return;
 	}
 	if (!s->sock || addr_family(&snd->to) != s->sock->family)
@@ -168,6 +187,7 @@ static void shell_send(struct link_shell *s, const struct link_send *snd)
 		return;
 	}
 	s->counters.tx_packets++;
+	log_debug("%s to coordinator %s", send_name(snd), addr_format(&snd->to, a));
 }
 
 static void shell_random(void *arg, void *buf, size_t len)
