@@ -428,15 +428,17 @@ static double control_num(const cJSON *obj, const char *name)
 /* "12s ago", "3m ago", "never": what an operator wants at a glance. */
 static void control_format_age(double unix_s, char *buf, size_t cap)
 {
+	double d;
 	long ago;
 
-	if (unix_s <= 0) {
+	if (!(unix_s > 0)) {
 		snprintf(buf, cap, "never");
 		return;
 	}
-	ago = (long)(time(NULL) - (time_t)unix_s);
-	if (ago < 0)
-		ago = 0;
+	/* In double: the agent's number may be any size, and converting one that does not fit
+	 * a time_t is undefined (the fuzzer sent 1.76e34). A million years is "long ago". */
+	d = (double)time(NULL) - unix_s;
+	ago = d <= 0 ? 0 : d < 3.2e13 ? (long)d : (long)3.2e13;
 	if (ago < 120)
 		snprintf(buf, cap, "%lds ago", ago);
 	else if (ago < 7200)
