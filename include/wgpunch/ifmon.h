@@ -10,8 +10,9 @@
  * times after the first one. It carries no detail; the node reads what it
  * needs again (getifaddrs) and compares.
  *
- * Parsing is pure (ifmon_parse_msg, ifmon_parse_datagram) and debouncing is pure (ifmon_debounce_*),
- * so both are tested without a socket or a clock.
+ * Parsing is pure (ifmon_parse_msg, ifmon_parse_datagram) and debouncing is
+ * pure (ifmon_debounce_*), so both are tested (and parsing fuzzed) without a
+ * socket or a clock.
  */
 #ifndef WGPUNCH_IFMON_H
 #define WGPUNCH_IFMON_H
