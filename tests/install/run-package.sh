@@ -9,8 +9,8 @@
 # completion, and that no unit was enabled or started. lintian's findings are
 # printed; an error (E:) fails. Prints TAP. Run as root (CI: .ci/run).
 #
-# Leaves the package installed (CI machines are throw-away); `apt-get purge
-# wgpunch` removes it.
+# A package that was not installed before is purged again at the end, so
+# the machine is left as found (a wgpunch that was installed is replaced).
 #
 # usage: run-package.sh [SRCDIR]   (default: this checkout)
 set -u
@@ -24,7 +24,15 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 work=$(mktemp -d /tmp/wgpunch-package-$$-XXXXXX) || exit 1
-trap 'rm -rf -- "$work"' EXIT
+was_installed=0
+dpkg-query -W -f '${Status}' wgpunch 2>/dev/null | grep -q 'ok installed' && was_installed=1
+cleanup() {
+	if [ $was_installed = 0 ] && dpkg-query -W wgpunch >/dev/null 2>&1; then
+		DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq wgpunch >/dev/null 2>&1
+	fi
+	rm -rf -- "$work"
+}
+trap cleanup EXIT
 
 report() { # OK NAME
 	n=$((n + 1))
@@ -47,7 +55,8 @@ report $ok "copied the tree"
 ok=1
 if ! (cd "$work/wgpunch" && dpkg-buildpackage -us -uc -b) >"$work/build.log" 2>&1; then
 	# dh_auto_test prints meson's whole test log: show the failures first.
-	grep -E '^(not ok|[0-9]+/[0-9]+ .* (FAIL|TIMEOUT|ERROR) )' "$work/build.log" | sed 's/^/# /'
+	grep -E '^not ok|check failed|(FAIL|TIMEOUT|ERROR) +[0-9.]+s' "$work/build.log" |
+		sed 's/^/# failure: /'
 	tail -n 60 "$work/build.log" | sed 's/^/# /'
 	ok=0
 fi
