@@ -87,7 +87,8 @@ for page in wgpunch.8 wgpunch.conf.5; do
 		ok=0
 	else
 		lint "$f" || ok=0
-		if ! r=$(MANWIDTH=80 man -l "$f" 2>&1 >/dev/null | grep -v 'mandoc.db'); then :; fi
+		# man -l (man-db and groff) must render without a word on stderr.
+		r=$(MANWIDTH=80 man -l "$f" 2>&1 >/dev/null)
 		if [ -n "$r" ]; then
 			sed 's/^/# man -l: /' <<<"$r"
 			ok=0
