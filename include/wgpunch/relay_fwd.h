@@ -34,6 +34,8 @@
  * 500k pps, enough to ride out a loop stall without kernel drops. */
 #define RELAY_FWD_SOCKBUF (4 << 20)
 #define RELAY_FWD_IDLE_CHECK_MS 1000
+/* A GSO run's payload stays under IPv4's and IPv6's 65535-byte packet limit with headers. */
+#define RELAY_FWD_GSO_BYTES 65000
 
 #define RELAY_FWD_COUNTERS(X)                                                                    \
 	X(rx_datagrams, "datagrams read from relay ports")                                       \
@@ -45,6 +47,8 @@
 	X(tx_datagrams, "datagrams forwarded")                                                   \
 	X(tx_batches, "sendmmsg calls")                                                          \
 	X(tx_partial, "sendmmsg calls that sent only part of a batch")                           \
+	X(tx_gso_messages, "runs of equal-length datagrams sent as one UDP GSO message")         \
+	X(tx_gso_fallback, "GSO runs the kernel refused, resent one datagram at a time")         \
 	X(tx_eagain, "datagrams dropped because the out socket's buffer was full")               \
 	X(tx_errors, "datagrams dropped on a send error (each skipped, never retried)")          \
 	X(tx_no_socket, "datagrams whose out port has no socket of the destination's family")    \
@@ -91,6 +95,7 @@ struct relay_fwd {
 	relay_fwd_control_cb on_control;
 	void *data;
 	int rcvbuf, sndbuf; /* what the kernel granted on the last socket opened (bytes) */
+	bool gso_off;       /* the kernel refused UDP GSO for good: send one datagram each */
 	struct relay_fwd_batch *batch; /* allocated once */
 	struct relay_fwd_counters counters;
 };

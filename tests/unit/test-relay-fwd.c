@@ -345,6 +345,41 @@ static void test_relay_fwd_drops_strangers(void)
 	harness_close(&h);
 }
 
+/* A burst read as one batch goes out as GSO runs, and still arrives as the same datagrams. */
+static void test_relay_fwd_batches_keep_datagrams(void)
+{
+	static const size_t sizes[] = { 100, 100, 100,  100, 100, 60, 1400, 1400, 1400, 200,
+					200, 100, 1452, 4,   4,   4,  4,    4,    4,    4 };
+	enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+	struct harness h;
+	struct addr aa, ab, from;
+	uint8_t out[N][1500], in[1500];
+
+	if (!harness_init(&h, true, false, 0))
+		return;
+	int fa = node_socket(AF_INET, &aa), fb = node_socket(AF_INET, &ab);
+	struct addr ra = loopback(AF_INET, h.port_a);
+
+	bind_side(&h, fa, FP_A, SECRET_A, h.port_a, AF_INET);
+	bind_side(&h, fb, FP_B, SECRET_B, h.port_b, AF_INET);
+	uint64_t batches = h.fwd.counters.rx_batches;
+
+	/* all queued at the relay port before the loop runs: one recvmmsg, one flush */
+	for (unsigned i = 0; i < N; i++)
+		send_to(fa, out[i], make_wg(out[i], sizes[i], i), &ra);
+	for (unsigned i = 0; i < N; i++) {
+		CHECK_EQ_INT(recv_via_loop(&h, fb, in, sizeof(in), &from, 2000), (ssize_t)sizes[i]);
+		CHECK(memcmp(in, out[i], sizes[i]) == 0); /* in order, each intact */
+	}
+	CHECK_EQ_INT(h.fwd.counters.rx_batches - batches, 1);
+	CHECK_EQ_INT(h.fwd.counters.tx_gso_messages, 4); /* 5x100, 3x1400, 2x200, 7x4 */
+	CHECK_EQ_INT(h.fwd.counters.tx_gso_fallback, 0);
+	CHECK_EQ_INT(rtab_get(&h.table, h.relay)->counters.fwd_packets_a_to_b, N);
+	close(fa);
+	close(fb);
+	harness_close(&h);
+}
+
 /* a over IPv4, b over IPv6: each relay port has a socket per family. */
 static void test_relay_fwd_crosses_families(void)
 {
@@ -454,6 +489,7 @@ int main(void)
 {
 	TAP_RUN(test_relay_fwd_forwards_both_ways_unchanged);
 	TAP_RUN(test_relay_fwd_drops_strangers);
+	TAP_RUN(test_relay_fwd_batches_keep_datagrams);
 	TAP_RUN(test_relay_fwd_crosses_families);
 	TAP_RUN(test_relay_fwd_counts_icmp_errors);
 	TAP_RUN(test_relay_fwd_closes_idle_relays);
