@@ -125,8 +125,8 @@ static void generator(int fd, const struct addr *dst, size_t size, double secs, 
 	_exit(0);
 }
 
-/* Counts datagrams until none came for 300 ms after the run. */
-static void sink(int fd, int go, int result)
+/* Counts datagrams until none came for 300 ms once the run is over. */
+static void sink(int fd, double secs, int go, int result)
 {
 	static uint8_t data[BATCH][2048];
 	static struct mmsghdr m[BATCH];
@@ -143,10 +143,11 @@ static void sink(int fd, int go, int result)
 		m[i].msg_hdr.msg_iovlen = 1;
 	}
 	wait_go(go);
+	double end = now_s() + secs;
 	int idle = 0;
 
-	/* bounded: a silent sink gives up after 30 timeouts (9 s) before the first datagram */
-	while (idle < (got ? 1 : 30)) {
+	/* bounded: the run's end plus one silent timeout; 30 (9 s) if nothing ever came */
+	while (idle < (got ? 1 : 30) || (got && now_s() < end)) {
 		int n = recvmmsg(fd, m, BATCH, MSG_WAITFORONE, NULL);
 
 		if (n <= 0) {
@@ -210,7 +211,7 @@ static void sink_main(void *p)
 {
 	struct child_args *a = p;
 
-	sink(a->fd, a->go[0], a->result[1]);
+	sink(a->fd, a->secs, a->go[0], a->result[1]);
 }
 
 int main(int argc, char **argv)
@@ -249,7 +250,7 @@ int main(int argc, char **argv)
 	uint16_t port_a = rtab_port_of(&table, id, FP_GEN),
 		 port_b = rtab_port_of(&table, id, FP_SINK);
 	struct child_args g = { .size = size, .secs = secs, .count = count };
-	struct child_args s = { 0 };
+	struct child_args s = { .secs = secs };
 	struct addr gen_addr, sink_addr;
 
 	g.fd = udp_socket(&gen_addr);
