@@ -111,8 +111,9 @@ int relay_fwd_init(struct relay_fwd *f, uv_loop_t *loop, struct rtab *table,
 		   const struct addr *listen, size_t n, relay_fwd_control_cb on_control,
 		   void (*on_idle)(struct relay_fwd *f, uint32_t relay, void *data), void *data);
 
-/* Opens and watches the sockets of relay id's two ports. 0, or -errno (-EADDRINUSE, ...), in
- * which case nothing stays open: the caller rtab_free()s the relay. */
+/* Opens and watches the sockets of relay id's two ports. 0; -EEXIST when they are open
+ * already (nothing changes); or -errno (-EADDRINUSE, ...), in which case nothing of the relay
+ * stays open and the caller rtab_free()s it. */
 int relay_fwd_open(struct relay_fwd *f, uint32_t id);
 
 /* Closes relay id's sockets and rtab_free()s it. */

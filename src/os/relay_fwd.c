@@ -52,8 +52,8 @@ static struct relay_fwd_port *port_get(const struct relay_fwd *f, uint16_t port)
 {
 	const struct rtab_limits *l = &f->table->lim;
 
-	if (port < l->port_min || port > l->port_max)
-		return NULL;
+	if (!f->ports || port < l->port_min || port > l->port_max)
+		return NULL; /* closed, or not a relay port */
 	return f->ports[port - l->port_min];
 }
 
@@ -339,7 +339,7 @@ static int read_batch(struct relay_fwd *f, struct relay_fwd_sock *s)
 			}
 			f->on_control(f, port, &b->src[i], b->data[i], len, f->data);
 			if (port_get(f, port) != p || p->closing)
-				return -1; /* the handler closed this port */
+				return -1; /* the handler closed this port (or the forwarder) */
 			continue;
 		}
 		struct rtab_fwd fw;
@@ -482,6 +482,8 @@ static void close_port(struct relay_fwd *f, struct relay_fwd_port *p)
 
 static int open_port(struct relay_fwd *f, uint16_t port)
 {
+	if (port_get(f, port))
+		return -EEXIST;
 	struct relay_fwd_port *p = calloc(1, sizeof(*p));
 	int r = 0;
 

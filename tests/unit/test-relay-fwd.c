@@ -152,7 +152,9 @@ static bool harness_init(struct harness *h, bool v4, bool v6, uint32_t idle_s)
 	for (int attempt = 0; attempt < 20; attempt++) {
 		struct rtab_limits l = { 0 };
 
-		l.port_min = (uint16_t)(30000 +
+		/* below the kernel's ephemeral range (32768-60999), so other tests' picks of a
+		 * free port cannot race ours */
+		l.port_min = (uint16_t)(10000 +
 					((unsigned)getpid() * 7 + (unsigned)attempt * 211) % 20000);
 		l.port_max = (uint16_t)(l.port_min + 3);
 		l.idle_timeout_s = idle_s;
@@ -474,6 +476,8 @@ static void test_relay_fwd_teardown_and_reopen(void)
 
 	if (!harness_init(&h, true, false, 0))
 		return;
+	CHECK_EQ_INT(relay_fwd_open(&h.fwd, h.relay), -EEXIST);
+	CHECK(!port_bindable(h.port_a)); /* and it stayed open */
 	relay_fwd_teardown(&h.fwd, h.relay);
 	CHECK(rtab_get(&h.table, h.relay) == NULL);
 	CHECK(port_bindable(h.port_a));
