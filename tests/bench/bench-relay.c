@@ -238,12 +238,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	/* the relay: two ports from a PID-dependent range, so parallel runs do not collide */
+	/* the relay: two ports from a PID-dependent range, so parallel runs rarely collide */
 	struct rtab table;
 	struct rtab_limits lim = { 0 };
 	uint32_t id;
 
-	lim.port_min = (uint16_t)(30000 + ((unsigned)getpid() * 13) % 20000);
+	/* below the kernel's ephemeral range, so other programs' free-port picks do not race it */
+	lim.port_min = (uint16_t)(10000 + ((unsigned)getpid() * 13) % 20000);
 	lim.port_max = (uint16_t)(lim.port_min + 1);
 	if (rtab_init(&table, &lim) < 0 || rtab_alloc(&table, FP_GEN, FP_SINK, 0, &id) < 0)
 		return 1;
