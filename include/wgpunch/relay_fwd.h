@@ -29,9 +29,12 @@
 /* Batches read from one socket per readiness event, so one busy relay cannot starve the rest
  * of the loop (epoll is level-triggered: what is left is read on the next turn). */
 #define RELAY_FWD_BATCHES_PER_EVENT 8
-/* Socket buffers asked for (SO_RCVBUFFORCE first, since the coordinator runs as root, then
- * SO_RCVBUF, which net.core.rmem_max caps): 4 MiB holds ~25k full datagrams, 40 ms at
- * 500k pps, enough to ride out a loop stall without kernel drops. */
+/*
+ * Socket buffers asked for: SO_RCVBUFFORCE first (it needs CAP_NET_ADMIN, which the shipped unit
+ * does not grant), then SO_RCVBUF, which net.core.rmem_max caps (docs/relay.md). The kernel
+ * doubles the value and charges each queued datagram its whole buffer (~830 bytes for a small
+ * one on loopback, measured), so 4 MiB holds ~10k datagrams: 20 ms at 500k pps, a loop stall.
+ */
 #define RELAY_FWD_SOCKBUF (4 << 20)
 #define RELAY_FWD_IDLE_CHECK_MS 1000
 /* A GSO run's payload stays under IPv4's and IPv6's 65535-byte packet limit with headers. */
@@ -94,7 +97,7 @@ struct relay_fwd {
 	void (*on_idle)(struct relay_fwd *f, uint32_t relay, void *data);
 	relay_fwd_control_cb on_control;
 	void *data;
-	int rcvbuf, sndbuf; /* what the kernel granted on the last socket opened (bytes) */
+	int rcvbuf, sndbuf; /* granted on the last socket opened (getsockopt: twice what was set) */
 	bool gso_off;       /* the kernel refused UDP GSO for good: send one datagram each */
 	struct relay_fwd_batch *batch; /* allocated once */
 	struct relay_fwd_counters counters;
