@@ -184,6 +184,47 @@ static void test_relay_table_lookups_survive_churn(void)
 	rtab_destroy(&t);
 }
 
+/*
+ * The whole port space: 32767 relays, every one found by pair and by both ports, then all
+ * freed and allocated again. The paths are O(1) by construction (an array by port, hash tables
+ * at most half full, a FIFO of free ports); an O(n) step anywhere would make this run take
+ * minutes instead of milliseconds.
+ */
+static void test_relay_table_fills_the_port_space(void)
+{
+	struct rtab t;
+	struct rtab_limits l = limits(1, 65535);
+	uint32_t id, found;
+	int wrong = 0;
+
+	CHECK_EQ_INT(rtab_init(&t, &l), 0);
+	CHECK_EQ_INT(t.max_relays, 32767);
+	for (int round = 0; round < 2; round++) {
+		for (uint64_t i = 0; i < 32767; i++)
+			wrong += rtab_alloc(&t, i * 2 + 1, i * 2 + 2, 0, &id) != 0;
+		CHECK_EQ_INT(rtab_alloc(&t, 1u << 20, 1u << 21, 0, &id), -ENOSPC);
+		for (uint64_t i = 0; i < 32767; i++) {
+			int side = -1;
+
+			if (rtab_find(&t, i * 2 + 2, i * 2 + 1, &found) != 0) {
+				wrong++;
+				continue;
+			}
+			const struct rtab_relay *r = rtab_get(&t, found);
+
+			wrong += r->side[0].node != i * 2 + 1 || r->side[1].node != i * 2 + 2;
+			wrong += rtab_by_port(&t, r->side[0].port, &side) != r || side != 0;
+			wrong += rtab_by_port(&t, r->side[1].port, &side) != r || side != 1;
+		}
+		for (uint32_t i = 0; i < 32767; i++)
+			rtab_free(&t, i);
+		CHECK_EQ_INT(t.nrelays, 0);
+		CHECK_EQ_INT(t.free_count, 65535);
+	}
+	CHECK_EQ_INT(wrong, 0);
+	rtab_destroy(&t);
+}
+
 static void test_relay_table_forwards_between_bindings(void)
 {
 	struct rtab t;
@@ -471,6 +512,7 @@ int main(void)
 	TAP_RUN(test_relay_table_allocates_until_exhausted);
 	TAP_RUN(test_relay_table_pair_is_order_independent);
 	TAP_RUN(test_relay_table_lookups_survive_churn);
+	TAP_RUN(test_relay_table_fills_the_port_space);
 	TAP_RUN(test_relay_table_forwards_between_bindings);
 	TAP_RUN(test_relay_table_drops_unbound_and_strangers);
 	TAP_RUN(test_relay_table_rebinds_only_through_bind);
