@@ -11,7 +11,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-	gcc clang libc6-dev linux-libc-dev pkg-config meson ninja-build \
+	gcc clang libclang-rt-dev libc6-dev linux-libc-dev pkg-config meson ninja-build \
 	libuv1-dev libsodium-dev libmnl-dev libcjson-dev libinih-dev \
 	wireguard-tools wireguard-go nftables iproute2 iputils-ping procps python3 \
 	qemu-system-x86 kmod cpio busybox-static xz-utils zstd ca-certificates valgrind \

@@ -13,6 +13,23 @@
 #include <stdio.h>
 #include <uv.h>
 
+/* A request line, its newline included, fits this (longer ones are dropped). */
+#define CONTROL_MAX_REQUEST 128
+
+enum control_request {
+	CONTROL_REQ_MORE = 0, /* no whole line yet: read on */
+	CONTROL_REQ_STATUS,
+	CONTROL_REQ_UNKNOWN, /* a whole line that names no request: answered with an error */
+	CONTROL_REQ_DROP,    /* too long without a newline, or EOF before any byte */
+};
+
+/*
+ * Frames and names the request in the len bytes a client has sent so far (eof: it will
+ * send no more). The line ends at the first '\n' (a '\r' before it is dropped) or at EOF.
+ * Pure, so the server's only decoder of outside input can be fuzzed.
+ */
+enum control_request control_parse_request(const char *buf, size_t len, bool eof);
+
 /* Builds the status document; the control module frees it. */
 typedef cJSON *(*control_status_fn)(void *arg);
 

@@ -10,8 +10,9 @@
  * times after the first one. It carries no detail; the node reads what it
  * needs again (getifaddrs) and compares.
  *
- * Parsing is pure (ifmon_parse_msg) and debouncing is pure (ifmon_debounce_*),
- * so both are tested without a socket or a clock.
+ * Parsing is pure (ifmon_parse_msg, ifmon_parse_datagram) and debouncing is
+ * pure (ifmon_debounce_*), so both are tested (and parsing fuzzed) without a
+ * socket or a clock.
  */
 #ifndef WGPUNCH_IFMON_H
 #define WGPUNCH_IFMON_H
@@ -54,6 +55,16 @@ struct ifmon_event {
  * Unknown attributes are skipped. No I/O, no allocation.
  */
 int ifmon_parse_msg(const void *buf, size_t len, struct ifmon_event *ev);
+
+typedef void (*ifmon_event_fn)(const struct ifmon_event *ev, void *arg);
+
+/*
+ * Walks one datagram of len bytes (buf aligned for nlmsghdr, as a receive buffer is):
+ * fn for each message whose kind is not IFMON_NONE, *n_msgs the number of messages that
+ * parsed. 0, or -EBADMSG at the first message that does not (the rest cannot be framed;
+ * fn has seen the ones before it). Never reads past len; at most len / 16 steps.
+ */
+int ifmon_parse_datagram(const void *buf, size_t len, ifmon_event_fn fn, void *arg, size_t *n_msgs);
 
 /* Debouncing, on a caller's monotonic clock. */
 struct ifmon_debounce {

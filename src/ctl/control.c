@@ -22,7 +22,6 @@
 
 #define CONTROL_MAX_CLIENTS 16
 #define CONTROL_CLIENT_TIMEOUT_MS 2000
-#define CONTROL_MAX_REQUEST 128
 #define CONTROL_QUERY_TIMEOUT_S 5
 
 /* Lives until the listening pipe's close callback: libuv holds a pointer into it until then. */
@@ -84,7 +83,28 @@ static void control_client_on_written(uv_write_t *req, int status)
 	control_client_close(req->data);
 }
 
-static void control_client_answer(struct control_client *cl)
+enum control_request control_parse_request(const char *buf, size_t len, bool eof)
+{
+	const char *nl = memchr(buf, '\n', len);
+	size_t line;
+
+	if (nl)
+		line = (size_t)(nl - buf);
+	else if (eof && len > 0)
+		line = len; /* EOF without a newline still ends a request */
+	else if (eof || len >= CONTROL_MAX_REQUEST - 1)
+		return CONTROL_REQ_DROP;
+	else
+		return CONTROL_REQ_MORE;
+	if (line > 0 && buf[line - 1] == '\r')
+		line--;
+	/* Compared with its length: a NUL inside the line makes it another request. */
+	if (line == 6 && memcmp(buf, "status", 6) == 0)
+		return CONTROL_REQ_STATUS;
+	return CONTROL_REQ_UNKNOWN;
+}
+
+static void control_client_answer(struct control_client *cl, enum control_request req)
 {
 	struct control_server *srv = cl->srv;
 	cJSON *doc = NULL;
@@ -93,7 +113,7 @@ static void control_client_answer(struct control_client *cl)
 
 	cl->answered = true;
 	uv_read_stop((uv_stream_t *)&cl->pipe);
-	if (strcmp(cl->request, "status") == 0)
+	if (req == CONTROL_REQ_STATUS)
 		doc = srv->status(srv->arg);
 	if (!doc) {
 		doc = cJSON_CreateObject();
@@ -133,28 +153,21 @@ static void control_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf
 static void control_client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct control_client *cl = s->data;
-	char *nl;
+	enum control_request req;
 
-	if (nread < 0) {
-		/* EOF without a newline still counts as a request. */
-		if (nread == UV_EOF && cl->request_len > 0 && !cl->answered) {
-			control_client_answer(cl);
-			return;
-		}
+	if (cl->answered)
+		return;
+	if (nread < 0 && nread != UV_EOF) {
 		control_client_close(cl);
 		return;
 	}
-	cl->request_len += (size_t)nread;
-	cl->request[cl->request_len] = '\0';
-	nl = strchr(cl->request, '\n');
-	if (nl) {
-		*nl = '\0';
-		if (nl > cl->request && nl[-1] == '\r')
-			nl[-1] = '\0';
-		control_client_answer(cl);
-	} else if (cl->request_len == sizeof(cl->request) - 1) {
+	if (nread > 0)
+		cl->request_len += (size_t)nread;
+	req = control_parse_request(cl->request, cl->request_len, nread == UV_EOF);
+	if (req == CONTROL_REQ_DROP)
 		control_client_close(cl);
-	}
+	else if (req != CONTROL_REQ_MORE)
+		control_client_answer(cl, req);
 }
 
 static void control_on_connection(uv_stream_t *server, int status)
@@ -415,15 +428,17 @@ static double control_num(const cJSON *obj, const char *name)
 /* "12s ago", "3m ago", "never": what an operator wants at a glance. */
 static void control_format_age(double unix_s, char *buf, size_t cap)
 {
+	double d;
 	long ago;
 
-	if (unix_s <= 0) {
+	if (!(unix_s > 0)) {
 		snprintf(buf, cap, "never");
 		return;
 	}
-	ago = (long)(time(NULL) - (time_t)unix_s);
-	if (ago < 0)
-		ago = 0;
+	/* In double: the agent's number may be any size, and converting one that does not fit
+	 * a time_t is undefined (the fuzzer sent 1.76e34). A million years is "long ago". */
+	d = (double)time(NULL) - unix_s;
+	ago = d <= 0 ? 0 : d < 3.2e13 ? (long)d : (long)3.2e13;
 	if (ago < 120)
 		snprintf(buf, cap, "%lds ago", ago);
 	else if (ago < 7200)

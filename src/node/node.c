@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MIT
 /*
- * node - the node role: its lifetime, the sessions with the coordinators
- * (node_coord.c), the WireGuard interface and its peers' paths
- * (node_iface.c), and status.
+ * node - the node role, wired from its pieces and nothing else:
+ * - one link per coordinator line (link_shell.c around the pure link.c): the
+ *   Noise session and the rendezvous steps;
+ * - the paths (paths_shell.c around the pure paths.c): the WireGuard
+ *   interface, its peer table, and the prober on its port;
+ * - ifmon (rtnetlink): local addresses or links changed.
+ * Each owns its state; this file only passes what one reports to the others
+ * (docs/architecture.md, "Node").
  *
  * What the device reads notice (peers, port, fwmark, key, LAN addresses) the
- * coordinators learn at once: a new key needs a new session, anything else a
- * new REGISTER.
- *
- * rtnetlink (ifmon.c) says when local addresses or links change: the LAN
+ * links learn at once: a new key needs a new session, anything else a new
+ * REGISTER. When rtnetlink says local addresses or links changed, the LAN
  * addresses are read again and the mapping probed again at once, since a new
  * uplink is a new mapping, which the coordinator pushes to the peers. The
  * device read and the 20 s refresh still notice what it might miss.
@@ -20,105 +23,73 @@
 #include <string.h>
 
 #include "wgpunch/ifmon.h"
+#include "wgpunch/link_shell.h"
 #include "wgpunch/log.h"
-#include "wgpunch/node_coord.h"
-#include "wgpunch/node_iface.h"
-#include "wgpunch/node_rdv.h"
-#include "wgpunch/node_session.h"
+#include "wgpunch/paths_shell.h"
+#include "wgpunch/status.h"
 
 struct node {
 	uv_loop_t *loop;
 	const struct config *conf;
 	node_fatal_cb fatal;
 	void *fatal_arg;
-	struct node_iface iface;
 	bool stopping;
+
+	/* The pieces. Every one is closed by node_stop() the same way: closing counts the
+	 * pieces whose closed callback has not come yet. */
+	struct paths_shell *paths;
 	struct ifmon *ifmon; /* NULL when rtnetlink is not available */
-
-	struct node_coord **coords;
-	size_t n_coords;
-	unsigned int next_coord_id;
-
-	struct node_counters counters;
+	struct link_shell **links;
+	size_t n_links;
+	unsigned int next_link_id;
 	unsigned int closing;
+
+	/* The counters of links closed by a reload: counters only ever grow. */
+	struct link_counters gone_link;
+	struct link_shell_counters gone_link_shell;
 };
 
-uint64_t node_now_ms(void)
-{
-	return uv_hrtime() / 1000000u;
-}
-
-const struct wg_device *node_device(const struct node *n)
-{
-	return n->iface.dev;
-}
-
-struct prober *node_prober(struct node *n)
-{
-	return &n->iface.prober;
-}
-
-struct node_counters *node_counters(struct node *n)
-{
-	return &n->counters;
-}
-
-void node_fill_register(struct node *n, struct proto_register *reg)
-{
-	node_iface_fill_register(&n->iface, reg);
-}
-
-void node_on_punch(struct node *n, struct node_coord *c, const struct proto_punch *punch)
-{
-	node_iface_on_punch(&n->iface, c, punch);
-}
-
-struct node_coord *node_find_coord(struct node *n, unsigned int id)
+static struct link_shell *node_find_link(struct node *n, unsigned int id)
 {
 	size_t i;
 
-	for (i = 0; i < n->n_coords; i++)
-		if (n->coords[i]->id == id)
-			return n->coords[i];
+	for (i = 0; i < n->n_links; i++)
+		if (link_shell_id(n->links[i]) == id)
+			return n->links[i];
 	return NULL;
 }
 
 /* ---- lifetime ---- */
 
-static void node_free(struct node *n)
+static void node_released(void *arg)
 {
-	node_iface_free(&n->iface);
-	free(n->coords);
-	free(n);
+	struct node *n = arg;
+
+	if (--n->closing == 0 && n->stopping) {
+		free(n->links);
+		free(n);
+	}
 }
 
-static void node_release(struct node *n)
+/* to += from, counter by counter, for two structs of table t's type. */
+static void add_counters(const struct counter_table *t, void *to, const void *from)
 {
-	if (--n->closing == 0 && n->stopping)
-		node_free(n);
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		*(uint64_t *)(void *)((char *)to + t->defs[i].offset) +=
+			counter_value(from, &t->defs[i]);
 }
 
-void node_coord_closed(struct node *n)
+static void node_close_link(struct node *n, struct link_shell *s)
 {
-	node_release(n);
-}
-
-static void node_on_iface_closed(uv_handle_t *h)
-{
-	struct node_iface *ifc = h->data;
-
-	node_release(ifc->node);
-}
-
-static void node_on_ifmon_closed(void *arg)
-{
-	node_release(arg);
-}
-
-static void node_close_coord(struct node *n, struct node_coord *c)
-{
+	add_counters(&link_counters_table, &n->gone_link, &link_shell_link(s)->counters);
+	add_counters(&link_shell_counters_table, &n->gone_link_shell, link_shell_counters(s));
+	/* A link a reload removed opens no attempt any more either. */
+	if (n->paths)
+		paths_shell_link_down(n->paths, link_shell_id(s));
 	n->closing++;
-	node_coord_close(c);
+	link_shell_close(s);
 }
 
 void node_stop(struct node *n)
@@ -129,84 +100,135 @@ void node_stop(struct node *n)
 		return;
 	n->stopping = true;
 	n->closing++; /* held until every close below is queued */
-	for (i = 0; i < n->n_coords; i++)
-		node_close_coord(n, n->coords[i]);
-	n->n_coords = 0;
-	n->closing += node_iface_close(&n->iface, node_on_iface_closed);
+	for (i = 0; i < n->n_links; i++)
+		node_close_link(n, n->links[i]);
+	n->n_links = 0;
+	if (n->paths) {
+		n->closing++;
+		paths_shell_close(n->paths);
+		n->paths = NULL;
+	}
 	if (n->ifmon) {
 		n->closing++;
 		ifmon_close(n->ifmon);
 		n->ifmon = NULL;
 	}
-	node_release(n);
+	node_released(n);
 }
 
-void node_fail(struct node *n, int err)
+/* ---- from the links ---- */
+
+static void node_fill_register(void *arg, struct proto_register *reg)
 {
+	struct node *n = arg;
+
+	paths_shell_fill_register(n->paths, reg);
+}
+
+static void node_on_punch(void *arg, struct link_shell *s, const struct proto_punch *punch)
+{
+	struct node *n = arg;
+
+	paths_shell_on_punch(n->paths, link_shell_id(s), &link_shell_link(s)->mapping[0], punch);
+}
+
+static void node_on_session(void *arg, struct link_shell *s, bool up)
+{
+	struct node *n = arg;
+
+	if (!up)
+		paths_shell_link_down(n->paths, link_shell_id(s));
+}
+
+/* ---- from the paths ---- */
+
+static void node_on_fail(void *arg, int err)
+{
+	struct node *n = arg;
+
 	/* The callback stops us (node_stop); nothing may touch n after it returns. */
 	n->fatal(n->fatal_arg, err);
 }
 
-/* ---- what the coordinators learn ---- */
-
-void node_on_device(struct node *n, const struct wg_device *dev,
-		    const struct node_iface_changes *ch)
+static void node_on_device(void *arg, const struct wg_device *dev,
+			   const struct paths_shell_changes *ch)
 {
+	struct node *n = arg;
 	size_t i;
 
-	for (i = 0; i < n->n_coords; i++) {
+	for (i = 0; i < n->n_links; i++) {
 		if (ch->first || ch->port)
-			node_coord_set_fwmark(n->coords[i], dev->fwmark);
+			link_shell_set_fwmark(n->links[i], dev->fwmark);
 		/* A new identity needs a new session. */
 		if (ch->first || ch->key)
-			node_session_device_ready(n->coords[i]);
+			link_shell_set_identity(n->links[i], dev->private_key);
 		else if (ch->port || ch->peers || ch->lan)
-			node_rdv_register_now(n->coords[i], ch->port);
+			link_shell_register(n->links[i], ch->port);
 	}
 }
 
-void node_resync_coords(struct node *n, bool now)
+static void node_on_punch_done(void *arg, unsigned int link_id, uint32_t attempt)
 {
-	size_t i;
+	struct link_shell *s = node_find_link(arg, link_id);
 
-	for (i = 0; i < n->n_coords; i++)
-		node_rdv_resync(n->coords[i], now);
+	if (s) /* NULL: the link is gone (reload) */
+		link_shell_punch_done(s, attempt);
 }
 
-/* rtnetlink: addresses or links changed (debounced). */
+static void node_on_resync(void *arg, bool now)
+{
+	struct node *n = arg;
+	size_t i;
+
+	for (i = 0; i < n->n_links; i++)
+		link_shell_resync(n->links[i], now);
+}
+
+/* ---- from ifmon: addresses or links changed (debounced) ---- */
+
 static void node_on_ifmon(void *arg)
 {
 	struct node *n = arg;
 	bool lan_changed;
 	size_t i;
 
-	if (n->stopping || !n->iface.dev)
+	if (n->stopping || !paths_shell_device(n->paths))
 		return; /* the first device read reads the addresses */
-	lan_changed = node_lan_refresh(&n->iface.lan, n->conf->node.interface, n->iface.dev);
+	lan_changed = paths_shell_lan_refresh(n->paths);
 	if (!lan_changed)
 		log_debug("local addresses or links changed, probing the mapping again");
-	for (i = 0; i < n->n_coords; i++) {
+	for (i = 0; i < n->n_links; i++) {
 		if (lan_changed)
-			node_rdv_register_now(n->coords[i], true);
+			link_shell_register(n->links[i], true);
 		else
-			node_rdv_probe_now(n->coords[i]);
+			link_shell_probe(n->links[i]);
 	}
 }
 
 /* ---- start, reload ---- */
 
-static int node_add_coord(struct node *n, const struct config_coordinator *cc)
+static int node_add_link(struct node *n, const struct config_coordinator *cc)
 {
-	struct node_coord **v = realloc(n->coords, (n->n_coords + 1) * sizeof(*v));
+	const struct link_shell_ops ops = {
+		.fill_register = node_fill_register,
+		.on_punch = node_on_punch,
+		.on_session = node_on_session,
+		.closed = node_released,
+		.arg = n,
+		.prober = paths_shell_prober(n->paths),
+	};
+	const struct wg_device *dev = paths_shell_device(n->paths);
+	struct link_shell **v = realloc(n->links, (n->n_links + 1) * sizeof(*v));
 	int r;
 
 	if (!v)
 		return -ENOMEM;
-	n->coords = v;
-	r = node_coord_start(n, n->loop, cc, ++n->next_coord_id, &v[n->n_coords]);
+	n->links = v;
+	r = link_shell_start(n->loop, cc, ++n->next_link_id, dev ? dev->private_key : NULL,
+			     dev ? dev->fwmark : 0, &ops, &v[n->n_links]);
 	if (r < 0)
 		return r;
-	n->n_coords++;
+	n->n_links++;
 	return 0;
 }
 
@@ -214,6 +236,14 @@ int node_start(uv_loop_t *loop, const struct config *conf, node_fatal_cb fatal, 
 	       struct node **out)
 {
 	const struct config_node *cn = &conf->node;
+	const struct paths_shell_ops ops = {
+		.fail = node_on_fail,
+		.on_device = node_on_device,
+		.punch_done = node_on_punch_done,
+		.resync = node_on_resync,
+		.closed = node_released,
+	};
+	struct paths_shell_ops pops = ops;
 	struct node *n;
 	size_t i;
 	int r;
@@ -226,27 +256,28 @@ int node_start(uv_loop_t *loop, const struct config *conf, node_fatal_cb fatal, 
 	n->fatal = fatal;
 	n->fatal_arg = arg;
 
-	r = node_iface_open(&n->iface, n, loop, conf);
+	pops.arg = n;
+	r = paths_shell_open(loop, conf, &pops, &n->paths);
 	if (r < 0) {
 		free(n);
 		return r;
 	}
 	/* Without it the node still works, only slower to notice a new address. */
-	r = ifmon_open(loop, IFMON_DEBOUNCE_MS, node_on_ifmon, node_on_ifmon_closed, n, &n->ifmon);
+	r = ifmon_open(loop, IFMON_DEBOUNCE_MS, node_on_ifmon, node_released, n, &n->ifmon);
 	if (r < 0) {
 		log_warn_errno(r,
 			       "cannot watch local addresses (rtnetlink); changes are seen "
 			       "within %u s instead",
-			       NODE_IFACE_POLL_SLOW_MS / 1000);
+			       PATHS_POLL_SLOW_MS / 1000);
 		n->ifmon = NULL;
 	}
-	n->iface.lan_watched = n->ifmon != NULL;
+	paths_shell_set_lan_watched(n->paths, n->ifmon != NULL);
 
-	r = node_iface_start(&n->iface);
+	r = paths_shell_start(n->paths);
 	if (r < 0)
 		goto fail;
 	for (i = 0; i < cn->n_coordinators; i++) {
-		r = node_add_coord(n, &cn->coordinators[i]);
+		r = node_add_link(n, &cn->coordinators[i]);
 		if (r < 0) {
 			log_err_errno(r, "cannot start the session with coordinator %s:%u",
 				      cn->coordinators[i].host, cn->coordinators[i].port);
@@ -263,47 +294,43 @@ fail:
 int node_reload(struct node *n, const struct config *conf)
 {
 	const struct config_node *cn = &conf->node, *on = &n->conf->node;
-	struct node_coord **keep;
+	struct link_shell **keep;
 	size_t i, j, n_keep = 0;
 	int r = 0;
 
 	if (strcmp(cn->interface, on->interface) != 0 || cn->backend != on->backend)
 		return -EAGAIN;
 
-	/* Coordinators: keep the sessions whose line did not change, close the others,
-	 * start the new ones. */
-	keep = calloc(n->n_coords ? n->n_coords : 1, sizeof(*keep));
+	/* Links: keep those whose line did not change, close the others, start the new ones. */
+	keep = calloc(n->n_links ? n->n_links : 1, sizeof(*keep));
 	if (!keep)
 		return -EAGAIN;
-	for (i = 0; i < n->n_coords; i++) {
-		struct node_coord *c = n->coords[i];
+	for (i = 0; i < n->n_links; i++) {
+		struct link_shell *s = n->links[i];
 		bool found = false;
 
 		for (j = 0; j < cn->n_coordinators && !found; j++)
-			found = node_coord_same_conf(c, &cn->coordinators[j]);
+			found = link_shell_same_conf(s, &cn->coordinators[j]);
 		if (found)
-			keep[n_keep++] = c;
+			keep[n_keep++] = s;
 		else
-			node_close_coord(n, c);
+			node_close_link(n, s);
 	}
-	free(n->coords);
-	n->coords = keep;
-	n->n_coords = n_keep;
+	free(n->links);
+	n->links = keep;
+	n->n_links = n_keep;
 	n->conf = conf;
 	for (j = 0; j < cn->n_coordinators; j++) {
 		bool found = false;
 
 		for (i = 0; i < n_keep && !found; i++)
-			found = node_coord_same_conf(keep[i], &cn->coordinators[j]);
-		if (!found && (r = node_add_coord(n, &cn->coordinators[j])) < 0)
+			found = link_shell_same_conf(keep[i], &cn->coordinators[j]);
+		if (!found && (r = node_add_link(n, &cn->coordinators[j])) < 0)
 			log_warn_errno(r, "cannot start the session with coordinator %s:%u",
 				       cn->coordinators[j].host, cn->coordinators[j].port);
 	}
-	if (n->iface.dev)
-		for (i = n_keep; i < n->n_coords; i++)
-			node_session_device_ready(n->coords[i]);
-	node_iface_reload(&n->iface, conf);
-	log_info("node configuration reloaded: %zu coordinators, keepalive %u s", n->n_coords,
+	paths_shell_reload(n->paths, conf);
+	log_info("node configuration reloaded: %zu coordinators, keepalive %u s", n->n_links,
 		 cn->keepalive_s);
 	return 0;
 }
@@ -313,15 +340,15 @@ int node_reload(struct node *n, const struct config *conf)
 static cJSON *node_status_nat(struct node *n)
 {
 	cJSON *o = cJSON_CreateObject();
-	const struct node_coord *best = NULL;
+	const struct link *best = NULL;
 	char buf[ADDR_STRLEN];
 	size_t i;
 
-	for (i = 0; i < n->n_coords && !best; i++)
-		if (addr_is_set(&n->coords[i]->mapping[0]))
-			best = n->coords[i];
-	if (!best && n->n_coords)
-		best = n->coords[0];
+	for (i = 0; i < n->n_links && !best; i++)
+		if (addr_is_set(&link_shell_link(n->links[i])->mapping[0]))
+			best = link_shell_link(n->links[i]);
+	if (!best && n->n_links)
+		best = link_shell_link(n->links[0]);
 	if (best && addr_is_set(&best->mapping[0]))
 		cJSON_AddStringToObject(o, "mapping", addr_format(&best->mapping[0], buf));
 	else
@@ -330,58 +357,51 @@ static cJSON *node_status_nat(struct node *n)
 		cJSON_AddStringToObject(o, "mapping_port1", addr_format(&best->mapping[1], buf));
 	else
 		cJSON_AddNullToObject(o, "mapping_port1");
-	cJSON_AddStringToObject(o, "mapping_type", best ? node_rdv_mapping_type(best) : "unknown");
+	cJSON_AddStringToObject(o, "mapping_type", best ? link_mapping_type(best) : "unknown");
 	cJSON_AddStringToObject(o, "filter",
 				proto_filter_name(best ? best->filter : PROTO_FILTER_UNKNOWN));
 	return o;
 }
 
+/* One "counters" object for the node: every link's summed (and those a reload closed), then
+ * the paths'. Names are the tables' (docs/status-json.md). */
 static cJSON *node_status_counters(const struct node *n)
 {
-	const struct node_counters *k = &n->counters;
+	struct link_counters lc = n->gone_link;
+	struct link_shell_counters sc = n->gone_link_shell;
 	cJSON *o = cJSON_CreateObject();
+	size_t i;
 
-#define COUNTER(name) cJSON_AddNumberToObject(o, #name, (double)k->name)
-	COUNTER(rx_packets);
-	COUNTER(rx_bad_decode);
-	COUNTER(rx_bad_index);
-	COUNTER(rx_bad_auth);
-	COUNTER(rx_replay);
-	COUNTER(rx_unexpected);
-	COUNTER(rx_poison);
-	COUNTER(rx_session_unknown);
-	COUNTER(tx_packets);
-	COUNTER(tx_errors);
-	COUNTER(probes_sent);
-	COUNTER(probe_errors);
-	COUNTER(handshakes_sent);
-	COUNTER(sessions_up);
-	COUNTER(registers_sent);
-	COUNTER(punches);
-	COUNTER(punches_ignored);
-	COUNTER(endpoint_writes);
-	COUNTER(wg_errors);
-#undef COUNTER
+	for (i = 0; i < n->n_links; i++) {
+		add_counters(&link_counters_table, &lc, &link_shell_link(n->links[i])->counters);
+		add_counters(&link_shell_counters_table, &sc, link_shell_counters(n->links[i]));
+	}
+	if (!o || !status_add_counters(o, &link_counters_table, &lc) ||
+	    !status_add_counters(o, &link_shell_counters_table, &sc) ||
+	    !status_add_counters(o, &paths_counters_table, paths_shell_engine_counters(n->paths)) ||
+	    !status_add_counters(o, &paths_shell_counters_table, paths_shell_counters(n->paths))) {
+		cJSON_Delete(o);
+		return NULL;
+	}
 	return o;
 }
 
 cJSON *node_status(struct node *n)
 {
+	const struct wg_device *dev = paths_shell_device(n->paths);
 	cJSON *o = cJSON_CreateObject(), *arr;
 	char k[KEY_B64_LEN + 1];
-	uint64_t now = node_now_ms();
 	size_t i;
 
 	if (!o)
 		return NULL;
 	cJSON_AddStringToObject(o, "role", "node");
 	cJSON_AddStringToObject(o, "interface", n->conf->node.interface);
-	cJSON_AddStringToObject(o, "backend",
-				n->iface.wg ? wg_backend_name(wg_backend_of(n->iface.wg)) : "");
-	if (n->iface.dev) {
-		key_to_base64(k, n->iface.dev->public_key);
+	cJSON_AddStringToObject(o, "backend", paths_shell_backend(n->paths));
+	if (dev) {
+		key_to_base64(k, dev->public_key);
 		cJSON_AddStringToObject(o, "public_key", k);
-		cJSON_AddNumberToObject(o, "listen_port", n->iface.dev->listen_port);
+		cJSON_AddNumberToObject(o, "listen_port", dev->listen_port);
 	} else {
 		cJSON_AddNullToObject(o, "public_key");
 		cJSON_AddNullToObject(o, "listen_port");
@@ -389,10 +409,10 @@ cJSON *node_status(struct node *n)
 	cJSON_AddItemToObject(o, "nat", node_status_nat(n));
 
 	arr = cJSON_AddArrayToObject(o, "coordinators");
-	for (i = 0; arr && i < n->n_coords; i++)
-		cJSON_AddItemToArray(arr, node_coord_status(n->coords[i], now));
+	for (i = 0; arr && i < n->n_links; i++)
+		cJSON_AddItemToArray(arr, link_shell_status(n->links[i]));
 
-	cJSON_AddItemToObject(o, "peers", node_iface_status_peers(&n->iface));
+	cJSON_AddItemToObject(o, "peers", paths_shell_status_peers(n->paths));
 	cJSON_AddItemToObject(o, "counters", node_status_counters(n));
 	return o;
 }

@@ -145,8 +145,10 @@ int ifmon_parse_msg(const void *buf, size_t len, struct ifmon_event *ev)
 
 	memset(ev, 0, sizeof(*ev));
 	if (len > INT32_MAX)
-		len = INT32_MAX; /* mnl_nlmsg_ok() takes an int; no datagram is that long */
-	if (!mnl_nlmsg_ok(nlh, (int)len))
+		len = INT32_MAX; /* the return value is an int; no datagram is that long */
+	/* Not mnl_nlmsg_ok(): it compares nlmsg_len as an int, so a length of 2^31 or more
+	 * passes, and the message then runs past the datagram (as wg_nl_walk() explains). */
+	if (len < MNL_NLMSG_HDRLEN || nlh->nlmsg_len < MNL_NLMSG_HDRLEN || nlh->nlmsg_len > len)
 		return -EBADMSG;
 	switch (nlh->nlmsg_type) {
 	case RTM_NEWADDR:
@@ -165,8 +167,29 @@ int ifmon_parse_msg(const void *buf, size_t len, struct ifmon_event *ev)
 		memset(ev, 0, sizeof(*ev));
 		return r;
 	}
-	msg_len = MNL_ALIGN(nlh->nlmsg_len);
+	/* In size_t: MNL_ALIGN() of a uint32_t near 2^32 wraps to 0, a walk that never moves. */
+	msg_len = MNL_ALIGN((size_t)nlh->nlmsg_len);
 	return (int)(msg_len < len ? msg_len : len);
+}
+
+int ifmon_parse_datagram(const void *buf, size_t len, ifmon_event_fn fn, void *arg, size_t *n_msgs)
+{
+	struct ifmon_event ev;
+	size_t off = 0;
+
+	*n_msgs = 0;
+	/* Each step is at least a header long, so this ends within len / 16 steps. */
+	while (off < len) {
+		int r = ifmon_parse_msg((const uint8_t *)buf + off, len - off, &ev);
+
+		if (r < 0)
+			return r; /* the rest cannot be framed */
+		++*n_msgs;
+		if (ev.kind != IFMON_NONE)
+			fn(&ev, arg);
+		off += (size_t)r;
+	}
+	return 0;
 }
 
 /* ---- debouncing ---- */
@@ -249,38 +272,34 @@ static void ifmon_changed(struct ifmon *m)
 	uv_timer_start(&m->timer, ifmon_on_timer, due > now ? due - now : 0, 0);
 }
 
+static void ifmon_on_event(const struct ifmon_event *ev, void *arg)
+{
+	bool *changed = arg;
+	char a[ADDR_STRLEN];
+
+	*changed = true;
+	log_debug("rtnetlink: %s on interface %u%s%s",
+		  ev->kind == IFMON_ADDR_NEW   ? "new address"
+		  : ev->kind == IFMON_ADDR_DEL ? "address removed"
+		  : ev->kind == IFMON_LINK_NEW ? "link changed"
+					       : "link removed",
+		  ev->ifindex, addr_is_set(&ev->addr) ? " " : "",
+		  addr_is_set(&ev->addr) ? addr_format(&ev->addr, a) : "");
+}
+
 /* True when the datagram held an event we watch. */
 static bool ifmon_read_datagram(struct ifmon *m, size_t len)
 {
-	struct ifmon_event ev;
 	bool changed = false;
-	size_t off = 0;
+	size_t n = 0;
 
-	while (off < len) {
-		int r = ifmon_parse_msg(m->rx + off, len - off, &ev);
-
-		if (r < 0) {
-			/* The rest of the datagram cannot be framed; the next read is fresh. */
-			m->malformed++;
-			log_debug("malformed rtnetlink message (%zu bytes left in the datagram)",
-				  len - off);
-			break;
-		}
-		m->messages++;
-		if (ev.kind != IFMON_NONE) {
-			char a[ADDR_STRLEN];
-
-			changed = true;
-			log_debug("rtnetlink: %s on interface %u%s%s",
-				  ev.kind == IFMON_ADDR_NEW   ? "new address"
-				  : ev.kind == IFMON_ADDR_DEL ? "address removed"
-				  : ev.kind == IFMON_LINK_NEW ? "link changed"
-							      : "link removed",
-				  ev.ifindex, addr_is_set(&ev.addr) ? " " : "",
-				  addr_is_set(&ev.addr) ? addr_format(&ev.addr, a) : "");
-		}
-		off += (size_t)r;
+	if (ifmon_parse_datagram(m->rx, len, ifmon_on_event, &changed, &n) < 0) {
+		/* The rest of the datagram cannot be framed; the next read is fresh. */
+		m->malformed++;
+		log_debug("malformed rtnetlink message after %zu good ones in a %zu-byte datagram",
+			  n, len);
 	}
+	m->messages += n;
 	return changed;
 }
 

@@ -32,6 +32,7 @@ import socket, struct, sys, time
 src, out, deadline = sys.argv[1], sys.argv[2], time.time() + 20
 s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
 s.settimeout(0.2)
+open(out + ".ready", "w").close()
 while time.time() < deadline:
     try:
         pkt, addr = s.recvfrom(4096)
@@ -47,7 +48,8 @@ while time.time() < deadline:
         sys.exit(0)
 sys.exit(1)' "${TB_WAN[ra]}" "$TB_DIR/probe.hex"
 sniffer=$TB_LASTPID
-sleep 0.3
+# Python starts slowly on a loaded machine: the nodes start once the socket is open.
+tb_wait_for 10 test -e "$TB_DIR/probe.hex.ready" || tb_fail "the probe sniffer did not start"
 
 tb_coord "authorized_keys = nodes.keys"
 tb_node a

@@ -13,6 +13,8 @@
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "../tap.h"
 
@@ -251,6 +253,94 @@ static void test_ifmon_walks_a_datagram_and_ignores_other_types(void)
 	CHECK_EQ_INT(kinds[2], IFMON_LINK_NEW);
 }
 
+/*
+ * Finding 8 of issue 7: mnl_nlmsg_ok() compared nlmsg_len as an int, so a length of 2^31 or
+ * more passed. An unknown type of length 2^32 - 1 then aligned to a step of 0 (the walk never
+ * ended), and an address message read attributes past the datagram.
+ */
+static void test_ifmon_refuses_lengths_of_2_31_and_more(void)
+{
+	static const uint32_t huge[] = { 0x80000000u, 0xfffffffcu, 0xfffffffdu, 0xffffffffu };
+	struct nlmsghdr *nlh;
+	struct ifmon_event ev;
+	uint32_t full;
+
+	for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+		memset(&buf, 0, sizeof(buf));
+		nlh = mnl_nlmsg_put_header(buf.b);
+		nlh->nlmsg_type = RTM_NEWROUTE; /* not watched: only the framing counts */
+		mnl_nlmsg_put_extra_header(nlh, sizeof(struct rtmsg));
+		nlh->nlmsg_len = huge[i];
+		CHECK_EQ_INT(ifmon_parse_msg(buf.b, 64, &ev), -EBADMSG);
+		CHECK_EQ_INT(ev.kind, IFMON_NONE);
+	}
+
+	/* An address message whose datagram ends after its first attribute, at the end of a
+	 * page followed by an inaccessible one: reading past the datagram faults. */
+	long page = sysconf(_SC_PAGESIZE);
+	uint8_t *map = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	CHECK(map != MAP_FAILED);
+	if (map == MAP_FAILED)
+		return;
+	CHECK_EQ_INT(mprotect(map + page, (size_t)page, PROT_NONE), 0);
+	memset(&buf, 0, sizeof(buf));
+	nlh = addr_msg(buf.b, RTM_NEWADDR, AF_INET, 3);
+	put_v4(nlh, IFA_ADDRESS, "198.18.11.1");
+	full = nlh->nlmsg_len;
+	nlh->nlmsg_len = 0x80000000u;
+	memcpy(map + page - full, buf.b, full);
+	CHECK_EQ_INT(ifmon_parse_msg(map + page - full, full, &ev), -EBADMSG);
+	CHECK(!addr_is_set(&ev.addr));
+	munmap(map, (size_t)page * 2);
+}
+
+static void count_event(const struct ifmon_event *ev, void *arg)
+{
+	int *kinds = arg;
+
+	if (kinds[0] < 3)
+		kinds[1 + kinds[0]] = (int)ev->kind;
+	kinds[0]++;
+}
+
+/* The shell's walk over a datagram: bounded, and it stops at the first unframed message. */
+static void test_ifmon_datagram_walk_stops_at_a_bad_message(void)
+{
+	struct nlmsghdr *nlh;
+	size_t off = 0, n = 99;
+	int kinds[4] = { 0 };
+
+	memset(&buf, 0, sizeof(buf));
+	nlh = addr_msg(buf.b, RTM_NEWADDR, AF_INET, 3);
+	put_v4(nlh, IFA_ADDRESS, "198.18.11.1");
+	off += MNL_ALIGN(nlh->nlmsg_len);
+	nlh = mnl_nlmsg_put_header(buf.b + off);
+	nlh->nlmsg_type = RTM_NEWROUTE;
+	mnl_nlmsg_put_extra_header(nlh, sizeof(struct rtmsg));
+	off += MNL_ALIGN(nlh->nlmsg_len);
+	nlh = link_msg(buf.b + off, RTM_DELLINK, 3, 0);
+	off += MNL_ALIGN(nlh->nlmsg_len);
+	CHECK_EQ_INT(ifmon_parse_datagram(buf.b, off, count_event, kinds, &n), 0);
+	CHECK_EQ_INT(n, 3);
+	CHECK_EQ_INT(kinds[0], 2); /* the route is not an event */
+	CHECK_EQ_INT(kinds[1], IFMON_ADDR_NEW);
+	CHECK_EQ_INT(kinds[2], IFMON_LINK_DEL);
+
+	/* An unknown type of length 2^32 - 1 after the first message: the old walk spun here. */
+	memset(kinds, 0, sizeof(kinds));
+	nlh = mnl_nlmsg_put_header(buf.b +
+				   MNL_ALIGN(((struct nlmsghdr *)(void *)buf.b)->nlmsg_len));
+	nlh->nlmsg_type = 0x7fff;
+	nlh->nlmsg_len = 0xffffffffu;
+	CHECK_EQ_INT(ifmon_parse_datagram(buf.b, off, count_event, kinds, &n), -EBADMSG);
+	CHECK_EQ_INT(n, 1);
+	CHECK_EQ_INT(kinds[0], 1);
+	CHECK_EQ_INT(ifmon_parse_datagram(buf.b, 0, count_event, kinds, &n), 0);
+	CHECK_EQ_INT(n, 0);
+}
+
 static void test_ifmon_debounce_waits_for_quiet_but_not_forever(void)
 {
 	struct ifmon_debounce d;
@@ -325,6 +415,8 @@ int main(void)
 	TAP_RUN(test_ifmon_parses_link_removed);
 	TAP_RUN(test_ifmon_refuses_truncated_messages);
 	TAP_RUN(test_ifmon_walks_a_datagram_and_ignores_other_types);
+	TAP_RUN(test_ifmon_refuses_lengths_of_2_31_and_more);
+	TAP_RUN(test_ifmon_datagram_walk_stops_at_a_bad_message);
 	TAP_RUN(test_ifmon_debounce_waits_for_quiet_but_not_forever);
 	TAP_RUN(test_ifmon_open_and_close_leave_the_loop_empty);
 	return tap_done();

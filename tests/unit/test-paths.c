@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: MIT
+/*
+ * paths: the peer table and PUNCHes merged from several links, with a fake
+ * monotonic clock and fake device observations.
+ */
+#include "wgpunch/paths.h"
+
+#include <string.h>
+
+#include "../tap.h"
+
+#define WALL0 1700000000
+#define LINK_A 1
+#define LINK_B 2
+
+static const uint8_t key1[KEY_LEN] = { 1 }, key2[KEY_LEN] = { 2 };
+
+static struct addr ip(const char *s)
+{
+	struct addr a;
+
+	addr_parse(&a, s, false);
+	return a;
+}
+
+static struct proto_punch punch_for(const uint8_t key[KEY_LEN], const char *pub, uint32_t attempt)
+{
+	struct proto_punch m;
+
+	memset(&m, 0, sizeof(m));
+	m.attempt = attempt;
+	memcpy(m.peer_key, key, KEY_LEN);
+	m.flags = PROTO_PUNCH_F_ACK;
+	m.peer_public = ip(pub);
+	m.n_lan = 1;
+	m.lan[0] = ip("198.18.0.10:51820");
+	return m;
+}
+
+/* Our mapping as some coordinator saw it: behind a NAT (not one of our addresses). */
+static const struct node_peer_self *self(void)
+{
+	static struct node_peer_self s;
+
+	s.mapping = ip("198.51.100.1:40000");
+	return &s;
+}
+
+static struct node_peer_obs obs_none(void)
+{
+	struct node_peer_obs o;
+
+	memset(&o, 0, sizeof(o));
+	o.wall_now_s = WALL0;
+	return o;
+}
+
+static void table(struct paths *ps, uint64_t now)
+{
+	uint8_t keys[2][KEY_LEN];
+
+	memcpy(keys[0], key1, KEY_LEN);
+	memcpy(keys[1], key2, KEY_LEN);
+	paths_init(ps);
+	CHECK_EQ_INT(paths_sync(ps, (const uint8_t(*)[KEY_LEN])keys, 2, now), 1);
+}
+
+static void test_paths_sync_keeps_state(void)
+{
+	struct paths ps;
+	uint8_t peers[2][KEY_LEN];
+	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
+	struct node_peer_obs o = obs_none();
+	struct paths_peer *pp;
+	enum node_peer_action act;
+
+	table(&ps, 1000);
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_A, &p, self(), &o, 1000, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	/* The same keys again: no change, the attempt survives. */
+	memcpy(peers[0], key2, KEY_LEN);
+	memcpy(peers[1], key1, KEY_LEN);
+	CHECK_EQ_INT(paths_sync(&ps, (const uint8_t(*)[KEY_LEN])peers, 2, 2000), 0);
+	pp = paths_find(&ps, key1);
+	CHECK(pp != NULL);
+	CHECK_EQ_INT(pp->m.state, NODE_PEER_TRYING);
+	CHECK_EQ_INT(pp->link_id, LINK_A);
+	/* One gone: changed. */
+	CHECK_EQ_INT(paths_sync(&ps, (const uint8_t(*)[KEY_LEN])peers, 1, 3000), 1);
+	CHECK(paths_find(&ps, key1) == NULL);
+	paths_free(&ps);
+}
+
+static void test_paths_unknown_peer(void)
+{
+	struct paths ps;
+	uint8_t other[KEY_LEN] = { 7 };
+	struct proto_punch p = punch_for(other, "198.51.100.20:40000", 1);
+	struct node_peer_obs o = obs_none();
+	struct paths_peer *pp;
+	enum node_peer_action act;
+
+	table(&ps, 1000);
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_A, &p, self(), &o, 1000, &pp, &act), PATHS_IGNORED);
+	CHECK_EQ_INT(ps.counters.punches, 1);
+	CHECK_EQ_INT(ps.counters.punches_ignored, 1);
+	paths_free(&ps);
+	/* An empty table (the device not read yet) ignores everything. */
+	paths_init(&ps);
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_A, &p, self(), &o, 1000, &pp, &act), PATHS_IGNORED);
+	paths_free(&ps);
+}
+
+/* Two coordinators punch the same pair: one attempt, the second PUNCH is only acked. */
+static void test_paths_two_links_same_punch(void)
+{
+	struct paths ps;
+	struct proto_punch pa = punch_for(key1, "198.51.100.20:40000", 1);
+	struct proto_punch pb = punch_for(key1, "198.51.100.20:40000", 900);
+	struct node_peer_obs o = obs_none();
+	struct paths_peer *pp;
+	enum node_peer_action act;
+	uint64_t deadline;
+
+	table(&ps, 1000);
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_A, &pa, self(), &o, 1000, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	deadline = pp->m.deadline_ms;
+	act = NODE_PEER_NOTHING;
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_B, &pb, self(), &o, 1100, &pp, &act), PATHS_MERGED);
+	CHECK_EQ_INT(act, NODE_PEER_NOTHING);
+	/* the attempt was not reset: same deadline, same owner */
+	CHECK_EQ_INT(pp->m.deadline_ms, deadline);
+	CHECK_EQ_INT(pp->link_id, LINK_A);
+	CHECK_EQ_INT(ps.counters.punches, 2);
+	CHECK_EQ_INT(ps.counters.punches_merged, 1);
+	/* the other peer is its own pair */
+	pb = punch_for(key2, "198.51.100.30:40000", 901);
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_B, &pb, self(), &o, 1100, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	paths_free(&ps);
+}
+
+/* A PUNCH while an attempt is open: from the same link, or with new candidates, it starts
+ * over, as it always did (the coordinator saw the mapping move). */
+static void test_paths_punch_while_attempt_open(void)
+{
+	struct paths ps;
+	struct proto_punch p1 = punch_for(key1, "198.51.100.20:40000", 1);
+	struct proto_punch p2 = punch_for(key1, "198.51.100.20:40000", 2);
+	struct proto_punch moved = punch_for(key1, "198.51.100.20:40123", 3);
+	struct node_peer_obs o = obs_none();
+	struct paths_peer *pp;
+	enum node_peer_action act;
+
+	table(&ps, 1000);
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_A, &p1, self(), &o, 1000, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(pp->m.deadline_ms, 1000 + NODE_PEER_ATTEMPT_MS);
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_A, &p2, self(), &o, 2000, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	CHECK_EQ_INT(pp->m.deadline_ms, 2000 + NODE_PEER_ATTEMPT_MS);
+	/* Another link with other candidates is news, not a copy. */
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_B, &moved, self(), &o, 3000, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	CHECK_EQ_INT(pp->link_id, LINK_B);
+	CHECK(addr_equal(&node_peer_candidate(&pp->m)->addr, &moved.peer_public));
+	CHECK_EQ_INT(ps.counters.punches_merged, 0);
+	/* Once the attempt is over (given up), a copy from the other link is a new attempt. */
+	{
+		struct node_peer_obs later = obs_none();
+		int i;
+
+		for (i = 0; i < 4 && pp->m.state == NODE_PEER_TRYING; i++)
+			node_peer_on_poll(&pp->m, &later, 3000 + (uint64_t)(i + 1) * 7000, true);
+		CHECK(!node_peer_attempt_open(&pp->m));
+		CHECK_EQ_INT(paths_on_punch(&ps, LINK_A, &moved, self(), &o, 40000, &pp, &act),
+			     PATHS_RUN);
+		CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	}
+	paths_free(&ps);
+}
+
+/* A link that goes down owns no attempt: the other link's PUNCH is then carried out. */
+static void test_paths_link_down(void)
+{
+	struct paths ps;
+	struct proto_punch pa = punch_for(key1, "198.51.100.20:40000", 1);
+	struct proto_punch pb = punch_for(key1, "198.51.100.20:40000", 900);
+	struct node_peer_obs o = obs_none();
+	struct paths_peer *pp;
+	enum node_peer_action act;
+
+	table(&ps, 1000);
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_A, &pa, self(), &o, 1000, &pp, &act), PATHS_RUN);
+	paths_link_down(&ps, LINK_B); /* not the owner: nothing changes */
+	CHECK_EQ_INT(pp->link_id, LINK_A);
+	paths_link_down(&ps, LINK_A);
+	CHECK_EQ_INT(pp->link_id, 0);
+	CHECK_EQ_INT(paths_on_punch(&ps, LINK_B, &pb, self(), &o, 1500, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	CHECK_EQ_INT(pp->link_id, LINK_B);
+	CHECK_EQ_INT(pp->m.deadline_ms, 1500 + NODE_PEER_ATTEMPT_MS);
+	paths_free(&ps);
+}
+
+static void test_paths_updates(void)
+{
+	struct paths ps;
+	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
+	struct node_peer_obs o = obs_none();
+	struct paths_write u[2];
+	struct paths_peer *pp;
+	enum node_peer_action act;
+
+	table(&ps, 1000);
+	paths_on_punch(&ps, LINK_A, &p, self(), &o, 1000, &pp, &act);
+	/* the kick: keepalive 0, then endpoint + keepalive */
+	CHECK_EQ_INT(paths_updates(pp, NODE_PEER_WRITE, 25, u), 2);
+	CHECK_EQ_INT(u[0].flags, PATHS_W_KEEPALIVE);
+	CHECK_EQ_INT(u[0].keepalive_s, 0);
+	CHECK_EQ_INT(u[1].flags, PATHS_W_ENDPOINT | PATHS_W_KEEPALIVE);
+	CHECK(addr_equal(&u[1].endpoint, &p.peer_public));
+	CHECK_EQ_INT(u[1].keepalive_s, 25);
+	CHECK(memcmp(u[1].public_key, key1, KEY_LEN) == 0);
+	/* quiet: endpoint with keepalive 0 */
+	CHECK_EQ_INT(paths_updates(pp, NODE_PEER_WRITE_QUIET, 25, u), 1);
+	CHECK_EQ_INT(u[0].keepalive_s, 0);
+	CHECK_EQ_INT(u[0].flags, PATHS_W_ENDPOINT | PATHS_W_KEEPALIVE);
+	/* the deferred kick: keepalive 0 then N */
+	CHECK_EQ_INT(paths_updates(pp, NODE_PEER_KICK, 25, u), 2);
+	CHECK_EQ_INT(u[1].flags, PATHS_W_KEEPALIVE);
+	CHECK_EQ_INT(u[1].keepalive_s, 25);
+	CHECK_EQ_INT(paths_updates(pp, NODE_PEER_GIVE_UP, 25, u), 0);
+	paths_free(&ps);
+}
+
+static void test_paths_poll_and_resync(void)
+{
+	struct paths ps;
+	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
+	struct node_peer_obs o = obs_none();
+	struct proto_register reg;
+	struct paths_peer *pp;
+	enum node_peer_action act;
+	bool early;
+
+	table(&ps, 1000);
+	CHECK_EQ_INT(paths_poll_delay(&ps, 1000), PATHS_POLL_SLOW_MS);
+	/* Peers without a path want a PUNCH after 2 s. */
+	CHECK_EQ_INT(paths_resync_due(&ps), 1000 + NODE_PEER_RESYNC_FIRST_MS);
+	CHECK(!paths_resync(&ps, 2000, &early));
+	CHECK(paths_resync(&ps, 3000, &early));
+	CHECK(early);
+	CHECK_EQ_INT(paths_resync_due(&ps), 3000 + 2 * NODE_PEER_RESYNC_FIRST_MS);
+	paths_on_punch(&ps, LINK_A, &p, self(), &o, 3500, &pp, &act);
+	CHECK_EQ_INT(paths_poll_delay(&ps, 3500), PATHS_POLL_FAST_MS);
+
+	memset(&reg, 0, sizeof(reg));
+	paths_fill_register(&ps, &reg);
+	CHECK_EQ_INT(reg.n_peers, 2);
+	CHECK(reg.peers[0] == key_fingerprint(key1));
+	CHECK(!(reg.flags & PROTO_REG_F_MORE_PEERS));
+	paths_free(&ps);
+}
+
+/* The engine reads no clock: a wall-clock jump in the observations that leaves WireGuard's
+ * handshake time as it was changes no monotonic deadline. */
+static void test_paths_wall_clock_jump(void)
+{
+	struct paths a, b;
+	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
+	struct node_peer_obs o = obs_none(), jumped = obs_none();
+	struct paths_peer *pa, *pb;
+	enum node_peer_action act_a, act_b;
+
+	table(&a, 1000);
+	table(&b, 1000);
+	jumped.wall_now_s -= 3600;
+	paths_on_punch(&a, LINK_A, &p, self(), &o, 1000, &pa, &act_a);
+	paths_on_punch(&b, LINK_A, &p, self(), &jumped, 1000, &pb, &act_b);
+	CHECK_EQ_INT(act_a, act_b);
+	CHECK_EQ_INT(pa->m.deadline_ms, pb->m.deadline_ms);
+	CHECK_EQ_INT(paths_poll_delay(&a, 1200), paths_poll_delay(&b, 1200));
+	CHECK_EQ_INT(paths_resync_due(&a), paths_resync_due(&b));
+	paths_free(&a);
+	paths_free(&b);
+}
+
+int main(void)
+{
+	TAP_RUN(test_paths_sync_keeps_state);
+	TAP_RUN(test_paths_unknown_peer);
+	TAP_RUN(test_paths_two_links_same_punch);
+	TAP_RUN(test_paths_punch_while_attempt_open);
+	TAP_RUN(test_paths_link_down);
+	TAP_RUN(test_paths_updates);
+	TAP_RUN(test_paths_poll_and_resync);
+	TAP_RUN(test_paths_wall_clock_jump);
+	return tap_done();
+}
