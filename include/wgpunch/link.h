@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "wgpunch/addr.h"
+#include "wgpunch/cookie.h"
 #include "wgpunch/counters.h"
 #include "wgpunch/key.h"
 #include "wgpunch/proto.h"
@@ -73,7 +74,10 @@
 	X(rx_session_unknown, "SESSION_UNKNOWN received")                         \
 	X(handshakes_sent, "HS_INIT sent")                                        \
 	X(sessions_up, "sessions that came up (re-keys not counted)")             \
-	X(registers_sent, "REGISTER sent, retransmissions included")
+	X(registers_sent, "REGISTER sent, retransmissions included")              \
+	X(rx_cookie, "COOKIE_REPLY that opened: the handshake is sent again with mac2") \
+	X(rx_cookie_bad, "COOKIE_REPLY that did not open (not ours, replayed, forged)") \
+	X(addr_checks, "ADDR_CHECK answered: the coordinator saw our session move")
 struct link_counters {
 	LINK_COUNTERS(COUNTER_FIELD)
 };
@@ -118,7 +122,7 @@ struct link_env {
 	uint32_t wall_ns;
 	/* Random bytes: ephemeral keys, indices, jitter. */
 	void (*random)(void *arg, void *buf, size_t len);
-	/* Fills the REGISTER content: port, LAN addresses, peer fingerprints, MORE_PEERS. */
+	/* Fills the REGISTER content: port, LAN addresses, peer fingerprints, pages. */
 	void (*fill_register)(void *arg, struct proto_register *reg);
 	void *arg;
 };
@@ -203,6 +207,9 @@ struct link {
 	struct link_keys cur, prev;
 	uint8_t probe_key[SESSION_KEY_LEN];
 	uint64_t last_rx_ms; /* last authentic DATA; 0 = never */
+	/* mac1/mac2 of our HS_INIT and the coordinator's cookie (PROTOCOL.md section 5.2) */
+	struct cookie_initiator cookie;
+	struct addr observed; /* our session address as the coordinator saw it (REGISTER_ACK) */
 
 	/* the rendezvous steps */
 	uint64_t probe_seq; /* never reset: always above what the coordinator accepted */

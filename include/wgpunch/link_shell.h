@@ -35,7 +35,7 @@ struct link_shell;
 
 /* What the node gives a link: all of its callbacks, and the prober (owned by the node). */
 struct link_shell_ops {
-	/* Fills the REGISTER content (port, LAN addresses, peer fingerprints, MORE_PEERS). */
+	/* Fills the REGISTER content (port, LAN addresses, peer fingerprints, pages). */
 	void (*fill_register)(void *arg, struct proto_register *reg);
 	/* A PUNCH from this link; link_shell_punch_done() acks it once carried out. */
 	void (*on_punch)(void *arg, struct link_shell *s, const struct proto_punch *punch);

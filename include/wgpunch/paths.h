@@ -99,7 +99,7 @@ uint64_t paths_resync_due(const struct paths *ps);
  * is still below the refresh period, so the REGISTER should leave now. */
 bool paths_resync(struct paths *ps, uint64_t now_ms, bool *early);
 
-/* The peer part of a REGISTER: fingerprints, MORE_PEERS. */
+/* The peer part of a REGISTER: fingerprints and the page fields. */
 void paths_fill_register(const struct paths *ps, struct proto_register *reg);
 
 #endif

@@ -76,7 +76,7 @@ void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const st
 			  const struct proto_punch *punch);
 /* Link link_id went down. */
 void paths_shell_link_down(struct paths_shell *ps, unsigned int link_id);
-/* Fills the REGISTER content: port, LAN addresses, peer fingerprints, MORE_PEERS. */
+/* Fills the REGISTER content: port, LAN addresses, peer fingerprints, pages. */
 void paths_shell_fill_register(const struct paths_shell *ps, struct proto_register *reg);
 
 /* The last read of the device; NULL until the first. */

@@ -89,6 +89,7 @@ void link_init(struct link *l, uint16_t port, const uint8_t public_key[KEY_LEN],
 	memset(l, 0, sizeof(*l));
 	l->port = port;
 	memcpy(l->public_key, public_key, KEY_LEN);
+	cookie_initiator_init(&l->cookie, public_key);
 	if (literal) {
 		l->host_is_literal = true;
 		l->literal = *literal;
@@ -216,7 +217,8 @@ static void hs_send(struct run *r)
 	o.body = noise;
 	o.body_len = sizeof(noise);
 	n = proto_encode_outer(s->buf, sizeof(s->buf), &o);
-	if (n < 0)
+	/* mac1 always; mac2 too while we hold a cookie the coordinator gave this address. */
+	if (n < 0 || cookie_initiator_sign(&l->cookie, s->buf, (size_t)n, r->now) < 0)
 		return;
 	l->hs_pending = true;
 	s->via = LINK_VIA_SOCKET;
@@ -357,6 +359,27 @@ static void on_data(struct run *r, const uint8_t *buf, const struct proto_outer 
 	rdv_on_msg(r, &m);
 }
 
+/*
+ * The coordinator is under load, or does not know our key yet, and wants proof that we
+ * receive at our address: a cookie to put into mac2. The reply opens only against the mac1 of
+ * the HS_INIT we sent last, and only once, so a forged or replayed reply changes nothing and
+ * cannot make us send more than one HS_INIT per HS_INIT of ours.
+ */
+static void on_cookie_reply(struct run *r, const struct proto_outer *o)
+{
+	struct link *l = r->l;
+
+	if (!l->hs_pending || o->receiver_idx != l->hs_idx ||
+	    cookie_initiator_open_reply(&l->cookie, o->body, o->body_len, r->now) < 0) {
+		l->counters.rx_cookie_bad++;
+		return;
+	}
+	l->counters.rx_cookie++;
+	/* A new HS_INIT at once (new ephemeral, new timestamp), now with mac2; the retry
+	 * timer of the handshake stays as it is. */
+	hs_send(r);
+}
+
 static void on_datagram(struct run *r, const uint8_t *buf, size_t len, bool truncated)
 {
 	struct link *l = r->l;
@@ -376,6 +399,9 @@ static void on_datagram(struct run *r, const uint8_t *buf, size_t len, bool trun
 		break;
 	case PROTO_SESSION_UNKNOWN:
 		on_session_unknown(r, &o);
+		break;
+	case PROTO_COOKIE_REPLY:
+		on_cookie_reply(r, &o);
 		break;
 	case PROTO_POISON:
 		/* The filter test's poison reached us: our router passed it on. Nothing to do. */
@@ -405,6 +431,9 @@ static void send_probes(struct run *r)
 			return;
 		o.receiver_idx = l->cur.remote_idx;
 		o.counter = ++l->probe_seq;
+		/* The MAC covers where the probe goes: replayed to the other port it fails. */
+		o.dst_port = (uint16_t)(l->port + idx);
+		o.purpose = idx == 0 ? PROTO_PROBE_MAP_P : PROTO_PROBE_MAP_P1;
 		o.body = mac;
 		o.body_len = sizeof(mac);
 		n = proto_encode_outer(s->buf, sizeof(s->buf), &o);
@@ -634,6 +663,7 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 		}
 		l->reg_pending = false;
 		disarm(r, LINK_T_REG);
+		l->observed = m->reg_ack.observed;
 		/* The session demonstrably works: the SESSION_UNKNOWN backoff starts over. */
 		l->unknown_backoff_ms = LINK_UNKNOWN_BACKOFF_FIRST_MS;
 		return;
@@ -658,6 +688,16 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 		r->out->punch = m->punch;
 		r->out->reports |= LINK_R_PUNCH;
 		return;
+	case PROTO_MSG_ADDR_CHECK: {
+		/* Our DATA came from a new address (a NAT rebinding): the coordinator moves the
+		 * session there once this echo, sent from the same socket, arrives from it. */
+		struct proto_msg echo = { .type = PROTO_MSG_ADDR_ECHO };
+
+		echo.addr_check.nonce = m->addr_check.nonce;
+		if (send_msg(r, &echo, 0) == 0)
+			l->counters.addr_checks++;
+		return;
+	}
 	default:
 		l->counters.rx_unexpected++;
 		return;

@@ -206,12 +206,11 @@ void paths_fill_register(const struct paths *ps, struct proto_register *reg)
 {
 	size_t i;
 
+	/* One page for now: as in version 1, peers past PROTO_MAX_PEERS are not registered
+	 * (docs/operations.md, "Limits of this release"). */
+	reg->page = 0;
+	reg->n_pages = 1;
 	reg->n_peers = 0;
-	for (i = 0; i < ps->n; i++) {
-		if (reg->n_peers == PROTO_MAX_PEERS) {
-			reg->flags |= PROTO_REG_F_MORE_PEERS;
-			break;
-		}
+	for (i = 0; i < ps->n && reg->n_peers < PROTO_MAX_PEERS; i++)
 		reg->peers[reg->n_peers++] = key_fingerprint(ps->peers[i].m.key);
-	}
 }
