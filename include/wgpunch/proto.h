@@ -155,6 +155,7 @@ struct proto_register {
 struct proto_register_ack {
 	uint32_t seq;
 	uint16_t refresh_s;   /* register again within this many seconds */
+	uint16_t rekey_s;     /* start a new handshake after this many seconds (the operator's) */
 	struct addr observed; /* the session address the coordinator saw: shows a NAT rebinding */
 };
 

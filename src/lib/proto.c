@@ -389,6 +389,7 @@ int proto_decode_msg(const uint8_t *buf, size_t len, struct proto_msg *out)
 	case PROTO_MSG_REGISTER_ACK:
 		out->reg_ack.seq = rd_be32(&r);
 		out->reg_ack.refresh_s = rd_be16(&r);
+		out->reg_ack.rekey_s = rd_be16(&r);
 		rd_addr(&r, &out->reg_ack.observed);
 		break;
 	case PROTO_MSG_MAPPING:
@@ -505,6 +506,7 @@ ssize_t proto_encode_msg(uint8_t *buf, size_t cap, const struct proto_msg *m)
 	case PROTO_MSG_REGISTER_ACK:
 		wr_be32(&w, m->reg_ack.seq);
 		wr_be16(&w, m->reg_ack.refresh_s);
+		wr_be16(&w, m->reg_ack.rekey_s);
 		wr_addr(&w, &m->reg_ack.observed);
 		break;
 	case PROTO_MSG_MAPPING:

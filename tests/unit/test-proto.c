@@ -193,10 +193,11 @@ static void test_proto_small_messages_roundtrip(void)
 	zero_msg(&m, PROTO_MSG_REGISTER_ACK);
 	m.reg_ack.seq = 0xdeadbeef;
 	m.reg_ack.refresh_s = 20;
+	m.reg_ack.rekey_s = 900;
 	m.reg_ack.observed = mk4("198.51.100.20", 40000);
-	CHECK_EQ_INT(msg_roundtrip(&m), 7 + 7);
+	CHECK_EQ_INT(msg_roundtrip(&m), 9 + 7);
 	m.reg_ack.observed = mk6("2001:db8::20", 40000);
-	CHECK_EQ_INT(msg_roundtrip(&m), 7 + 19);
+	CHECK_EQ_INT(msg_roundtrip(&m), 9 + 19);
 
 	zero_msg(&m, PROTO_MSG_MAPPING);
 	m.mapping.probe_seq = 0x0102030405060708;
