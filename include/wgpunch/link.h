@@ -45,7 +45,9 @@
 #define LINK_HS_RETRY_MAX_MS 30000
 #define LINK_HS_TRIES_BEFORE_RESOLVE 3
 #define LINK_UNKNOWN_BACKOFF_FIRST_MS 1000
-#define LINK_REKEY_MS 120000
+#define LINK_REKEY_MS 120000 /* until the coordinator says otherwise (REGISTER_ACK rekey_s) */
+#define LINK_REKEY_MIN_S 60
+#define LINK_REKEY_MAX_S 86400
 #define LINK_REFRESH_MS 20000
 #define LINK_REGISTER_RETRY_FIRST_MS 1000
 #define LINK_REGISTER_RETRY_MAX_MS 2000
@@ -207,6 +209,8 @@ struct link {
 	struct link_keys cur, prev;
 	uint8_t probe_key[SESSION_KEY_LEN];
 	uint64_t last_rx_ms; /* last authentic DATA; 0 = never */
+	uint64_t session_up_ms; /* when the current keys were agreed */
+	uint32_t rekey_ms;      /* the coordinator's rekey interval, or LINK_REKEY_MS */
 	/* mac1/mac2 of our HS_INIT and the coordinator's cookie (PROTOCOL.md section 5.2) */
 	struct cookie_initiator cookie;
 	struct addr observed; /* our session address as the coordinator saw it (REGISTER_ACK) */

@@ -98,6 +98,7 @@ void link_init(struct link *l, uint16_t port, const uint8_t public_key[KEY_LEN],
 	l->hs_backoff_ms = LINK_HS_RETRY_FIRST_MS;
 	l->unknown_backoff_ms = LINK_UNKNOWN_BACKOFF_FIRST_MS;
 	l->resolve_backoff_ms = LINK_RESOLVE_RETRY_FIRST_MS;
+	l->rekey_ms = LINK_REKEY_MS;
 }
 
 void link_clear(struct link *l)
@@ -296,7 +297,8 @@ static void on_hs_resp(struct run *r, const struct proto_outer *o)
 	} else {
 		r->out->reports |= LINK_R_REKEYED;
 	}
-	arm(r, LINK_T_REKEY, LINK_REKEY_MS);
+	l->session_up_ms = r->now;
+	arm(r, LINK_T_REKEY, l->rekey_ms);
 	rdv_session_up(r);
 }
 
@@ -498,6 +500,8 @@ static void register_now(struct run *r, bool probe)
 	memset(&l->reg, 0, sizeof(l->reg));
 	l->reg.type = PROTO_MSG_REGISTER;
 	r->env->fill_register(r->env->arg, &l->reg.reg);
+	if (!l->reg.reg.n_pages) /* a filler that knows nothing of pages sends one */
+		l->reg.reg.n_pages = 1;
 	if (l->resync_wanted)
 		l->reg.reg.flags |= PROTO_REG_F_RESYNC;
 	l->resync_wanted = false;
@@ -664,6 +668,20 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 		l->reg_pending = false;
 		disarm(r, LINK_T_REG);
 		l->observed = m->reg_ack.observed;
+		if (m->reg_ack.rekey_s) {
+			/* The operator sizes re-keying to the fleet; a bound keeps a mistyped
+			 * value from pinning the session for good or re-keying in a loop. */
+			uint32_t s = m->reg_ack.rekey_s;
+
+			s = s < LINK_REKEY_MIN_S ? LINK_REKEY_MIN_S : s;
+			s = s > LINK_REKEY_MAX_S ? LINK_REKEY_MAX_S : s;
+			if (s * 1000u != l->rekey_ms) {
+				l->rekey_ms = s * 1000u;
+				l->timers[LINK_T_REKEY] = l->session_up_ms + l->rekey_ms;
+				if (l->timers[LINK_T_REKEY] <= r->now)
+					arm(r, LINK_T_REKEY, 1);
+			}
+		}
 		/* The session demonstrably works: the SESSION_UNKNOWN backoff starts over. */
 		l->unknown_backoff_ms = LINK_UNKNOWN_BACKOFF_FIRST_MS;
 		return;

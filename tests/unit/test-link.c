@@ -469,6 +469,42 @@ static void test_link_session_unknown(void)
 	}
 }
 
+/* The coordinator's REGISTER_ACK sets the re-key interval, within bounds, from the session's
+ * start; and the observed session address is kept. */
+static void test_link_rekey_interval_from_coordinator(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
+	uint64_t up_at;
+
+	up_world(&w, &c);
+	up_at = w.l.session_up_ms;
+	CHECK_EQ_INT(w.l.timers[LINK_T_REKEY], up_at + LINK_REKEY_MS);
+	w.l.reg_pending = false;
+	w.now += 1000;
+	link_on_event(&w.l, &(struct link_event){ .type = LINK_EV_REGISTER }, &w.env, w.now,
+		      &w.out);
+	CHECK(find_msg(&w, &c, PROTO_MSG_REGISTER, &m) >= 0);
+	ack.reg_ack.seq = m.reg.seq;
+	ack.reg_ack.refresh_s = 20;
+	ack.reg_ack.rekey_s = 900;
+	CHECK_EQ_INT(addr_parse(&ack.reg_ack.observed, "198.51.100.77:40000", false), 0);
+	coord_send(&w, &c, &ack);
+	CHECK_EQ_INT(w.l.rekey_ms, 900000);
+	CHECK_EQ_INT(w.l.timers[LINK_T_REKEY], up_at + 900000);
+	CHECK(addr_equal(&w.l.observed, &ack.reg_ack.observed));
+
+	/* Out of bounds: clamped, not obeyed. */
+	link_on_event(&w.l, &(struct link_event){ .type = LINK_EV_REGISTER }, &w.env, w.now,
+		      &w.out);
+	CHECK(find_msg(&w, &c, PROTO_MSG_REGISTER, &m) >= 0);
+	ack.reg_ack.seq = m.reg.seq;
+	ack.reg_ack.rekey_s = 1;
+	coord_send(&w, &c, &ack);
+	CHECK_EQ_INT(w.l.rekey_ms, LINK_REKEY_MIN_S * 1000);
+}
+
 static void test_link_rekey(void)
 {
 	struct world w;
@@ -802,6 +838,7 @@ int main(void)
 	TAP_RUN(test_link_register_alive_no_new_handshake);
 	TAP_RUN(test_link_session_unknown);
 	TAP_RUN(test_link_rekey);
+	TAP_RUN(test_link_rekey_interval_from_coordinator);
 	TAP_RUN(test_link_mapping_rounds);
 	TAP_RUN(test_link_filter_echo);
 	TAP_RUN(test_link_punch_delivery);
