@@ -2,7 +2,9 @@
 /*
  * coord - the coordinator role: Noise responder, registry of nodes, probe
  * receiver on every listen port and port + 1, and the "punch now" pusher.
- * Its pieces share coord_internal.h (the list is there); nothing else uses it.
+ * This is the role's whole contract for ctx; the layers it is made of
+ * (transport.h, then hs.h, dir.h, filter.h, punch.h) are listed in coord.c
+ * and described in docs/architecture.md.
  */
 #ifndef WGPUNCH_COORD_H
 #define WGPUNCH_COORD_H
@@ -23,6 +25,8 @@ int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out);
  * Returns -EAGAIN when listen addresses or the key changed (restart needed). */
 int coord_reload(struct coord *c, const struct config *conf);
 
+/* Closes every handle (one list: coord_handles.h); c is freed from the loop once the last
+ * close callback ran, so the caller runs the loop until it drains. NULL is ignored. */
 void coord_stop(struct coord *c);
 
 cJSON *coord_status(struct coord *c);

@@ -66,7 +66,7 @@ struct reg_node {
 	struct reg_node *fp_next;             /* chain in the fingerprint table */
 	struct reg_node *idx_next;            /* chain in the session index table */
 	struct reg_node *lru_prev, *lru_next; /* least recently refreshed first */
-	/* Owned by coord: its FIFO of pending filter tests. */
+	/* Owned by the filter test (filter.c): its FIFO of pending tests. */
 	struct reg_node *filter_prev, *filter_next;
 
 	uint8_t key[KEY_LEN];  /* the node's WireGuard public key: its identity */

@@ -18,9 +18,9 @@
 
 #include <sodium.h>
 
-#include "wgpunch/coord_filter.h"
-#include "wgpunch/coord_hs.h"
 #include "wgpunch/coord_pair.h"
+#include "wgpunch/filter.h"
+#include "wgpunch/hs.h"
 #include "wgpunch/key.h"
 #include "wgpunch/log.h"
 #include "wgpunch/proto.h"
@@ -886,20 +886,20 @@ static void test_coord_filter_judge_endpoint_dependent_is_unknown(void)
 	n->filter_addr = session;
 
 	/* Mappings not known yet: the echo alone decides. */
-	CHECK_EQ_INT(coord_filter_judge(n, &session), PROTO_FILTER_SAFE);
-	CHECK_EQ_INT(coord_filter_judge(n, &other), PROTO_FILTER_POISONABLE);
+	CHECK_EQ_INT(filter_judge(n, &session), PROTO_FILTER_SAFE);
+	CHECK_EQ_INT(filter_judge(n, &other), PROTO_FILTER_POISONABLE);
 	/* Only one mapping known: still the echo. */
 	n->mapping[0] = m0;
-	CHECK_EQ_INT(coord_filter_judge(n, &other), PROTO_FILTER_POISONABLE);
+	CHECK_EQ_INT(filter_judge(n, &other), PROTO_FILTER_POISONABLE);
 	/* Endpoint-independent mapping: a new port means the router kept the POISON. */
 	n->mapping[1] = m0;
-	CHECK_EQ_INT(coord_filter_judge(n, &other), PROTO_FILTER_POISONABLE);
-	CHECK_EQ_INT(coord_filter_judge(n, &session), PROTO_FILTER_SAFE);
+	CHECK_EQ_INT(filter_judge(n, &other), PROTO_FILTER_POISONABLE);
+	CHECK_EQ_INT(filter_judge(n, &session), PROTO_FILTER_SAFE);
 	/* Endpoint-dependent mapping: the new port says nothing about the filter. */
 	n->mapping[1] = m1;
-	CHECK_EQ_INT(coord_filter_judge(n, &other), PROTO_FILTER_UNKNOWN);
+	CHECK_EQ_INT(filter_judge(n, &other), PROTO_FILTER_UNKNOWN);
 	/* An echo from the tested address is still a clear SAFE. */
-	CHECK_EQ_INT(coord_filter_judge(n, &session), PROTO_FILTER_SAFE);
+	CHECK_EQ_INT(filter_judge(n, &session), PROTO_FILTER_SAFE);
 out:
 	registry_destroy(&r);
 }
@@ -1257,58 +1257,58 @@ out:
 
 /* ================= handshake flood protection ================= */
 
-static const uint8_t hs_test_key[COORD_HS_HASH_KEY_LEN] = { 1, 2,  3,  4,  5,  6,  7,  8,
-							    9, 10, 11, 12, 13, 14, 15, 16 };
+static const uint8_t hs_test_key[HS_HASH_KEY_LEN] = { 1, 2,  3,  4,  5,  6,  7,  8,
+						      9, 10, 11, 12, 13, 14, 15, 16 };
 
 /* Up to n HS_INITs from a at now_ms; how many were allowed. */
-static int hs_allow_n(struct coord_hs_limit *l, const struct addr *a, uint64_t now_ms, int n,
-		      enum coord_hs_verdict *last)
+static int hs_allow_n(struct hs_limit *l, const struct addr *a, uint64_t now_ms, int n,
+		      enum hs_verdict *last)
 {
 	int allowed = 0;
 
 	for (int i = 0; i < n; i++) {
-		*last = coord_hs_limit_check(l, a, now_ms);
-		allowed += *last == COORD_HS_ALLOW;
+		*last = hs_limit_check(l, a, now_ms);
+		allowed += *last == HS_ALLOW;
 	}
 	return allowed;
 }
 
 static void test_coord_hs_limit_source_burst_and_refill(void)
 {
-	static struct coord_hs_limit l; /* 64 KiB: not on the stack */
-	const uint64_t t0 = 123456, interval_ms = 1000 / COORD_HS_SOURCE_PER_S;
-	enum coord_hs_verdict v;
+	static struct hs_limit l; /* 64 KiB: not on the stack */
+	const uint64_t t0 = 123456, interval_ms = 1000 / HS_SOURCE_PER_S;
+	enum hs_verdict v;
 	struct addr a, a2, b;
 
-	coord_hs_limit_init(&l, hs_test_key);
+	hs_limit_init(&l, hs_test_key);
 	make_addr(&a, "203.0.113.7", 51900);
 	make_addr(&a2, "203.0.113.7", 40000); /* the same host (or NAT), another port */
 	make_addr(&b, "198.51.100.7", 51900);
 
-	CHECK_EQ_INT(hs_allow_n(&l, &a, t0, COORD_HS_SOURCE_BURST + 10, &v), COORD_HS_SOURCE_BURST);
-	CHECK_EQ_INT(v, COORD_HS_SOURCE_LIMITED);
-	CHECK_EQ_INT(coord_hs_limit_check(&l, &a2, t0), COORD_HS_SOURCE_LIMITED);
+	CHECK_EQ_INT(hs_allow_n(&l, &a, t0, HS_SOURCE_BURST + 10, &v), HS_SOURCE_BURST);
+	CHECK_EQ_INT(v, HS_SOURCE_LIMITED);
+	CHECK_EQ_INT(hs_limit_check(&l, &a2, t0), HS_SOURCE_LIMITED);
 	/* Another source has its own bucket. */
 	CHECK_EQ_INT(hs_allow_n(&l, &b, t0, 5, &v), 5);
 	/* Refused ones were not charged: one interval later, exactly one more. */
-	CHECK_EQ_INT(coord_hs_limit_check(&l, &a, t0 + interval_ms - 1), COORD_HS_SOURCE_LIMITED);
+	CHECK_EQ_INT(hs_limit_check(&l, &a, t0 + interval_ms - 1), HS_SOURCE_LIMITED);
 	CHECK_EQ_INT(hs_allow_n(&l, &a2, t0 + interval_ms, 3, &v), 1);
 	/* Ten intervals on, ten more. */
 	CHECK_EQ_INT(hs_allow_n(&l, &a, t0 + 11 * interval_ms, 20, &v), 10);
 	/* Idle for a whole burst's worth of time: the full burst again, no more. */
-	CHECK_EQ_INT(hs_allow_n(&l, &a, t0 + 11 * interval_ms + COORD_HS_SOURCE_BURST * interval_ms,
-				COORD_HS_SOURCE_BURST + 10, &v),
-		     COORD_HS_SOURCE_BURST);
-	CHECK_EQ_INT(coord_hs_limit_check(&l, &b, t0 + 100000), COORD_HS_ALLOW);
+	CHECK_EQ_INT(hs_allow_n(&l, &a, t0 + 11 * interval_ms + HS_SOURCE_BURST * interval_ms,
+				HS_SOURCE_BURST + 10, &v),
+		     HS_SOURCE_BURST);
+	CHECK_EQ_INT(hs_limit_check(&l, &b, t0 + 100000), HS_ALLOW);
 }
 
 static void test_coord_hs_limit_ipv6_by_prefix(void)
 {
-	static struct coord_hs_limit l;
+	static struct hs_limit l;
 	struct addr a, same64, other64;
-	enum coord_hs_verdict v;
+	enum hs_verdict v;
 
-	coord_hs_limit_init(&l, hs_test_key);
+	hs_limit_init(&l, hs_test_key);
 	memset(&a, 0, sizeof(a));
 	a.in6.sin6_family = AF_INET6;
 	a.in6.sin6_port = htons(51820);
@@ -1317,50 +1317,49 @@ static void test_coord_hs_limit_ipv6_by_prefix(void)
 	inet_pton(AF_INET6, "2001:db8:1:2:ffff::99", &same64.in6.sin6_addr);
 	inet_pton(AF_INET6, "2001:db8:1:3::1", &other64.in6.sin6_addr);
 
-	CHECK_EQ_INT(hs_allow_n(&l, &a, 1000, COORD_HS_SOURCE_BURST, &v), COORD_HS_SOURCE_BURST);
+	CHECK_EQ_INT(hs_allow_n(&l, &a, 1000, HS_SOURCE_BURST, &v), HS_SOURCE_BURST);
 	/* A host can pick any address in its /64: the prefix is the source. */
-	CHECK_EQ_INT(coord_hs_limit_check(&l, &same64, 1000), COORD_HS_SOURCE_LIMITED);
-	CHECK_EQ_INT(coord_hs_limit_check(&l, &other64, 1000), COORD_HS_ALLOW);
+	CHECK_EQ_INT(hs_limit_check(&l, &same64, 1000), HS_SOURCE_LIMITED);
+	CHECK_EQ_INT(hs_limit_check(&l, &other64, 1000), HS_ALLOW);
 }
 
 static void test_coord_hs_limit_global_budget(void)
 {
-	static struct coord_hs_limit l;
+	static struct hs_limit l;
 	const uint64_t t0 = 5000;
 	int allowed = 0, over = 0;
 	struct addr a;
 	char ip[32];
 
-	coord_hs_limit_init(&l, hs_test_key);
+	hs_limit_init(&l, hs_test_key);
 	/* A flood from many sources (spoofed ones, say): each sends a few at once. */
-	for (int i = 0; i < 2 * COORD_HS_GLOBAL_PER_S; i++) {
+	for (int i = 0; i < 2 * HS_GLOBAL_PER_S; i++) {
 		snprintf(ip, sizeof(ip), "198.18.%d.%d", i / 250, 1 + i % 250);
 		make_addr(&a, ip, 1024);
 		for (int k = 0; k < 2; k++) {
-			enum coord_hs_verdict v = coord_hs_limit_check(&l, &a, t0);
+			enum hs_verdict v = hs_limit_check(&l, &a, t0);
 
-			allowed += v == COORD_HS_ALLOW;
-			over += v == COORD_HS_OVER_BUDGET;
+			allowed += v == HS_ALLOW;
+			over += v == HS_OVER_BUDGET;
 		}
 	}
-	CHECK_EQ_INT(allowed, COORD_HS_GLOBAL_PER_S);
-	CHECK_EQ_INT(over, 3 * COORD_HS_GLOBAL_PER_S);
+	CHECK_EQ_INT(allowed, HS_GLOBAL_PER_S);
+	CHECK_EQ_INT(over, 3 * HS_GLOBAL_PER_S);
 	/* Half a second later, half the budget has come back. */
 	allowed = 0;
-	for (int i = 0; i < COORD_HS_GLOBAL_PER_S; i++) {
+	for (int i = 0; i < HS_GLOBAL_PER_S; i++) {
 		struct addr b;
 
 		snprintf(ip, sizeof(ip), "203.0.113.%d", 1 + i % 250);
 		make_addr(&b, ip, 1024);
-		allowed += coord_hs_limit_check(&l, &b, t0 + 500) == COORD_HS_ALLOW;
+		allowed += hs_limit_check(&l, &b, t0 + 500) == HS_ALLOW;
 	}
-	CHECK_EQ_INT(allowed, COORD_HS_GLOBAL_PER_S / 2);
+	CHECK_EQ_INT(allowed, HS_GLOBAL_PER_S / 2);
 	/* The last source was refused for the budget, not charged: its full burst now. */
-	enum coord_hs_verdict v;
+	enum hs_verdict v;
 
-	CHECK_EQ_INT(hs_allow_n(&l, &a, t0 + 1000, COORD_HS_SOURCE_BURST + 1, &v),
-		     COORD_HS_SOURCE_BURST);
-	CHECK_EQ_INT(v, COORD_HS_SOURCE_LIMITED);
+	CHECK_EQ_INT(hs_allow_n(&l, &a, t0 + 1000, HS_SOURCE_BURST + 1, &v), HS_SOURCE_BURST);
+	CHECK_EQ_INT(v, HS_SOURCE_LIMITED);
 }
 
 /*
@@ -1369,13 +1368,13 @@ static void test_coord_hs_limit_global_budget(void)
  */
 static uint64_t hs_limit_nat_restart(int hosts)
 {
-	static struct coord_hs_limit l;
+	static struct hs_limit l;
 	uint64_t next[1024], backoff[1024], last_ok = 0, rnd = 0x9e3779b97f4a7c15u;
 	bool done[1024] = { false };
 	int left = hosts;
 	struct addr nat;
 
-	coord_hs_limit_init(&l, hs_test_key);
+	hs_limit_init(&l, hs_test_key);
 	make_addr(&nat, "203.0.113.50", 0);
 	for (int i = 0; i < hosts; i++) {
 		rnd = rnd * 6364136223846793005u + 1442695040888963407u;
@@ -1387,7 +1386,7 @@ static uint64_t hs_limit_nat_restart(int hosts)
 			if (done[i] || next[i] != now)
 				continue;
 			addr_set_port(&nat, (uint16_t)(20000 + i));
-			if (coord_hs_limit_check(&l, &nat, now) == COORD_HS_ALLOW) {
+			if (hs_limit_check(&l, &nat, now) == HS_ALLOW) {
 				done[i] = true;
 				left--;
 				last_ok = now - 10000;
@@ -1462,21 +1461,21 @@ static void test_coord_hs_rate_limit_per_source(void)
 
 	/* From 127.0.0.1, another port than a's session socket: the IP is what counts. */
 	t0 = uv_hrtime();
-	hs_flood(&h, a.wg_fd, COORD_HS_SOURCE_BURST + extra);
+	hs_flood(&h, a.wg_fd, HS_SOURCE_BURST + extra);
 	elapsed_ms = (uv_hrtime() - t0) / 1000000u;
-	refill = (double)(elapsed_ms * COORD_HS_SOURCE_PER_S / 1000 + 1);
+	refill = (double)(elapsed_ms * HS_SOURCE_PER_S / 1000 + 1);
 	bad = counter(&h, "hs_bad");
 	limited = counter(&h, "hs_rate_limited");
 	printf("# %d in %llu ms: %.0f read (and refused), %.0f dropped unread\n",
-	       COORD_HS_SOURCE_BURST + extra, (unsigned long long)elapsed_ms, bad, limited);
-	CHECK_EQ_INT(bad + limited, COORD_HS_SOURCE_BURST + extra);
-	CHECK(bad >= COORD_HS_SOURCE_BURST);
-	CHECK(bad <= COORD_HS_SOURCE_BURST + refill);
+	       HS_SOURCE_BURST + extra, (unsigned long long)elapsed_ms, bad, limited);
+	CHECK_EQ_INT(bad + limited, HS_SOURCE_BURST + extra);
+	CHECK(bad >= HS_SOURCE_BURST);
+	CHECK(bad <= HS_SOURCE_BURST + refill);
 	CHECK(limited > 0);
 	CHECK_EQ_INT(counter(&h, "hs_over_budget"), 0);
 
 	/* A real node at that IP is refused while the bucket is empty. A token may come
-	 * back (one each 1000 / COORD_HS_SOURCE_PER_S ms) just before it: a few tries. */
+	 * back (one each 1000 / HS_SOURCE_PER_S ms) just before it: a few tries. */
 	for (int i = 0; i < 3 && !refused; i++) {
 		size_t len;
 
@@ -1491,7 +1490,7 @@ static void test_coord_hs_rate_limit_per_source(void)
 	/* Another source still gets through at once. */
 	CHECK_EQ_INT(client_handshake(&h, &b), 0);
 	/* After the refill, the first source works again. */
-	pump(&h, 3 * 1000 / COORD_HS_SOURCE_PER_S);
+	pump(&h, 3 * 1000 / HS_SOURCE_PER_S);
 	CHECK_EQ_INT(client_handshake(&h, &a), 0);
 	CHECK_EQ_INT(client_register(&h, &a, NULL, 0, NULL, 0, 0), 0);
 	CHECK_EQ_INT(counter(&h, "hs_accepted"), (refused ? 2 : 3));

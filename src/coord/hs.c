@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * coord_hs - the coordinator's handshakes: flood protection, then the Noise
- * IK responder (rendezvous.md section 1).
+ * hs - the coordinator's handshakes: flood protection, then the Noise IK
+ * responder (rendezvous.md section 1).
  */
-#include "wgpunch/coord_hs.h"
+#include "wgpunch/hs.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -11,14 +11,18 @@
 
 #include <sodium.h>
 
-#include "wgpunch/config.h"
-#include "wgpunch/coord_filter.h"
-#include "wgpunch/coord_internal.h"
+#include "wgpunch/dir.h"
+#include "wgpunch/filter.h"
 #include "wgpunch/key.h"
 #include "wgpunch/log.h"
 #include "wgpunch/proto.h"
 #include "wgpunch/registry.h"
 #include "wgpunch/session.h"
+#include "wgpunch/transport.h"
+
+#define X(name, help) COUNTER_DEF(hs_counters, name, help)
+COUNTER_TABLE_DEFINE(hs_counters, HS_COUNTERS(X));
+#undef X
 
 /* ---- handshake flood protection (pure) ---- */
 
@@ -39,14 +43,14 @@ static bool gcra_allows(uint64_t tat_us, uint64_t now_us, uint64_t interval_us, 
 	return true;
 }
 
-void coord_hs_limit_init(struct coord_hs_limit *l, const uint8_t key[COORD_HS_HASH_KEY_LEN])
+void hs_limit_init(struct hs_limit *l, const uint8_t key[HS_HASH_KEY_LEN])
 {
 	memset(l, 0, sizeof(*l));
-	memcpy(l->hash_key, key, COORD_HS_HASH_KEY_LEN);
+	memcpy(l->hash_key, key, HS_HASH_KEY_LEN);
 }
 
 /* The source's slot: its IPv4 address, or the /64 of its IPv6 address. */
-static size_t coord_hs_slot(const struct coord_hs_limit *l, const struct addr *from)
+static size_t hs_slot(const struct hs_limit *l, const struct addr *from)
 {
 	uint8_t in[1 + 8] = { 0 }, h[crypto_shorthash_BYTES];
 	size_t len;
@@ -68,57 +72,64 @@ static size_t coord_hs_slot(const struct coord_hs_limit *l, const struct addr *f
 	crypto_shorthash(h, in, len, l->hash_key);
 	for (size_t i = 0; i < sizeof(h); i++)
 		v = v << 8 | h[i];
-	return (size_t)(v % COORD_HS_SLOTS);
+	return (size_t)(v % HS_SLOTS);
 }
 
-enum coord_hs_verdict coord_hs_limit_check(struct coord_hs_limit *l, const struct addr *from,
-					   uint64_t now_ms)
+enum hs_verdict hs_limit_check(struct hs_limit *l, const struct addr *from, uint64_t now_ms)
 {
-	uint64_t now_us = now_ms * 1000, *src = &l->source_tat_us[coord_hs_slot(l, from)];
+	uint64_t now_us = now_ms * 1000, *src = &l->source_tat_us[hs_slot(l, from)];
 	uint64_t src_next, global_next;
 
 	/* The source first: one loud source must not spend the budget of all. */
-	if (!gcra_allows(*src, now_us, 1000000 / COORD_HS_SOURCE_PER_S, COORD_HS_SOURCE_BURST,
-			 &src_next))
-		return COORD_HS_SOURCE_LIMITED;
-	if (!gcra_allows(l->global_tat_us, now_us, 1000000 / COORD_HS_GLOBAL_PER_S,
-			 COORD_HS_GLOBAL_PER_S, &global_next))
-		return COORD_HS_OVER_BUDGET;
+	if (!gcra_allows(*src, now_us, 1000000 / HS_SOURCE_PER_S, HS_SOURCE_BURST, &src_next))
+		return HS_SOURCE_LIMITED;
+	if (!gcra_allows(l->global_tat_us, now_us, 1000000 / HS_GLOBAL_PER_S, HS_GLOBAL_PER_S,
+			 &global_next))
+		return HS_OVER_BUDGET;
 	*src = src_next;
 	l->global_tat_us = global_next;
-	return COORD_HS_ALLOW;
+	return HS_ALLOW;
 }
 
 /* Both before any X25519 work; what is dropped is counted, and logged at debug level. */
-static bool coord_hs_allowed(struct coord *c, const struct addr *from)
+static bool hs_allowed(struct hs *h, const struct addr *from)
 {
-	uint64_t now = uv_now(c->loop);
+	uint64_t now = uv_now(h->loop);
 
-	switch (coord_hs_limit_check(&c->hs_limit, from, now)) {
-	case COORD_HS_ALLOW:
+	switch (hs_limit_check(&h->limit, from, now)) {
+	case HS_ALLOW:
 		return true;
-	case COORD_HS_SOURCE_LIMITED:
-		coord_drop(&c->ctr.hs_rate_limited, from, "too many handshakes from its source");
+	case HS_SOURCE_LIMITED:
+		transport_drop(&h->ctr.hs_rate_limited, from,
+			       "too many handshakes from its source");
 		return false;
-	case COORD_HS_OVER_BUDGET:
+	case HS_OVER_BUDGET:
 		break;
 	}
-	coord_drop(&c->ctr.hs_over_budget, from, "handshake budget spent");
+	transport_drop(&h->ctr.hs_over_budget, from, "handshake budget spent");
 	/* The operator should know: a flood, or more nodes re-keying than one core serves. */
-	if (!c->budget_warned_ms || now - c->budget_warned_ms >= 60000) {
-		c->budget_warned_ms = now;
+	if (!h->budget_warned_ms || now - h->budget_warned_ms >= 60000) {
+		h->budget_warned_ms = now;
 		log_warn("more than %d handshakes a second: dropping the excess (%llu so far), "
 			 "nodes retry",
-			 COORD_HS_GLOBAL_PER_S, (unsigned long long)c->ctr.hs_over_budget);
+			 HS_GLOBAL_PER_S, (unsigned long long)h->ctr.hs_over_budget);
 	}
 	return false;
 }
 
 /* ---- the responder ---- */
 
-void coord_hs_on_init(struct coord *c, struct coord_sock *s, const struct addr *from,
-		      const struct proto_outer *o)
+/*
+ * HS_INIT on P. Past the flood protection and the Noise checks (authentic, authorised key,
+ * timestamp newer than the last accepted), it answers HS_RESP; the new session replaces the
+ * node's old one, its entry (mapping, filter, peers) stays, and a new session address starts a
+ * filter test. What fails a check is dropped and counted.
+ */
+static void hs_on_init(void *arg, const struct transport_rx *rx)
 {
+	struct hs *h = arg;
+	const struct proto_outer *o = rx->outer;
+	const struct addr *from = rx->from;
 	uint8_t ts[PROTO_TIMESTAMP_LEN], e_priv[32], noise[PROTO_HS_RESP_NOISE_LEN], out[128];
 	struct proto_outer resp = { .type = PROTO_HS_RESP };
 	struct session_keys keys;
@@ -127,58 +138,53 @@ void coord_hs_on_init(struct coord *c, struct coord_sock *s, const struct addr *
 	bool created = false;
 	ssize_t r;
 
-	if (!coord_hs_allowed(c, from))
+	if (!hs_allowed(h, from))
 		return;
 	if (session_hs_init(&hs, false, (const uint8_t *)SESSION_PROLOGUE, strlen(SESSION_PROLOGUE),
-			    c->conf->coord.private_key, NULL) < 0) {
-		c->ctr.hs_failed++;
+			    h->conf->coord.private_key, NULL) < 0) {
+		h->ctr.hs_failed++;
 		goto out;
 	}
 	r = session_hs_read_msg1(&hs, o->body, o->body_len, ts, sizeof(ts));
 	if (r != PROTO_TIMESTAMP_LEN) {
-		coord_drop(&c->ctr.hs_bad, from, "handshake does not authenticate");
+		transport_drop(&h->ctr.hs_bad, from, "handshake does not authenticate");
 		goto out;
 	}
-	if (!config_key_authorized(c->conf, hs.rs)) {
-		coord_drop(&c->ctr.hs_unauthorized, from, "handshake from a key not authorised");
+	if (!config_key_authorized(h->conf, hs.rs)) {
+		transport_drop(&h->ctr.hs_unauthorized, from,
+			       "handshake from a key not authorised");
 		goto out;
 	}
-	n = registry_find(&c->reg, hs.rs);
+	n = dir_find(h->dir, hs.rs);
 	if (n && !session_tai64n_after(ts, n->hs_timestamp)) {
-		coord_drop(&c->ctr.hs_replayed, from, "handshake timestamp not newer (replay)");
+		transport_drop(&h->ctr.hs_replayed, from, "handshake timestamp not newer (replay)");
 		goto out;
 	}
 	if (!n) {
-		int e = registry_add(&c->reg, hs.rs, uv_now(c->loop), &n);
+		int e = dir_add(h->dir, hs.rs, &n);
 
 		if (e < 0) {
-			coord_drop(e == -ENOSPC ? &c->ctr.hs_full : &c->ctr.hs_failed, from,
-				   e == -ENOSPC ? "registry full" : "cannot add node");
+			transport_drop(e == -ENOSPC ? &h->ctr.hs_full : &h->ctr.hs_failed, from,
+				       e == -ENOSPC ? "registry full" : "cannot add node");
 			goto out;
 		}
 		created = true;
 	}
 	randombytes_buf(e_priv, sizeof(e_priv));
 	r = session_hs_write_msg2(&hs, e_priv, NULL, 0, noise, sizeof(noise));
-	if (r != PROTO_HS_RESP_NOISE_LEN || registry_assign_index(&c->reg, n, NULL, NULL) < 0) {
-		c->ctr.hs_failed++;
+	if (r != PROTO_HS_RESP_NOISE_LEN || dir_new_index(h->dir, n) < 0) {
+		h->ctr.hs_failed++;
 		if (created)
-			registry_remove(&c->reg, n);
+			dir_forget(h->dir, n);
 		goto out;
 	}
 	session_hs_split(&hs, &keys);
 
 	/* The new session replaces the old one; the entry (mapping, filter, peers) stays. */
 	memcpy(n->hs_timestamp, ts, sizeof(ts));
-	n->remote_idx = o->sender_idx;
-	n->send_counter = 0;
-	memcpy(n->send_key, keys.send, SESSION_KEY_LEN);
-	memcpy(n->recv_key, keys.recv, SESSION_KEY_LEN);
-	session_probe_key(&keys, n->probe_key);
-	memset(&n->replay, 0, sizeof(n->replay));
-	n->probe_seq[0] = n->probe_seq[1] = 0;
-	registry_touch(&c->reg, n, uv_now(c->loop));
-	c->ctr.hs_accepted++;
+	transport_session_install(h->t, n, &keys, o->sender_idx, rx->sock->id, from);
+	dir_touch(h->dir, n);
+	h->ctr.hs_accepted++;
 
 	resp.sender_idx = n->local_idx;
 	resp.receiver_idx = o->sender_idx;
@@ -186,7 +192,7 @@ void coord_hs_on_init(struct coord *c, struct coord_sock *s, const struct addr *
 	resp.body_len = sizeof(noise);
 	r = proto_encode_outer(out, sizeof(out), &resp);
 	if (r > 0)
-		coord_send(c, s, from, out, (size_t)r);
+		transport_send(h->t, rx->sock->id, from, out, (size_t)r);
 	if (log_enabled(LOG_LEVEL_DEBUG)) {
 		char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
 
@@ -194,9 +200,32 @@ void coord_hs_on_init(struct coord *c, struct coord_sock *s, const struct addr *
 			  addr_format(from, a), n->local_idx);
 	}
 	/* After HS_RESP, so the node has the keys when FILTER_GO arrives. */
-	coord_filter_set_session_addr(c, n, s, from);
+	filter_on_session_addr(h->filter, n);
 out:
 	sodium_memzero(&hs, sizeof(hs));
 	sodium_memzero(&keys, sizeof(keys));
 	sodium_memzero(e_priv, sizeof(e_priv));
+}
+
+void hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct transport *t,
+	     struct dir *dir, struct filter *filter)
+{
+	uint8_t key[HS_HASH_KEY_LEN];
+
+	h->loop = loop;
+	h->conf = conf;
+	h->t = t;
+	h->dir = dir;
+	h->filter = filter;
+	h->budget_warned_ms = 0;
+	randombytes_buf(key, sizeof(key));
+	hs_limit_init(&h->limit, key);
+	sodium_memzero(key, sizeof(key));
+	/* Handshakes only on P: P + 1 never starts a session. */
+	transport_route_outer(t, PROTO_HS_INIT, TRANSPORT_ROLE_BIT(TRANSPORT_MAIN), hs_on_init, h);
+}
+
+void hs_reload(struct hs *h, const struct config *conf)
+{
+	h->conf = conf;
 }

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * transport - the coordinator's bottom layer: every socket, the framing of
+ * established sessions, and the dispatch of what arrives to the services.
+ *
+ * Sockets. Each listen address has two, named by role, not by position:
+ * TRANSPORT_MAIN at port P (handshakes, sessions, probes) and TRANSPORT_PROBE
+ * at P + 1 (probes, the filter echo, the source of the filter test's POISON).
+ * A listen address of either family gets its pair: an IPv6 listen address is
+ * one more entry of conf->coord.listen, bound IPV6_V6ONLY. Relay ports
+ * (issue 8) are the slot after TRANSPORT_PROBE: a role whose sockets a relay
+ * service opens on demand and whose datagrams go to its own handler.
+ *
+ * Sessions. The transport frames what travels under a node's session (the
+ * session fields of struct reg_node: index, keys, counters, replay window,
+ * session address): it decrypts DATA, checks its replay window, follows NAT
+ * rebinding on P, checks a PROBE's MAC and sequence per port, answers an index
+ * it does not know with SESSION_UNKNOWN (rate-limited), and encrypts DATA for
+ * transport_send_msg(). Which entry an index names it asks the directory
+ * through struct transport_sessions; it never calls a service by name.
+ *
+ * Dispatch. Services register a handler per message type and the roles
+ * (ports) it may arrive on:
+ *   - outer types that arrive as they are (HS_INIT), or after the transport's
+ *     own check (PROBE: rx->node is its authenticated sender);
+ *   - inner messages of DATA (REGISTER, PUNCH_ACK, FILTER_ECHO): rx->node and
+ *     rx->msg set.
+ * A type with no handler or on a port its handler did not ask for is counted
+ * (rx_unexpected, data_unexpected) and dropped. DATA itself is never
+ * dispatched: it is the transport's.
+ *
+ * Receive path: libuv's one datagram per callback (transport_on_recv), which
+ * hands each datagram to transport_input(). A batched recvmmsg path replaces
+ * transport_on_recv alone and calls transport_input() per datagram; sending
+ * goes through transport_tx() alone, the place for a sendmmsg queue.
+ *
+ * One loop, no threads. Counters: transport_counters_table.
+ */
+#ifndef WGPUNCH_TRANSPORT_H
+#define WGPUNCH_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "wgpunch/addr.h"
+#include "wgpunch/config.h"
+#include "wgpunch/coord_handles.h"
+#include "wgpunch/counters.h"
+#include "wgpunch/proto.h"
+
+#define TRANSPORT_MAX_LISTEN 64
+#define TRANSPORT_UNKNOWN_PER_S 1000 /* SESSION_UNKNOWN replies a second, all sources together */
+/* Larger than any valid datagram, so a longer one shows up as UV_UDP_PARTIAL. */
+#define TRANSPORT_RXBUF (PROTO_MAX_DATAGRAM + 256)
+
+enum transport_role {
+	TRANSPORT_MAIN = 0,  /* listen port P */
+	TRANSPORT_PROBE = 1, /* P + 1 */
+	TRANSPORT_LISTEN_ROLES,
+	/* TRANSPORT_RELAY goes here (issue 8): sockets from relay_ports, opened per pair. */
+};
+#define TRANSPORT_ROLE_BIT(role) (1u << (role))
+
+/* Which socket: the listen address (conf->coord.listen[listen]) and the role there. */
+struct transport_sock_id {
+	uint8_t listen;
+	uint8_t role; /* enum transport_role */
+};
+
+struct transport;
+
+struct transport_sock {
+	struct coord_handle h; /* h.uv.udp; .data is the struct transport */
+	struct transport *t;
+	struct transport_sock_id id;
+	struct addr bound;
+};
+
+/* One listen address: its sockets, by role. */
+struct transport_listen {
+	struct transport_sock sock[TRANSPORT_LISTEN_ROLES];
+};
+
+#define TRANSPORT_COUNTERS(X)                                                               \
+	X(rx_datagrams, "every datagram received")                                          \
+	X(rx_malformed, "bad outer message, or truncated")                                  \
+	X(rx_unexpected, "a type or port this side never receives")                         \
+	X(unknown_index, "DATA or PROBE for an index we do not know")                       \
+	X(session_unknown_sent, "SESSION_UNKNOWN answers sent")                             \
+	X(session_unknown_limited, "SESSION_UNKNOWN not sent: rate limit")                  \
+	X(data_replayed, "DATA whose counter was seen before")                              \
+	X(data_bad_auth, "DATA that failed to authenticate (AEAD)")                         \
+	X(data_malformed, "authentic DATA whose inner message did not decode")              \
+	X(data_unexpected, "authentic DATA, but not a message for this port")               \
+	X(probe_bad_mac, "PROBE whose MAC did not verify")                                  \
+	X(probe_replayed, "PROBE whose sequence number was not above the last on its port") \
+	X(tx_datagrams, "datagrams handed to the kernel")                                   \
+	X(tx_errors, "datagrams not sent: no memory, or the kernel refused")
+
+struct transport_counters {
+	TRANSPORT_COUNTERS(COUNTER_FIELD)
+};
+COUNTER_TABLE_DECLARE(transport_counters);
+
+struct reg_node;
+
+/* What a handler receives; valid only during the call. */
+struct transport_rx {
+	const struct transport_sock *sock;
+	const struct addr *from;
+	const uint8_t *buf; /* the whole datagram */
+	size_t len;
+	const struct proto_outer *outer;
+	struct reg_node *node;       /* PROBE and inner messages: the authenticated sender */
+	const struct proto_msg *msg; /* inner messages: the decrypted message */
+};
+
+typedef void (*transport_handler_fn)(void *arg, const struct transport_rx *rx);
+
+struct transport_route {
+	transport_handler_fn fn; /* NULL: nobody receives this type */
+	void *arg;
+	unsigned int roles; /* TRANSPORT_ROLE_BIT()s of the ports it may arrive on */
+};
+
+/* The directory's answers about sessions, without the transport calling it by name. */
+struct transport_sessions {
+	/* The entry whose session index is idx, or NULL. */
+	struct reg_node *(*find)(void *arg, uint32_t idx);
+	/* Authentic DATA from n: it is alive (refresh). */
+	void (*seen)(void *arg, struct reg_node *n);
+	/* n's session address changed on P (NAT rebinding): the new one is in n already. */
+	void (*moved)(void *arg, struct reg_node *n);
+	void *arg;
+};
+
+#define TRANSPORT_OUTER_TYPES 8 /* above every enum proto_type */
+#define TRANSPORT_MSG_TYPES 16  /* above every enum proto_msg_type */
+
+struct transport {
+	uv_loop_t *loop;
+	struct coord_handles *handles;
+	struct transport_listen *listen;
+	size_t n_listen;
+	struct transport_sessions sessions;
+	struct transport_route outer[TRANSPORT_OUTER_TYPES];
+	struct transport_route msg[TRANSPORT_MSG_TYPES];
+	uint32_t unknown_tokens;
+	uint64_t unknown_refill_ms;
+	struct transport_counters ctr;
+	uint8_t rxbuf[TRANSPORT_RXBUF]; /* one loop, one read at a time */
+};
+
+/*
+ * Creates a socket pair per listen address of cr, every socket in handles before anything can
+ * fail; nothing is bound yet. Returns 0, or -EINVAL / -ENOMEM (logged); on failure the sockets
+ * made so far stay in handles, which closes them.
+ */
+int transport_init(struct transport *t, uv_loop_t *loop, struct coord_handles *handles,
+		   const struct config_coordinator_role *cr, const struct transport_sessions *s);
+/* Binds every socket and starts receiving. 0, or -errno (logged with the address). */
+int transport_bind(struct transport *t);
+/* Frees what transport_init() allocated; only after handles closed every socket. */
+void transport_destroy(struct transport *t);
+
+/* Registers fn for outer type `type` (HS_INIT, PROBE) on the ports in roles. */
+void transport_route_outer(struct transport *t, uint8_t type, unsigned int roles,
+			   transport_handler_fn fn, void *arg);
+/* Registers fn for inner message type `type` of DATA, on the ports in roles. */
+void transport_route_msg(struct transport *t, uint8_t type, unsigned int roles,
+			 transport_handler_fn fn, void *arg);
+
+/* One received datagram, from wherever it was read: counted, decoded, framed, dispatched. */
+void transport_input(struct transport *t, const struct transport_sock *s, const struct addr *from,
+		     const uint8_t *buf, size_t len, bool truncated);
+
+/* The socket named by id, or NULL when there is none. */
+struct transport_sock *transport_sock(struct transport *t, struct transport_sock_id id);
+
+/* Sends a copy of buf[0..len) to `to` from socket id. Nothing is sent once the handles are
+ * closing; failures are counted (tx_errors) and logged at debug level. */
+void transport_send(struct transport *t, struct transport_sock_id id, const struct addr *to,
+		    const uint8_t *buf, size_t len);
+/* DATA{m} to n's session address, from P of the listen address its session uses; nothing
+ * while n has no session. */
+void transport_send_msg(struct transport *t, struct reg_node *n, const struct proto_msg *m);
+
+/* Installs a new session on n (keys, indices, counters, probe key, replay window) from the
+ * socket and address its handshake came from. n already has its new local index. */
+struct session_keys;
+void transport_session_install(struct transport *t, struct reg_node *n,
+			       const struct session_keys *keys, uint32_t remote_idx,
+			       struct transport_sock_id id, const struct addr *from);
+
+/* Counts a dropped datagram in *counter and logs why at debug level. */
+void transport_drop(uint64_t *counter, const struct addr *from, const char *why);
+
+#endif

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dir - the coordinator's directory: registry, REGISTER, mappings, consent,
+ * expiry.
+ */
+#include "wgpunch/dir.h"
+
+#include <errno.h>
+
+#include "wgpunch/key.h"
+#include "wgpunch/log.h"
+#include "wgpunch/proto.h"
+#include "wgpunch/transport.h"
+
+#define X(name, help) COUNTER_DEF(dir_counters, name, help)
+COUNTER_TABLE_DEFINE(dir_counters, DIR_COUNTERS(X));
+#undef X
+
+bool dir_ready(const struct reg_node *n)
+{
+	return n->local_idx && n->registered && n->mapping[0].family &&
+	       n->filter_state == REG_FILTER_DONE;
+}
+
+bool dir_consent(const struct reg_node *a, const struct reg_node *b)
+{
+	return registry_lists(a, b->fp) && registry_lists(b, a->fp);
+}
+
+struct reg_node *dir_find(const struct dir *d, const uint8_t key[KEY_LEN])
+{
+	return registry_find(&d->reg, key);
+}
+
+struct reg_node *dir_find_fp(const struct dir *d, uint64_t fp, const struct reg_node *prev)
+{
+	return registry_find_fp(&d->reg, fp, prev);
+}
+
+struct reg_node *dir_find_index(const struct dir *d, uint32_t idx)
+{
+	return registry_find_index(&d->reg, idx);
+}
+
+int dir_add(struct dir *d, const uint8_t key[KEY_LEN], struct reg_node **out)
+{
+	return registry_add(&d->reg, key, uv_now(d->loop), out);
+}
+
+int dir_new_index(struct dir *d, struct reg_node *n)
+{
+	return registry_assign_index(&d->reg, n, NULL, NULL);
+}
+
+void dir_touch(struct dir *d, struct reg_node *n)
+{
+	registry_touch(&d->reg, n, uv_now(d->loop));
+}
+
+void dir_forget(struct dir *d, struct reg_node *n)
+{
+	if (d->hooks.forget)
+		d->hooks.forget(d->hooks.arg, n);
+	registry_remove(&d->reg, n);
+}
+
+static void dir_changed(struct dir *d, struct reg_node *n, bool was_ready, bool changed)
+{
+	if (d->hooks.changed)
+		d->hooks.changed(d->hooks.arg, n, was_ready, changed);
+}
+
+/* ---- what nodes send ---- */
+
+static void dir_on_register(void *arg, const struct transport_rx *rx)
+{
+	struct dir *d = arg;
+	struct reg_node *n = rx->node;
+	const struct proto_register *reg = &rx->msg->reg;
+	struct proto_msg ack = { .type = PROTO_MSG_REGISTER_ACK };
+	bool was_ready = dir_ready(n), changed;
+	int rp, rl;
+
+	rp = registry_set_peers(n, reg->peers, reg->n_peers);
+	rl = registry_set_lan(n, reg->lan, reg->n_lan);
+	if (rp < 0 || rl < 0) {
+		/* No ack: the node sends it again in 1 s. */
+		d->ctr.register_failed++;
+		return;
+	}
+	changed = rp > 0 || rl > 0 || n->wg_port != reg->wg_port;
+	n->wg_port = reg->wg_port;
+	n->reg_flags = reg->flags;
+	d->ctr.register_accepted++;
+	if (!n->registered) {
+		char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
+		struct addr sa;
+
+		n->registered = true;
+		registry_addr_unpack(&sa, &n->session_addr);
+		log_info("node %s registered from %s with %u peers", key_short(n->key, k),
+			 addr_format(&sa, a), n->n_peers);
+	}
+	ack.reg_ack.seq = reg->seq;
+	ack.reg_ack.refresh_s = DIR_REFRESH_S;
+	transport_send_msg(d->t, n, &ack);
+	dir_changed(d, n, was_ready, changed || (reg->flags & PROTO_REG_F_RESYNC));
+}
+
+/* An authentic PROBE (the transport checked MAC and sequence): where it came from is n's
+ * mapping toward that port; the node hears it as MAPPING. */
+static void dir_on_probe(void *arg, const struct transport_rx *rx)
+{
+	struct dir *d = arg;
+	struct reg_node *n = rx->node;
+	struct proto_msg m = { .type = PROTO_MSG_MAPPING };
+	uint8_t pi = rx->sock->id.role;
+	struct reg_addr src;
+	bool was_ready, changed;
+
+	d->ctr.probe_accepted++;
+	was_ready = dir_ready(n);
+	registry_addr_pack(&src, rx->from);
+	changed = !registry_addr_equal(&src, &n->mapping[pi]);
+	n->mapping[pi] = src;
+	if (changed && log_enabled(LOG_LEVEL_DEBUG)) {
+		char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
+
+		log_debug("node %s: mapping[%u] is %s", key_short(n->key, k), pi,
+			  addr_format(rx->from, a));
+	}
+	m.mapping.probe_seq = rx->outer->counter;
+	m.mapping.port_index = pi;
+	m.mapping.observed = *rx->from;
+	transport_send_msg(d->t, n, &m);
+	if (pi == TRANSPORT_MAIN)
+		dir_changed(d, n, was_ready, changed);
+}
+
+/* ---- expiry ---- */
+
+static void dir_on_sweep(uv_timer_t *timer)
+{
+	struct dir *d = timer->data;
+	uint64_t now = uv_now(d->loop);
+	struct reg_node *n;
+	char k[KEY_SHORT_LEN];
+
+	for (int i = 0; i < DIR_SWEEP_MAX; i++) {
+		n = registry_expired(&d->reg, now, DIR_EXPIRE_MS);
+		if (!n)
+			break;
+		log_info("node %s expired: no refresh for %u s", key_short(n->key, k),
+			 DIR_EXPIRE_MS / 1000);
+		d->ctr.nodes_expired++;
+		dir_forget(d, n);
+	}
+}
+
+static const struct coord_handle_ops dir_sweep_ops = { .what = "expiry timer" };
+
+/* ---- lifetime ---- */
+
+int dir_init(struct dir *d, uv_loop_t *loop, struct coord_handles *handles,
+	     const struct config *conf, struct transport *t, const struct dir_hooks *hooks)
+{
+	const struct config_coordinator_role *cr = &conf->coord;
+
+	d->loop = loop;
+	d->conf = conf;
+	d->t = t;
+	d->hooks = *hooks;
+	coord_handles_add_timer(handles, loop, &d->sweep, &dir_sweep_ops, d);
+	if (registry_init(&d->reg, cr->max_nodes ? cr->max_nodes : CONFIG_DEFAULT_MAX_NODES) < 0)
+		return -ENOMEM;
+	/* Section 2: PROBE on both ports; REGISTER inside the session, on P. */
+	transport_route_outer(t, PROTO_PROBE,
+			      TRANSPORT_ROLE_BIT(TRANSPORT_MAIN) |
+				      TRANSPORT_ROLE_BIT(TRANSPORT_PROBE),
+			      dir_on_probe, d);
+	transport_route_msg(t, PROTO_MSG_REGISTER, TRANSPORT_ROLE_BIT(TRANSPORT_MAIN),
+			    dir_on_register, d);
+	return 0;
+}
+
+void dir_start(struct dir *d)
+{
+	uv_timer_start(&d->sweep.uv.timer, dir_on_sweep, DIR_SWEEP_MS, DIR_SWEEP_MS);
+}
+
+void dir_destroy(struct dir *d)
+{
+	registry_destroy(&d->reg);
+}
+
+int dir_reload(struct dir *d, const struct config *conf)
+{
+	struct reg_node *n, *next;
+	char k[KEY_SHORT_LEN];
+	int r;
+
+	r = registry_set_max_nodes(&d->reg, conf->coord.max_nodes ? conf->coord.max_nodes
+								  : CONFIG_DEFAULT_MAX_NODES);
+	if (r < 0)
+		return r;
+	d->conf = conf;
+	/* Linear in the nodes, but a reload is rare and not on any packet's path. */
+	for (n = registry_first(&d->reg); n; n = next) {
+		next = n->lru_next;
+		if (config_key_authorized(conf, n->key))
+			continue;
+		log_info("node %s is no longer authorised: dropped", key_short(n->key, k));
+		d->ctr.nodes_dropped++;
+		dir_forget(d, n);
+	}
+	return 0;
+}

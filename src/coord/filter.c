@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: MIT
+/*
+ * filter - the filter test (rendezvous.md section 3).
+ */
+#include "wgpunch/filter.h"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <sodium.h>
+
+#include "wgpunch/addr.h"
+#include "wgpunch/dir.h"
+#include "wgpunch/key.h"
+#include "wgpunch/log.h"
+#include "wgpunch/proto.h"
+#include "wgpunch/punch.h"
+#include "wgpunch/registry.h"
+#include "wgpunch/transport.h"
+
+#define X(name, help) COUNTER_DEF(filter_counters, name, help)
+COUNTER_TABLE_DEFINE(filter_counters, FILTER_COUNTERS(X));
+#undef X
+
+static void filter_on_timer(uv_timer_t *t);
+
+static void filter_arm_timer(struct filter *f)
+{
+	uv_timer_t *timer = &f->timer.uv.timer;
+	uint64_t now = uv_now(f->loop);
+
+	if (uv_is_closing((uv_handle_t *)timer))
+		return;
+	if (!f->head)
+		uv_timer_stop(timer);
+	else
+		uv_timer_start(timer, filter_on_timer,
+			       f->head->filter_deadline_ms > now ? f->head->filter_deadline_ms - now
+								 : 0,
+			       0);
+}
+
+static void filter_unlink(struct filter *f, struct reg_node *n)
+{
+	if (n->filter_state != REG_FILTER_PENDING)
+		return;
+	if (n->filter_prev)
+		n->filter_prev->filter_next = n->filter_next;
+	else
+		f->head = n->filter_next;
+	if (n->filter_next)
+		n->filter_next->filter_prev = n->filter_prev;
+	else
+		f->tail = n->filter_prev;
+	n->filter_prev = n->filter_next = NULL;
+	f->n_pending--;
+}
+
+static void filter_start(struct filter *f, struct reg_node *n)
+{
+	struct proto_msg m = { .type = PROTO_MSG_FILTER_GO };
+	uint8_t poison[PROTO_POISON_LEN], out[32];
+	struct proto_outer o = { .type = PROTO_POISON, .body = poison, .body_len = sizeof(poison) };
+	struct transport_sock_id from = { .listen = n->sock, .role = TRANSPORT_PROBE };
+	struct addr to;
+	ssize_t len;
+
+	filter_unlink(f, n);
+	n->filter_addr = n->session_addr;
+	n->filter_state = REG_FILTER_PENDING;
+	randombytes_buf(&n->filter_nonce, sizeof(n->filter_nonce));
+	n->filter_deadline_ms = uv_now(f->loop) + FILTER_TIMEOUT_MS;
+	n->filter_prev = f->tail;
+	n->filter_next = NULL;
+	if (f->tail)
+		f->tail->filter_next = n;
+	else
+		f->head = n;
+	f->tail = n;
+	f->n_pending++;
+	f->ctr.filter_tests++;
+
+	/* POISON from P + 1 first, so it reaches the node's router before the echo leaves. */
+	randombytes_buf(poison, sizeof(poison));
+	len = proto_encode_outer(out, sizeof(out), &o);
+	registry_addr_unpack(&to, &n->session_addr);
+	if (len > 0)
+		transport_send(f->t, from, &to, out, (size_t)len);
+	m.filter_go.nonce = n->filter_nonce;
+	transport_send_msg(f->t, n, &m);
+	filter_arm_timer(f);
+}
+
+static void filter_finish(struct filter *f, struct reg_node *n, uint8_t result)
+{
+	struct proto_msg m = { .type = PROTO_MSG_FILTER_RESULT };
+	bool was_ready = dir_ready(n);
+	char k[KEY_SHORT_LEN];
+
+	filter_unlink(f, n);
+	n->filter_state = REG_FILTER_DONE;
+	n->filter = result;
+	log_debug("node %s: filter %s", key_short(n->key, k), proto_filter_name(result));
+	m.filter_result.filter = result;
+	transport_send_msg(f->t, n, &m);
+	filter_arm_timer(f);
+	punch_after_change(f->punch, n, was_ready, false);
+}
+
+static void filter_on_timer(uv_timer_t *t)
+{
+	struct filter *f = t->data;
+	uint64_t now = uv_now(f->loop);
+
+	while (f->head && f->head->filter_deadline_ms <= now) {
+		f->ctr.filter_timeouts++;
+		filter_finish(f, f->head, PROTO_FILTER_UNKNOWN);
+	}
+	filter_arm_timer(f);
+}
+
+/*
+ * The result of an echo that came from src. A router that kept our POISON owns the tuple, so
+ * masquerade had to give the node's flow to P + 1 another source port: POISONABLE. But a router
+ * with endpoint-dependent mapping gives that flow a new port anyway, poison or not, so there a
+ * new port says nothing: UNKNOWN. The two probe mappings show such a router; while they are
+ * not both known, the echo alone decides.
+ */
+uint8_t filter_judge(const struct reg_node *n, const struct reg_addr *src)
+{
+	if (registry_addr_equal(src, &n->filter_addr))
+		return PROTO_FILTER_SAFE;
+	if (n->mapping[0].family && n->mapping[1].family &&
+	    !registry_addr_equal(&n->mapping[0], &n->mapping[1]))
+		return PROTO_FILTER_UNKNOWN;
+	return PROTO_FILTER_POISONABLE;
+}
+
+/* FILTER_ECHO {nonce}, inside n's session, on P + 1. */
+static void filter_on_echo(void *arg, const struct transport_rx *rx)
+{
+	struct filter *f = arg;
+	struct reg_node *n = rx->node;
+	struct reg_addr src;
+
+	if (n->filter_state != REG_FILTER_PENDING ||
+	    rx->msg->filter_echo.nonce != n->filter_nonce) {
+		transport_drop(&f->ctr.echo_unexpected, rx->from,
+			       "filter echo with no test pending");
+		return;
+	}
+	registry_addr_pack(&src, rx->from);
+	filter_finish(f, n, filter_judge(n, &src));
+}
+
+void filter_on_session_addr(struct filter *f, struct reg_node *n)
+{
+	if (n->filter_state == REG_FILTER_NONE ||
+	    !registry_addr_equal(&n->filter_addr, &n->session_addr))
+		filter_start(f, n);
+}
+
+void filter_cancel(struct filter *f, struct reg_node *n)
+{
+	filter_unlink(f, n);
+	filter_arm_timer(f);
+}
+
+static const struct coord_handle_ops filter_timer_ops = { .what = "filter test timer" };
+
+void filter_init(struct filter *f, uv_loop_t *loop, struct coord_handles *handles,
+		 struct transport *t, struct punch *punch)
+{
+	f->loop = loop;
+	f->t = t;
+	f->punch = punch;
+	f->head = f->tail = NULL;
+	f->n_pending = 0;
+	coord_handles_add_timer(handles, loop, &f->timer, &filter_timer_ops, f);
+	transport_route_msg(t, PROTO_MSG_FILTER_ECHO, TRANSPORT_ROLE_BIT(TRANSPORT_PROBE),
+			    filter_on_echo, f);
+}

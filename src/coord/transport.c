@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: MIT
+/*
+ * transport - the coordinator's sockets, session framing and dispatch
+ * (docs/rendezvous.md sections 1 and 2 for what is framed here).
+ */
+#include "wgpunch/transport.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "wgpunch/key.h"
+#include "wgpunch/log.h"
+#include "wgpunch/registry.h"
+#include "wgpunch/session.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define X(name, help) COUNTER_DEF(transport_counters, name, help)
+COUNTER_TABLE_DEFINE(transport_counters, TRANSPORT_COUNTERS(X));
+#undef X
+
+struct send_req {
+	uv_udp_send_t req;
+	size_t len;
+	uint8_t data[];
+};
+
+void transport_drop(uint64_t *counter, const struct addr *from, const char *why)
+{
+	char b[ADDR_STRLEN];
+
+	(*counter)++;
+	log_debug("dropped a datagram from %s: %s", addr_format(from, b), why);
+}
+
+struct transport_sock *transport_sock(struct transport *t, struct transport_sock_id id)
+{
+	if (id.listen >= t->n_listen || id.role >= TRANSPORT_LISTEN_ROLES)
+		return NULL;
+	return &t->listen[id.listen].sock[id.role];
+}
+
+/* ---- sending: transport_tx() is the one place a datagram leaves ---- */
+
+static void transport_on_sent(uv_udp_send_t *req, int status)
+{
+	struct send_req *s = container_of(req, struct send_req, req);
+
+	/* UV_ECANCELED: the socket is closing and the coordinator may be going; touch nothing. */
+	if (status < 0 && status != UV_ECANCELED) {
+		struct transport *t = req->handle->data;
+
+		t->ctr.tx_errors++;
+		log_debug("send failed: %s", uv_strerror(status));
+	}
+	free(s);
+}
+
+static void transport_tx(struct transport *t, struct transport_sock *s, const struct addr *to,
+			 const uint8_t *buf, size_t len)
+{
+	struct send_req *r;
+	uv_buf_t b;
+	int e;
+
+	r = malloc(sizeof(*r) + len);
+	if (!r) {
+		t->ctr.tx_errors++;
+		return;
+	}
+	r->len = len;
+	memcpy(r->data, buf, len);
+	b = uv_buf_init((char *)r->data, (unsigned int)len);
+	e = uv_udp_send(&r->req, &s->h.uv.udp, &b, 1, &to->sa, transport_on_sent);
+	if (e < 0) {
+		char a[ADDR_STRLEN];
+
+		free(r);
+		t->ctr.tx_errors++;
+		log_debug("send to %s failed: %s", addr_format(to, a), uv_strerror(e));
+		return;
+	}
+	t->ctr.tx_datagrams++;
+}
+
+void transport_send(struct transport *t, struct transport_sock_id id, const struct addr *to,
+		    const uint8_t *buf, size_t len)
+{
+	struct transport_sock *s = transport_sock(t, id);
+
+	if (!s || coord_handles_closing(t->handles))
+		return;
+	transport_tx(t, s, to, buf, len);
+}
+
+void transport_send_msg(struct transport *t, struct reg_node *n, const struct proto_msg *m)
+{
+	size_t pre = proto_outer_prefix_len(PROTO_DATA);
+	uint8_t pt[PROTO_MAX_DATAGRAM], out[PROTO_MAX_DATAGRAM];
+	struct transport_sock_id id = { .listen = n->sock, .role = TRANSPORT_MAIN };
+	struct proto_outer o;
+	struct addr to;
+	ssize_t pl, len;
+
+	if (!n->local_idx)
+		return;
+	pl = proto_encode_msg(pt, sizeof(pt) - pre - PROTO_TAG_LEN, m);
+	if (pl < 0) {
+		log_debug("cannot encode message type %u: %s", m->type, strerror((int)-pl));
+		return;
+	}
+	/* The outer encoder copies pt as a placeholder body; the AEAD then
+	 * overwrites it with the ciphertext, with the finished prefix as AD. */
+	memset(&o, 0, sizeof(o));
+	o.type = PROTO_DATA;
+	o.receiver_idx = n->remote_idx;
+	o.counter = n->send_counter;
+	o.body = pt;
+	o.body_len = (size_t)pl + PROTO_TAG_LEN;
+	len = proto_encode_outer(out, sizeof(out), &o);
+	if (len < 0)
+		return;
+	session_encrypt(n->send_key, n->send_counter, out, pre, pt, (size_t)pl, out + pre);
+	n->send_counter++;
+	registry_addr_unpack(&to, &n->session_addr);
+	transport_send(t, id, &to, out, (size_t)len);
+}
+
+/* ---- sessions ---- */
+
+void transport_session_install(struct transport *t, struct reg_node *n,
+			       const struct session_keys *keys, uint32_t remote_idx,
+			       struct transport_sock_id id, const struct addr *from)
+{
+	(void)t;
+	n->remote_idx = remote_idx;
+	n->send_counter = 0;
+	memcpy(n->send_key, keys->send, SESSION_KEY_LEN);
+	memcpy(n->recv_key, keys->recv, SESSION_KEY_LEN);
+	session_probe_key(keys, n->probe_key);
+	memset(&n->replay, 0, sizeof(n->replay));
+	memset(n->probe_seq, 0, sizeof(n->probe_seq));
+	registry_addr_pack(&n->session_addr, from);
+	n->sock = id.listen;
+}
+
+static bool transport_unknown_allowed(struct transport *t)
+{
+	uint64_t now = uv_now(t->loop);
+	uint64_t add = (now - t->unknown_refill_ms) * TRANSPORT_UNKNOWN_PER_S / 1000;
+
+	if (add) {
+		t->unknown_tokens = (uint32_t)(t->unknown_tokens + add > TRANSPORT_UNKNOWN_PER_S
+						       ? TRANSPORT_UNKNOWN_PER_S
+						       : t->unknown_tokens + add);
+		t->unknown_refill_ms = now;
+	}
+	if (!t->unknown_tokens)
+		return false;
+	t->unknown_tokens--;
+	return true;
+}
+
+/* Unauthenticated, so it can only ever cause a re-handshake; rate-limited in all. */
+static void transport_send_unknown(struct transport *t, const struct transport_sock *s,
+				   const struct addr *to, uint32_t idx)
+{
+	struct proto_outer o = { .type = PROTO_SESSION_UNKNOWN, .receiver_idx = idx };
+	uint8_t out[16];
+	ssize_t len;
+
+	t->ctr.unknown_index++;
+	if (!transport_unknown_allowed(t)) {
+		t->ctr.session_unknown_limited++;
+		return;
+	}
+	len = proto_encode_outer(out, sizeof(out), &o);
+	if (len < 0)
+		return;
+	t->ctr.session_unknown_sent++;
+	transport_send(t, s->id, to, out, (size_t)len);
+}
+
+static void transport_on_data(struct transport *t, struct transport_rx *rx)
+{
+	size_t pre = proto_outer_prefix_len(PROTO_DATA);
+	const struct proto_outer *o = rx->outer;
+	uint8_t pt[PROTO_MAX_DATAGRAM];
+	struct reg_node *n = t->sessions.find(t->sessions.arg, o->receiver_idx);
+	const struct transport_route *d;
+	struct reg_addr src;
+	struct proto_msg m;
+	ssize_t pl;
+
+	if (!n) {
+		transport_send_unknown(t, rx->sock, rx->from, o->receiver_idx);
+		return;
+	}
+	if (!session_replay_check(&n->replay, o->counter)) {
+		transport_drop(&t->ctr.data_replayed, rx->from, "DATA counter replayed");
+		return;
+	}
+	pl = session_decrypt(n->recv_key, o->counter, rx->buf, pre, o->body, o->body_len, pt);
+	if (pl < 0) {
+		transport_drop(&t->ctr.data_bad_auth, rx->from, "DATA does not authenticate");
+		return;
+	}
+	session_replay_commit(&n->replay, o->counter);
+	t->sessions.seen(t->sessions.arg, n);
+
+	/* NAT rebinding: follow the node, but only on P; P + 1 sees the remapped echo. */
+	registry_addr_pack(&src, rx->from);
+	if (rx->sock->id.role == TRANSPORT_MAIN &&
+	    (!registry_addr_equal(&src, &n->session_addr) || n->sock != rx->sock->id.listen)) {
+		char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
+
+		log_debug("node %s moved to %s", key_short(n->key, k), addr_format(rx->from, a));
+		n->session_addr = src;
+		n->sock = rx->sock->id.listen;
+		t->sessions.moved(t->sessions.arg, n);
+	}
+
+	if (proto_decode_msg(pt, (size_t)pl, &m) < 0) {
+		transport_drop(&t->ctr.data_malformed, rx->from, "inner message does not decode");
+		return;
+	}
+	d = m.type < TRANSPORT_MSG_TYPES ? &t->msg[m.type] : NULL;
+	if (!d || !d->fn || !(d->roles & TRANSPORT_ROLE_BIT(rx->sock->id.role))) {
+		transport_drop(&t->ctr.data_unexpected, rx->from,
+			       "message a node does not send on this port");
+		return;
+	}
+	rx->node = n;
+	rx->msg = &m;
+	d->fn(d->arg, rx);
+}
+
+/* A PROBE's sender: its session's MAC over the datagram, and a sequence above the last one
+ * accepted on this port. */
+static struct reg_node *transport_check_probe(struct transport *t, const struct transport_rx *rx)
+{
+	const struct proto_outer *o = rx->outer;
+	struct reg_node *n = t->sessions.find(t->sessions.arg, o->receiver_idx);
+	uint8_t role = rx->sock->id.role;
+
+	if (!n) {
+		transport_send_unknown(t, rx->sock, rx->from, o->receiver_idx);
+		return NULL;
+	}
+	if (!session_probe_mac_ok(n->probe_key, rx->buf, proto_outer_prefix_len(PROTO_PROBE),
+				  o->body)) {
+		transport_drop(&t->ctr.probe_bad_mac, rx->from, "probe MAC does not verify");
+		return NULL;
+	}
+	if (o->counter <= n->probe_seq[role]) {
+		transport_drop(&t->ctr.probe_replayed, rx->from,
+			       "probe sequence not above the last");
+		return NULL;
+	}
+	n->probe_seq[role] = o->counter;
+	return n;
+}
+
+void transport_input(struct transport *t, const struct transport_sock *s, const struct addr *from,
+		     const uint8_t *buf, size_t len, bool truncated)
+{
+	struct transport_rx rx = { .sock = s, .from = from, .buf = buf, .len = len };
+	const struct transport_route *d;
+	struct proto_outer o;
+
+	t->ctr.rx_datagrams++;
+	if (truncated) {
+		transport_drop(&t->ctr.rx_malformed, from, "truncated");
+		return;
+	}
+	if (proto_decode_outer(buf, len, &o) < 0) {
+		transport_drop(&t->ctr.rx_malformed, from, "not a wgpunch message");
+		return;
+	}
+	rx.outer = &o;
+	if (o.type == PROTO_DATA) {
+		transport_on_data(t, &rx);
+		return;
+	}
+	d = o.type < TRANSPORT_OUTER_TYPES ? &t->outer[o.type] : NULL;
+	if (!d || !d->fn) {
+		transport_drop(&t->ctr.rx_unexpected, from,
+			       "message type a coordinator never receives");
+		return;
+	}
+	if (!(d->roles & TRANSPORT_ROLE_BIT(s->id.role))) {
+		transport_drop(&t->ctr.rx_unexpected, from, "message type not for this port");
+		return;
+	}
+	if (o.type == PROTO_PROBE) {
+		rx.node = transport_check_probe(t, &rx);
+		if (!rx.node)
+			return;
+	}
+	d->fn(d->arg, &rx);
+}
+
+void transport_route_outer(struct transport *t, uint8_t type, unsigned int roles,
+			   transport_handler_fn fn, void *arg)
+{
+	/* DATA is the transport's own; its inner messages go through transport_route_msg(). */
+	if (type >= TRANSPORT_OUTER_TYPES || type == PROTO_DATA)
+		return;
+	t->outer[type] = (struct transport_route){ .fn = fn, .arg = arg, .roles = roles };
+}
+
+void transport_route_msg(struct transport *t, uint8_t type, unsigned int roles,
+			 transport_handler_fn fn, void *arg)
+{
+	if (type >= TRANSPORT_MSG_TYPES)
+		return;
+	t->msg[type] = (struct transport_route){ .fn = fn, .arg = arg, .roles = roles };
+}
+
+/* ---- receiving through libuv: replaceable by a recvmmsg loop calling transport_input() ---- */
+
+static void transport_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct transport *t = h->data;
+
+	(void)suggested;
+	buf->base = (char *)t->rxbuf;
+	buf->len = sizeof(t->rxbuf);
+}
+
+static void transport_on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
+			      const struct sockaddr *sa, unsigned int flags)
+{
+	struct coord_handle *ch = container_of(h, struct coord_handle, uv.udp);
+	struct transport_sock *s = container_of(ch, struct transport_sock, h);
+	struct addr from;
+	socklen_t sl;
+
+	if (nread < 0) {
+		/* ICMP errors and the like: nothing to do, keep reading. */
+		log_debug("receive error: %s", uv_strerror((int)nread));
+		return;
+	}
+	if (!sa)
+		return;
+	sl = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	if (addr_from_sockaddr(&from, sa, sl) < 0)
+		return;
+	transport_input(s->t, s, &from, (const uint8_t *)buf->base, (size_t)nread,
+			flags & UV_UDP_PARTIAL);
+}
+
+/* ---- lifetime ---- */
+
+/* A listen socket stays only while its listen address is still configured, unchanged. */
+static int transport_sock_reload_check(const struct coord_handle *h, const struct config *conf)
+{
+	const struct transport_sock *s = container_of(h, struct transport_sock, h);
+	const struct transport *t = s->t;
+
+	if (conf->coord.n_listen != t->n_listen || s->id.listen >= conf->coord.n_listen)
+		return -EAGAIN;
+	/* bound is the listen address itself on P, and port + 1 on P + 1. */
+	struct addr want = conf->coord.listen[s->id.listen];
+
+	if (s->id.role == TRANSPORT_PROBE)
+		addr_set_port(&want, (uint16_t)(addr_port(&want) + 1));
+	return addr_equal(&want, &s->bound) ? 0 : -EAGAIN;
+}
+
+static const struct coord_handle_ops transport_sock_ops = {
+	.what = "listen socket",
+	.reload_check = transport_sock_reload_check,
+};
+
+int transport_init(struct transport *t, uv_loop_t *loop, struct coord_handles *handles,
+		   const struct config_coordinator_role *cr, const struct transport_sessions *s)
+{
+	memset(t, 0, sizeof(*t));
+	t->loop = loop;
+	t->handles = handles;
+	t->sessions = *s;
+	t->unknown_tokens = TRANSPORT_UNKNOWN_PER_S;
+	t->unknown_refill_ms = uv_now(loop);
+	if (cr->n_listen == 0 || cr->n_listen > TRANSPORT_MAX_LISTEN)
+		return log_err_errno(-EINVAL, "coordinator needs 1 to %d listen addresses",
+				     TRANSPORT_MAX_LISTEN);
+	t->listen = calloc(cr->n_listen, sizeof(*t->listen));
+	if (!t->listen)
+		return log_err_errno(-ENOMEM, "cannot start the coordinator");
+	t->n_listen = cr->n_listen;
+	for (size_t i = 0; i < t->n_listen; i++) {
+		for (uint8_t role = 0; role < TRANSPORT_LISTEN_ROLES; role++) {
+			struct transport_sock *sk = &t->listen[i].sock[role];
+
+			coord_handles_add_udp(handles, loop, &sk->h, &transport_sock_ops, t);
+			sk->t = t;
+			sk->id = (struct transport_sock_id){ .listen = (uint8_t)i, .role = role };
+			sk->bound = cr->listen[i];
+		}
+	}
+	return 0;
+}
+
+static int transport_bind_one(struct transport_sock *s)
+{
+	char a[ADDR_STRLEN];
+	int r;
+
+	if (s->id.role == TRANSPORT_PROBE) {
+		if (addr_port(&s->bound) == UINT16_MAX)
+			return log_err_errno(-EINVAL, "listen %s: port + 1 does not exist",
+					     addr_format(&s->bound, a));
+		addr_set_port(&s->bound, (uint16_t)(addr_port(&s->bound) + 1));
+	}
+	r = uv_udp_bind(&s->h.uv.udp, &s->bound.sa,
+			addr_family(&s->bound) == AF_INET6 ? UV_UDP_IPV6ONLY : 0);
+	if (r < 0)
+		return log_err_errno(r, "cannot bind %s", addr_format(&s->bound, a));
+	r = uv_udp_recv_start(&s->h.uv.udp, transport_on_alloc, transport_on_recv);
+	if (r < 0)
+		return log_err_errno(r, "cannot receive on %s", addr_format(&s->bound, a));
+	return 0;
+}
+
+int transport_bind(struct transport *t)
+{
+	/* In order, P before P + 1, as the addresses are listed. */
+	for (size_t i = 0; i < t->n_listen; i++) {
+		for (uint8_t role = 0; role < TRANSPORT_LISTEN_ROLES; role++) {
+			int r = transport_bind_one(&t->listen[i].sock[role]);
+
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+void transport_destroy(struct transport *t)
+{
+	free(t->listen);
+	t->listen = NULL;
+	t->n_listen = 0;
+}
