@@ -48,7 +48,12 @@
 #define LINK_REKEY_MS 120000 /* until the coordinator says otherwise (REGISTER_ACK rekey_s) */
 #define LINK_REKEY_MIN_S 60
 #define LINK_REKEY_MAX_S 86400
+/* An idle node sends one REGISTER per LINK_REFRESH_MS and nothing else (it also keeps the
+ * session socket's NAT mapping and the registry entry alive); one whose tunnels carry traffic
+ * refreshes every LINK_REFRESH_ACTIVE_MS, so a NAT rebinding shows within that much
+ * (docs/rendezvous.md, "Rebinding"). */
 #define LINK_REFRESH_MS 20000
+#define LINK_REFRESH_ACTIVE_MS 2000
 #define LINK_REGISTER_RETRY_FIRST_MS 1000
 #define LINK_REGISTER_RETRY_MAX_MS 2000
 #define LINK_REGISTER_TRIES 4       /* retransmissions before the session is judged dead */
@@ -79,7 +84,8 @@
 	X(registers_sent, "REGISTER sent, retransmissions included")              \
 	X(rx_cookie, "COOKIE_REPLY that opened: the handshake is sent again with mac2") \
 	X(rx_cookie_bad, "COOKIE_REPLY that did not open (not ours, replayed, forged)") \
-	X(addr_checks, "ADDR_CHECK answered: the coordinator saw our session move")
+	X(addr_checks, "ADDR_CHECK answered: the coordinator saw our session move")      \
+	X(rebinds, "times our session address changed while the session was up")
 struct link_counters {
 	LINK_COUNTERS(COUNTER_FIELD)
 };
@@ -103,6 +109,7 @@ enum link_event_type {
 	LINK_EV_PROBE,          /* local addresses or links changed: probe now */
 	LINK_EV_RESYNC,     /* a peer wants a PUNCH: next REGISTER carries RESYNC (now: at once) */
 	LINK_EV_PUNCH_DONE, /* the endpoint of PUNCH `attempt` (flag ACK) is written: ack it */
+	LINK_EV_ACTIVITY,   /* flag: the tunnels carry traffic (WireGuard's counters moved) */
 };
 
 struct link_event {
@@ -111,7 +118,7 @@ struct link_event {
 	const uint8_t *buf; /* DATAGRAM */
 	size_t len;
 	bool truncated;
-	bool flag;        /* REGISTER: probe as well; RESYNC: now */
+	bool flag;        /* REGISTER: probe as well; RESYNC: now; ACTIVITY: active */
 	uint32_t attempt; /* PUNCH_DONE */
 };
 
@@ -152,7 +159,8 @@ struct link_send {
 #define LINK_R_PUNCH 0x20            /* punch holds a PUNCH for the node */
 #define LINK_R_MOVED 0x40            /* the coordinator's address changed (not the first one) */
 #define LINK_R_RESOLVE_RETRY 0x80    /* resolving failed; retried in resolve_retry_ms */
-#define LINK_R_PROBES_GIVEN_UP 0x100 /* no complete MAPPING round: the refresh probes again */
+#define LINK_R_PROBES_GIVEN_UP 0x100 /* no complete MAPPING round: the next trigger probes again */
+#define LINK_R_REBOUND 0x200 /* our session address moved (NAT rebinding): probing again */
 
 struct link_actions {
 	struct link_send sends[LINK_MAX_SENDS];
@@ -214,6 +222,7 @@ struct link {
 	/* mac1/mac2 of our HS_INIT and the coordinator's cookie (PROTOCOL.md section 5.2) */
 	struct cookie_initiator cookie;
 	struct addr observed; /* our session address as the coordinator saw it (REGISTER_ACK) */
+	bool active;          /* the tunnels carry traffic: refresh often */
 
 	/* the rendezvous steps */
 	uint64_t probe_seq; /* never reset: always above what the coordinator accepted */

@@ -164,7 +164,7 @@ static int send_msg(struct run *r, const struct proto_msg *m, unsigned int idx)
 
 /* ---- the session ---- */
 
-static void rdv_session_up(struct run *r);
+static void rdv_session_up(struct run *r, bool fresh);
 static void rdv_session_down(struct run *r);
 
 static void session_down(struct run *r, const char *why)
@@ -299,7 +299,7 @@ static void on_hs_resp(struct run *r, const struct proto_outer *o)
 	}
 	l->session_up_ms = r->now;
 	arm(r, LINK_T_REKEY, l->rekey_ms);
-	rdv_session_up(r);
+	rdv_session_up(r, !was_up);
 }
 
 static void on_session_unknown(struct run *r, const struct proto_outer *o)
@@ -541,11 +541,16 @@ static void on_reg_timer(struct run *r)
 	session_begin(r);
 }
 
-static void rdv_session_up(struct run *r)
+/* fresh: a new session, not a re-key. A re-key keeps the coordinator's entry (mapping,
+ * filter, peers): its REGISTER confirms the new keys and stands for the next refresh, and
+ * there is nothing new to probe. */
+static void rdv_session_up(struct run *r, bool fresh)
 {
-	arm(r, LINK_T_REFRESH, LINK_REFRESH_MS);
+	struct link *l = r->l;
+
+	arm(r, LINK_T_REFRESH, l->active ? LINK_REFRESH_ACTIVE_MS : LINK_REFRESH_MS);
 	/* No timer in the way: the sooner the coordinator knows us, the sooner the punch. */
-	register_now(r, true);
+	register_now(r, fresh);
 }
 
 static void rdv_session_down(struct run *r)
@@ -667,6 +672,14 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 		}
 		l->reg_pending = false;
 		disarm(r, LINK_T_REG);
+		if (addr_is_set(&l->observed) && !addr_equal(&l->observed, &m->reg_ack.observed)) {
+			/* The NAT gave us a new address or port: the WireGuard port's mapping has
+			 * most likely moved with it. Learn it now; the coordinator re-punches our
+			 * pairs when it sees the new mapping. */
+			l->counters.rebinds++;
+			r->out->reports |= LINK_R_REBOUND;
+			probe_start(r);
+		}
 		l->observed = m->reg_ack.observed;
 		if (m->reg_ack.rekey_s) {
 			/* The operator sizes re-keying to the fleet; a bound keeps a mistyped
@@ -714,6 +727,9 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 		echo.addr_check.nonce = m->addr_check.nonce;
 		if (send_msg(r, &echo, 0) == 0)
 			l->counters.addr_checks++;
+		/* The session moved, so the WireGuard port's mapping probably did too: probe
+		 * now rather than at the next REGISTER_ACK. */
+		probe_start(r);
 		return;
 	}
 	default:
@@ -806,9 +822,12 @@ static void on_timer(struct run *r)
 			break;
 		case LINK_T_REFRESH:
 			/* Also keeps the session socket's NAT mapping alive (UDP timeouts can be
-			 * 30 s). Armed again first: register_now() does not touch it. */
-			arm(r, LINK_T_REFRESH, LINK_REFRESH_MS);
-			register_now(r, true);
+			 * 30 s). Armed again first: register_now() does not touch it. Probes only
+			 * when something says the mapping may have moved (a new session, a new
+			 * session address, local changes) or a RESYNC wants a punch: an idle node
+			 * sends this one datagram per refresh. */
+			arm(r, LINK_T_REFRESH, l->active ? LINK_REFRESH_ACTIVE_MS : LINK_REFRESH_MS);
+			register_now(r, l->resync_wanted);
 			break;
 		case LINK_T_PROBE:
 			on_probe_timer(r);
@@ -880,6 +899,13 @@ void link_on_event(struct link *l, const struct link_event *ev, const struct lin
 		break;
 	case LINK_EV_PUNCH_DONE:
 		punch_done(&r, ev->attempt);
+		break;
+	case LINK_EV_ACTIVITY:
+		l->active = ev->flag;
+		/* Becoming active pulls the next refresh in; becoming idle lets it run out. */
+		if (l->active && l->state == LINK_UP &&
+		    l->timers[LINK_T_REFRESH] > now_ms + LINK_REFRESH_ACTIVE_MS)
+			arm(&r, LINK_T_REFRESH, LINK_REFRESH_ACTIVE_MS);
 		break;
 	}
 

@@ -586,9 +586,9 @@ static void test_link_mapping_rounds(void)
 	CHECK_EQ_INT(w.l.nat_type, 2);
 	CHECK(w.out.reports & LINK_R_MAPPING);
 
-	/* A series nobody answers stops after LINK_PROBE_TRIES more rounds. The refresh starts
-	 * a new series, so this one starts with it (the REGISTERs are acked). */
-	fire_t(&w, LINK_T_REFRESH);
+	/* A series nobody answers stops after LINK_PROBE_TRIES more rounds (the REGISTERs of
+	 * the refreshes meanwhile are acked). */
+	ev(&w, (struct link_event){ .type = LINK_EV_PROBE });
 	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 2);
 	for (i = 0; i < 20; i++) {
 		struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
@@ -830,6 +830,92 @@ static void test_link_garbage(void)
 	CHECK_EQ_INT(w.out.n_sends, 0);
 }
 
+/* An up world whose first probe round is answered, re-keying only after an hour. */
+static void quiet_world(struct world *w, struct coord *c)
+{
+	struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
+
+	up_world(w, c);
+	mapping(w, c, 1, 0, "198.51.100.50:51820");
+	mapping(w, c, 2, 1, "198.51.100.50:51820");
+	CHECK_EQ_INT(w->l.timers[LINK_T_PROBE], 0);
+	ev(w, (struct link_event){ .type = LINK_EV_REGISTER });
+	CHECK(find_msg(w, c, PROTO_MSG_REGISTER, &m) >= 0);
+	ack.reg_ack.seq = m.reg.seq;
+	ack.reg_ack.rekey_s = 3600;
+	coord_send(w, c, &ack);
+	CHECK_EQ_INT(w->l.rekey_ms, 3600000);
+}
+
+/* Issue 9's cost bound: an idle node sends one datagram per refresh to a coordinator. */
+static void test_link_idle_sends_one_datagram_per_refresh(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	uint64_t start;
+	int sends = 0, i;
+
+	quiet_world(&w, &c);
+	start = w.now;
+	for (i = 0; i < 1000 && w.now < start + 600000; i++) {
+		pump(&w, &c);
+		sends += (int)w.out.n_sends;
+		CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 0);
+		CHECK_EQ_INT(count_type(&w, PROTO_HS_INIT), 0);
+	}
+	/* 600 s from the last REGISTER: 30 refreshes, the last one at the end. */
+	CHECK_EQ_INT(sends, 30);
+}
+
+/* Traffic in the tunnels makes the refresh frequent, so a rebinding shows within seconds;
+ * idle again, it goes back to the slow pace. */
+static void test_link_active_refresh(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	uint64_t t0;
+
+	quiet_world(&w, &c);
+	CHECK(w.l.timers[LINK_T_REFRESH] >= w.now + LINK_REFRESH_MS - 1000);
+	ev(&w, (struct link_event){ .type = LINK_EV_ACTIVITY, .flag = true });
+	CHECK_EQ_INT(w.l.timers[LINK_T_REFRESH], w.now + LINK_REFRESH_ACTIVE_MS);
+	t0 = w.now;
+	pump(&w, &c);
+	CHECK_EQ_INT(w.now, t0 + LINK_REFRESH_ACTIVE_MS);
+	CHECK_EQ_INT(w.l.timers[LINK_T_REFRESH], w.now + LINK_REFRESH_ACTIVE_MS);
+	ev(&w, (struct link_event){ .type = LINK_EV_ACTIVITY, .flag = false });
+	pump(&w, &c);
+	CHECK_EQ_INT(w.l.timers[LINK_T_REFRESH], w.now + LINK_REFRESH_MS);
+}
+
+/* A REGISTER_ACK that shows a new session address (NAT rebinding) and an ADDR_CHECK both
+ * start a probe round at once. */
+static void test_link_rebinding_probes_at_once(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
+	struct proto_msg chk = { .type = PROTO_MSG_ADDR_CHECK };
+
+	quiet_world(&w, &c);
+	ev(&w, (struct link_event){ .type = LINK_EV_REGISTER });
+	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 0);
+	CHECK(find_msg(&w, &c, PROTO_MSG_REGISTER, &m) >= 0);
+	ack.reg_ack.seq = m.reg.seq;
+	addr_parse(&ack.reg_ack.observed, "198.51.100.60:41000", false);
+	coord_send(&w, &c, &ack);
+	CHECK(w.out.reports & LINK_R_REBOUND);
+	CHECK_EQ_INT(w.l.counters.rebinds, 1);
+	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 2);
+
+	chk.addr_check.nonce = 0x1122334455667788;
+	coord_send(&w, &c, &chk);
+	CHECK(find_msg(&w, &c, PROTO_MSG_ADDR_ECHO, &m) >= 0);
+	CHECK(m.addr_check.nonce == 0x1122334455667788);
+	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 2);
+	CHECK_EQ_INT(w.l.counters.addr_checks, 1);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -847,6 +933,9 @@ int main(void)
 	TAP_RUN(test_link_session_unknown);
 	TAP_RUN(test_link_rekey);
 	TAP_RUN(test_link_rekey_interval_from_coordinator);
+	TAP_RUN(test_link_idle_sends_one_datagram_per_refresh);
+	TAP_RUN(test_link_active_refresh);
+	TAP_RUN(test_link_rebinding_probes_at_once);
 	TAP_RUN(test_link_mapping_rounds);
 	TAP_RUN(test_link_filter_echo);
 	TAP_RUN(test_link_punch_delivery);
