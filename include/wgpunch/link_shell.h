@@ -64,6 +64,8 @@ void link_shell_set_fwmark(struct link_shell *s, uint32_t fwmark);
 /* The engine's events (link.h). */
 void link_shell_register(struct link_shell *s, bool probe);
 void link_shell_probe(struct link_shell *s);
+/* Whether the tunnels carry traffic (the engine refreshes more often then). */
+void link_shell_activity(struct link_shell *s, bool active);
 void link_shell_resync(struct link_shell *s, bool now);
 void link_shell_punch_done(struct link_shell *s, uint32_t attempt);
 

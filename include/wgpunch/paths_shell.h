@@ -36,6 +36,9 @@ struct paths_shell_changes {
 	bool key;   /* private key */
 	bool peers; /* the set of peer keys */
 	bool lan;   /* LAN addresses */
+	/* The tunnels carried traffic since the last read: more than WireGuard's keepalives
+	 * and handshakes moved through some peer. */
+	bool active;
 };
 
 struct paths_shell_ops {

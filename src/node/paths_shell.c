@@ -464,6 +464,28 @@ static bool shell_sync(struct paths_shell *ps, const struct wg_device *dev, uint
 	return r > 0;
 }
 
+/* More than this through one peer between two reads is traffic, not WireGuard talking to
+ * itself: a keepalive is 32 bytes, a handshake 148 + 92. */
+#define SHELL_ACTIVE_BYTES 512
+
+/* Linear: the device lists its peers in a stable order, so a peer is compared with the one
+ * at its index in the last read, when that is the same key (else it is new: no traffic). */
+static bool shell_traffic(const struct wg_device *old, const struct wg_device *dev)
+{
+	size_t i;
+
+	for (i = 0; i < dev->n_peers && i < old->n_peers; i++) {
+		const struct wg_peer *a = &old->peers[i], *b = &dev->peers[i];
+
+		if (memcmp(a->public_key, b->public_key, KEY_LEN) != 0)
+			continue;
+		if ((b->rx_bytes > a->rx_bytes && b->rx_bytes - a->rx_bytes > SHELL_ACTIVE_BYTES) ||
+		    (b->tx_bytes > a->tx_bytes && b->tx_bytes - a->tx_bytes > SHELL_ACTIVE_BYTES))
+			return true;
+	}
+	return false;
+}
+
 static bool shell_first_device(struct paths_shell *ps, struct wg_device *dev)
 {
 	char k[KEY_B64_LEN + 1];
@@ -522,6 +544,7 @@ static void shell_on_device(struct wg *wg, int status, struct wg_device *dev, vo
 	if (old) {
 		ch.port = old->listen_port != dev->listen_port || old->fwmark != dev->fwmark;
 		ch.key = memcmp(old->private_key, dev->private_key, KEY_LEN) != 0;
+		ch.active = shell_traffic(old, dev);
 		wg_device_free(old);
 	}
 	ch.peers = shell_sync(ps, dev, now);
