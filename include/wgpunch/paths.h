@@ -58,6 +58,11 @@ struct paths_peer {
 struct paths {
 	struct paths_peer *peers; /* one per device peer, in the device's order */
 	size_t n;
+	/* Open addressing by key: slot holds index + 1 (0 = empty); cap is a power of two
+	 * above 2n. Rebuilt by paths_sync(), so lookups and syncs stay linear in the peers
+	 * (thousands of them on a large interface). */
+	uint32_t *slot;
+	size_t cap;
 	struct paths_counters counters;
 };
 
@@ -74,7 +79,7 @@ void paths_free(struct paths *ps);
 /* Rebuilds the table for the device's peer keys (in the device's order), keeping each known
  * peer's state. 1 when the set of keys changed, 0 when not, -ENOMEM (the old table is kept). */
 int paths_sync(struct paths *ps, const uint8_t (*keys)[KEY_LEN], size_t n, uint64_t now_ms);
-struct paths_peer *paths_find(struct paths *ps, const uint8_t key[KEY_LEN]);
+struct paths_peer *paths_find(const struct paths *ps, const uint8_t key[KEY_LEN]);
 
 /* A PUNCH from link link_id (nonzero). With PATHS_RUN, *act and *out are set. */
 enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,

@@ -21,31 +21,76 @@ void paths_init(struct paths *ps)
 void paths_free(struct paths *ps)
 {
 	free(ps->peers);
+	free(ps->slot);
 	ps->peers = NULL;
-	ps->n = 0;
+	ps->slot = NULL;
+	ps->n = ps->cap = 0;
 }
 
-struct paths_peer *paths_find(struct paths *ps, const uint8_t key[KEY_LEN])
+/* WireGuard public keys are curve points the operator configured: their first bytes are as
+ * good a hash as any, and nobody outside chooses them. */
+static size_t key_hash(const uint8_t key[KEY_LEN])
+{
+	uint64_t h;
+
+	memcpy(&h, key, sizeof(h));
+	return (size_t)(h ^ h >> 29);
+}
+
+struct paths_peer *paths_find(const struct paths *ps, const uint8_t key[KEY_LEN])
 {
 	size_t i;
 
-	for (i = 0; i < ps->n; i++)
-		if (memcmp(ps->peers[i].m.key, key, KEY_LEN) == 0)
-			return &ps->peers[i];
+	if (!ps->cap)
+		return NULL;
+	for (i = key_hash(key) & (ps->cap - 1); ps->slot[i]; i = (i + 1) & (ps->cap - 1)) {
+		struct paths_peer *p = &ps->peers[ps->slot[i] - 1];
+
+		if (memcmp(p->m.key, key, KEY_LEN) == 0)
+			return p;
+	}
 	return NULL;
+}
+
+/* A new index for peers[0..n): -ENOMEM leaves nothing half built. */
+static int index_build(uint32_t **slot_out, size_t *cap_out, const struct paths_peer *peers,
+		       size_t n)
+{
+	size_t cap = 8, i, j;
+	uint32_t *slot;
+
+	while (cap < 2 * n + 1)
+		cap <<= 1;
+	slot = calloc(cap, sizeof(*slot));
+	if (!slot)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		for (j = key_hash(peers[i].m.key) & (cap - 1); slot[j]; j = (j + 1) & (cap - 1))
+			;
+		slot[j] = (uint32_t)(i + 1);
+	}
+	*slot_out = slot;
+	*cap_out = cap;
+	return 0;
 }
 
 int paths_sync(struct paths *ps, const uint8_t (*keys)[KEY_LEN], size_t n, uint64_t now_ms)
 {
 	struct paths_peer *np, *old;
 	bool changed = n != ps->n;
-	size_t i;
+	uint32_t *slot;
+	size_t i, cap;
 
+	if (n >= UINT32_MAX)
+		return -E2BIG;
 	np = calloc(n ? n : 1, sizeof(*np));
 	if (!np)
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
-		old = paths_find(ps, keys[i]);
+		/* The device keeps its order: the peer at the same index is the likely one. */
+		old = i < ps->n && memcmp(ps->peers[i].m.key, keys[i], KEY_LEN) == 0
+			      ? &ps->peers[i]
+			      : paths_find(ps, keys[i]);
 		if (old) {
 			np[i] = *old;
 		} else {
@@ -53,9 +98,16 @@ int paths_sync(struct paths *ps, const uint8_t (*keys)[KEY_LEN], size_t n, uint6
 			changed = true;
 		}
 	}
+	if (index_build(&slot, &cap, np, n) < 0) {
+		free(np);
+		return -ENOMEM;
+	}
 	free(ps->peers);
+	free(ps->slot);
 	ps->peers = np;
 	ps->n = n;
+	ps->slot = slot;
+	ps->cap = cap;
 	return changed;
 }
 

@@ -83,10 +83,33 @@ static int64_t wall_now_s(void)
 	return ts.tv_sec;
 }
 
+/*
+ * The device's entry for a peer, in constant time: paths_sync() keeps the device's order, so
+ * the peer's index in the table is its index in the device read that synced it (a search
+ * only if the two disagree). A lookup per peer must not cost a walk of all peers: with
+ * thousands of peers that made every poll and status quadratic.
+ */
+static const struct wg_peer *shell_dev_peer(const struct paths_shell *ps,
+					    const uint8_t key[KEY_LEN])
+{
+	const struct paths_peer *p;
+	size_t i;
+
+	if (!ps->dev)
+		return NULL;
+	p = paths_find(&ps->paths, key);
+	if (p) {
+		i = (size_t)(p - ps->paths.peers);
+		if (i < ps->dev->n_peers && !memcmp(ps->dev->peers[i].public_key, key, KEY_LEN))
+			return &ps->dev->peers[i];
+	}
+	return wg_device_find_peer(ps->dev, key);
+}
+
 static void shell_obs(const struct paths_shell *ps, const uint8_t key[KEY_LEN],
 		      struct node_peer_obs *o)
 {
-	const struct wg_peer *wp = ps->dev ? wg_device_find_peer(ps->dev, key) : NULL;
+	const struct wg_peer *wp = shell_dev_peer(ps, key);
 
 	memset(o, 0, sizeof(*o));
 	o->wall_now_s = wall_now_s();
@@ -352,7 +375,7 @@ static void shell_peer_act(struct paths_shell *ps, struct paths_peer *p, enum no
 		shell_kick(ps, p, act);
 		/* fall through */
 	case NODE_PEER_UP_NOW:
-		wp = wg_device_find_peer(ps->dev, p->m.key);
+		wp = shell_dev_peer(ps, p->m.key);
 		cand = node_peer_candidate(&p->m);
 		log_info("path to peer %s up: %s via %s", key_short(p->m.key, k),
 			 node_path_name(p->m.path),
@@ -690,7 +713,7 @@ cJSON *paths_shell_status_peers(const struct paths_shell *ps)
 
 	for (i = 0; arr && i < ps->paths.n; i++) {
 		const struct node_peer *p = &ps->paths.peers[i].m;
-		const struct wg_peer *wp = ps->dev ? wg_device_find_peer(ps->dev, p->key) : NULL;
+		const struct wg_peer *wp = shell_dev_peer(ps, p->key);
 		cJSON *po = cJSON_CreateObject();
 
 		key_to_base64(k, p->key);
