@@ -142,6 +142,8 @@ enum link_via {
 };
 
 #define LINK_MAX_SENDS 16
+#define LINK_PAGES_PER_BATCH 8 /* REGISTER pages sent per event; the rest follow at once */
+#define LINK_MAX_PAGES 256     /* as many as the paths engine fills (paths.h) */
 struct link_send {
 	enum link_via via;
 	uint8_t msg; /* the inner message type of a DATA (enum proto_msg_type), for logs; else 0 */
@@ -192,6 +194,7 @@ enum link_timer {
 	LINK_T_PROBE,
 	LINK_T_ECHO,
 	LINK_T_ACK,
+	LINK_T_PAGES, /* more REGISTER pages to send than one batch of sends holds */
 	LINK_T_COUNT,
 };
 
@@ -227,8 +230,13 @@ struct link {
 	/* the rendezvous steps */
 	uint64_t probe_seq; /* never reset: always above what the coordinator accepted */
 	uint32_t reg_seq;
-	struct proto_msg reg; /* the REGISTER last sent, for retransmission */
+	struct proto_msg reg; /* page 0 of the REGISTER last sent, for retransmission */
 	bool reg_pending;
+	/* A REGISTER of several pages (a large interface): page p has seq reg.reg.seq + p, and
+	 * the REGISTER is answered when every page's ack came back. */
+	uint16_t reg_pages;
+	uint16_t reg_next; /* the next page to send in this round */
+	uint8_t reg_acked[LINK_MAX_PAGES / 8];
 	unsigned int reg_tries;
 	uint32_t reg_backoff_ms;
 	uint64_t reg_sent_ms;     /* first send of the pending REGISTER */

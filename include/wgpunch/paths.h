@@ -55,6 +55,10 @@ struct paths_peer {
 	struct proto_punch punch; /* that PUNCH, to recognise the same one from another link */
 };
 
+/* REGISTER pages a node sends at most: PATHS_MAX_PAGES x PROTO_MAX_PEERS peers (25,600)
+ * are registered; peers past that are not (logged by the shell). */
+#define PATHS_MAX_PAGES 256
+
 struct paths {
 	struct paths_peer *peers; /* one per device peer, in the device's order */
 	size_t n;
@@ -63,6 +67,9 @@ struct paths {
 	 * (thousands of them on a large interface). */
 	uint32_t *slot;
 	size_t cap;
+	/* key_fingerprint() of every peer, sorted: REGISTER's pages are slices of it, so the
+	 * coordinator can put them together in order. Rebuilt by paths_sync(). */
+	uint64_t *fps;
 	struct paths_counters counters;
 };
 
@@ -105,6 +112,7 @@ uint64_t paths_resync_due(const struct paths *ps);
 bool paths_resync(struct paths *ps, uint64_t now_ms, bool *early);
 
 /* The peer part of a REGISTER: fingerprints and the page fields. */
+/* Fills page reg->page (set by the caller; 0 with a single page) and reg->n_pages. */
 void paths_fill_register(const struct paths *ps, struct proto_register *reg);
 
 #endif

@@ -485,10 +485,55 @@ static void on_probe_timer(struct run *r)
 
 /* ---- REGISTER ---- */
 
+static bool page_acked(const struct link *l, uint16_t p)
+{
+	return l->reg_acked[p / 8] & (1u << (p % 8));
+}
+
+/*
+ * Sends the pages of the current REGISTER not yet acked, from reg_next on, a batch at a time
+ * (the actions hold LINK_MAX_SENDS datagrams); the rest go out on LINK_T_PAGES, at once. Page
+ * 0 is the saved l->reg, so a retransmission is byte for byte what was sent; later pages are
+ * filled again (the same slice of the sorted peer list).
+ */
 static void send_register(struct run *r)
 {
-	if (send_msg(r, &r->l->reg, 0) == 0)
-		r->l->counters.registers_sent++;
+	struct link *l = r->l;
+	unsigned int sent = 0;
+
+	for (; l->reg_next < l->reg_pages; l->reg_next++) {
+		struct proto_msg page;
+		uint16_t p = l->reg_next;
+
+		if (page_acked(l, p))
+			continue;
+		if (sent == LINK_PAGES_PER_BATCH) {
+			arm(r, LINK_T_PAGES, 0);
+			return;
+		}
+		if (p == 0) {
+			page = l->reg;
+		} else {
+			memset(&page, 0, sizeof(page));
+			page.type = PROTO_MSG_REGISTER;
+			page.reg.page = p;
+			r->env->fill_register(r->env->arg, &page.reg);
+			page.reg.page = p;
+			page.reg.n_pages = l->reg_pages;
+			page.reg.flags = 0; /* RESYNC rides on page 0 */
+			page.reg.seq = l->reg.reg.seq + p;
+		}
+		if (send_msg(r, &page, 0) == 0)
+			l->counters.registers_sent++;
+		sent++;
+	}
+	disarm(r, LINK_T_PAGES);
+}
+
+static void register_retransmit(struct run *r)
+{
+	r->l->reg_next = 0;
+	send_register(r);
 }
 
 static void register_now(struct run *r, bool probe)
@@ -500,12 +545,19 @@ static void register_now(struct run *r, bool probe)
 	memset(&l->reg, 0, sizeof(l->reg));
 	l->reg.type = PROTO_MSG_REGISTER;
 	r->env->fill_register(r->env->arg, &l->reg.reg);
+	l->reg.reg.page = 0;
 	if (!l->reg.reg.n_pages) /* a filler that knows nothing of pages sends one */
 		l->reg.reg.n_pages = 1;
+	if (l->reg.reg.n_pages > LINK_MAX_PAGES)
+		l->reg.reg.n_pages = LINK_MAX_PAGES;
 	if (l->resync_wanted)
 		l->reg.reg.flags |= PROTO_REG_F_RESYNC;
 	l->resync_wanted = false;
-	l->reg.reg.seq = ++l->reg_seq;
+	l->reg_pages = l->reg.reg.n_pages;
+	l->reg_next = 0;
+	memset(l->reg_acked, 0, sizeof(l->reg_acked));
+	l->reg.reg.seq = l->reg_seq + 1;
+	l->reg_seq += l->reg_pages;
 	l->reg_pending = true;
 	l->reg_tries = 0;
 	l->reg_backoff_ms = LINK_REGISTER_RETRY_FIRST_MS;
@@ -529,7 +581,7 @@ static void on_reg_timer(struct run *r)
 	if (l->reg_tries < (alive ? LINK_REGISTER_TRIES_ALIVE : LINK_REGISTER_TRIES)) {
 		l->reg_tries++;
 		l->reg_backoff_ms = doubled(l->reg_backoff_ms, LINK_REGISTER_RETRY_MAX_MS);
-		send_register(r);
+		register_retransmit(r);
 		arm_jittered(r, LINK_T_REG, l->reg_backoff_ms);
 		return;
 	}
@@ -566,6 +618,7 @@ static void rdv_session_down(struct run *r)
 	disarm(r, LINK_T_PROBE);
 	disarm(r, LINK_T_ECHO);
 	disarm(r, LINK_T_ACK);
+	disarm(r, LINK_T_PAGES);
 }
 
 /* ---- PUNCH_ACK ---- */
@@ -666,12 +719,24 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 
 	switch (m->type) {
 	case PROTO_MSG_REGISTER_ACK:
-		if (!l->reg_pending || m->reg_ack.seq != l->reg.reg.seq) {
+		/* Page p of the pending REGISTER has seq reg.reg.seq + p. */
+		if (!l->reg_pending || m->reg_ack.seq - l->reg.reg.seq >= l->reg_pages) {
 			l->counters.rx_unexpected++;
 			return;
 		}
+		{
+			uint16_t p = (uint16_t)(m->reg_ack.seq - l->reg.reg.seq);
+			uint16_t i;
+
+			l->reg_acked[p / 8] |= (uint8_t)(1u << (p % 8));
+			for (i = 0; i < l->reg_pages && page_acked(l, i); i++)
+				;
+			if (i < l->reg_pages)
+				return; /* more pages to be answered */
+		}
 		l->reg_pending = false;
 		disarm(r, LINK_T_REG);
+		disarm(r, LINK_T_PAGES);
 		if (addr_is_set(&l->observed) && !addr_equal(&l->observed, &m->reg_ack.observed)) {
 			/* The NAT gave us a new address or port: the WireGuard port's mapping has
 			 * most likely moved with it. Learn it now; the coordinator re-punches our
@@ -819,6 +884,10 @@ static void on_timer(struct run *r)
 			break;
 		case LINK_T_REG:
 			on_reg_timer(r);
+			break;
+		case LINK_T_PAGES:
+			if (l->reg_pending)
+				send_register(r);
 			break;
 		case LINK_T_REFRESH:
 			/* Also keeps the session socket's NAT mapping alive (UDP timeouts can be

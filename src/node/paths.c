@@ -22,9 +22,18 @@ void paths_free(struct paths *ps)
 {
 	free(ps->peers);
 	free(ps->slot);
+	free(ps->fps);
 	ps->peers = NULL;
 	ps->slot = NULL;
+	ps->fps = NULL;
 	ps->n = ps->cap = 0;
+}
+
+static int fp_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 /* WireGuard public keys are curve points the operator configured: their first bytes are as
@@ -78,6 +87,7 @@ int paths_sync(struct paths *ps, const uint8_t (*keys)[KEY_LEN], size_t n, uint6
 {
 	struct paths_peer *np, *old;
 	bool changed = n != ps->n;
+	uint64_t *fps;
 	uint32_t *slot;
 	size_t i, cap;
 
@@ -98,16 +108,23 @@ int paths_sync(struct paths *ps, const uint8_t (*keys)[KEY_LEN], size_t n, uint6
 			changed = true;
 		}
 	}
-	if (index_build(&slot, &cap, np, n) < 0) {
+	fps = malloc((n ? n : 1) * sizeof(*fps));
+	if (!fps || index_build(&slot, &cap, np, n) < 0) {
+		free(fps);
 		free(np);
 		return -ENOMEM;
 	}
+	for (i = 0; i < n; i++)
+		fps[i] = key_fingerprint(np[i].m.key);
+	qsort(fps, n, sizeof(*fps), fp_cmp);
 	free(ps->peers);
 	free(ps->slot);
+	free(ps->fps);
 	ps->peers = np;
 	ps->n = n;
 	ps->slot = slot;
 	ps->cap = cap;
+	ps->fps = fps;
 	return changed;
 }
 
@@ -256,13 +273,15 @@ bool paths_resync(struct paths *ps, uint64_t now_ms, bool *early)
 
 void paths_fill_register(const struct paths *ps, struct proto_register *reg)
 {
-	size_t i;
+	size_t pages = ps->n ? (ps->n + PROTO_MAX_PEERS - 1) / PROTO_MAX_PEERS : 1, at, i;
 
-	/* One page for now: as in version 1, peers past PROTO_MAX_PEERS are not registered
-	 * (docs/operations.md, "Limits of this release"). */
-	reg->page = 0;
-	reg->n_pages = 1;
+	if (pages > PATHS_MAX_PAGES)
+		pages = PATHS_MAX_PAGES; /* the rest is not registered: see paths.h */
+	reg->n_pages = (uint16_t)pages;
+	if (reg->page >= pages)
+		reg->page = (uint16_t)(pages - 1);
+	at = (size_t)reg->page * PROTO_MAX_PEERS;
 	reg->n_peers = 0;
-	for (i = 0; i < ps->n && reg->n_peers < PROTO_MAX_PEERS; i++)
-		reg->peers[reg->n_peers++] = key_fingerprint(ps->peers[i].m.key);
+	for (i = at; i < ps->n && reg->n_peers < PROTO_MAX_PEERS; i++)
+		reg->peers[reg->n_peers++] = ps->fps[i];
 }

@@ -32,12 +32,15 @@ static void fake_random(void *arg, void *buf, size_t len)
 
 static unsigned int fills;
 
+static uint16_t fake_pages; /* 0: a filler that knows nothing of pages */
+
 static void fake_fill(void *arg, struct proto_register *reg)
 {
 	fills++;
 	reg->wg_port = 51820;
 	reg->n_peers = 1;
-	reg->peers[0] = 0x1234;
+	reg->peers[0] = 0x1234 + reg->page;
+	reg->n_pages = fake_pages;
 }
 
 /* The test's world: the engine, the clock, the last actions. */
@@ -916,6 +919,63 @@ static void test_link_rebinding_probes_at_once(void)
 	CHECK_EQ_INT(w.l.counters.addr_checks, 1);
 }
 
+/* A large interface registers in pages, a batch per event; every page must be acked, and a
+ * retransmission sends only the pages still unanswered. */
+static void test_link_register_pages(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
+	uint32_t seqs[20];
+	int got = 0, i;
+	size_t k;
+
+	quiet_world(&w, &c);
+	fake_pages = 20;
+	ev(&w, (struct link_event){ .type = LINK_EV_REGISTER });
+	for (i = 0; i < 10 && got < 20; i++) {
+		for (k = 0; k < w.out.n_sends; k++) {
+			struct link_actions one = w.out;
+
+			one.n_sends = 1;
+			one.sends[0] = w.out.sends[k];
+			if (!coord_read(&c, &one.sends[0], &m) || m.type != PROTO_MSG_REGISTER)
+				continue;
+			CHECK_EQ_INT(m.reg.n_pages, 20);
+			CHECK_EQ_INT(m.reg.page, got);
+			CHECK(m.reg.peers[0] == 0x1234u + m.reg.page);
+			CHECK(got == 0 || !(m.reg.flags & PROTO_REG_F_RESYNC));
+			seqs[got++] = m.reg.seq;
+		}
+		CHECK(w.out.n_sends <= LINK_PAGES_PER_BATCH);
+		if (got < 20)
+			fire_t(&w, LINK_T_PAGES);
+	}
+	CHECK_EQ_INT(got, 20);
+	for (i = 1; i < 20; i++)
+		CHECK_EQ_INT(seqs[i], seqs[0] + (uint32_t)i);
+	/* All but page 7 answered: still pending, and the retry sends page 7 alone. */
+	for (i = 0; i < 20; i++) {
+		if (i == 7)
+			continue;
+		ack.reg_ack.seq = seqs[i];
+		coord_send(&w, &c, &ack);
+	}
+	CHECK(w.l.reg_pending);
+	fire_t(&w, LINK_T_REG);
+	CHECK(find_msg(&w, &c, PROTO_MSG_REGISTER, &m) >= 0);
+	CHECK_EQ_INT(m.reg.page, 7);
+	CHECK_EQ_INT(count_type(&w, PROTO_DATA), 1);
+	ack.reg_ack.seq = seqs[7];
+	coord_send(&w, &c, &ack);
+	CHECK(!w.l.reg_pending);
+	/* An ack outside the REGISTER's pages is not believed. */
+	ack.reg_ack.seq = seqs[19] + 1;
+	coord_send(&w, &c, &ack);
+	CHECK_EQ_INT(w.l.counters.rx_unexpected, 1);
+	fake_pages = 0;
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -936,6 +996,7 @@ int main(void)
 	TAP_RUN(test_link_idle_sends_one_datagram_per_refresh);
 	TAP_RUN(test_link_active_refresh);
 	TAP_RUN(test_link_rebinding_probes_at_once);
+	TAP_RUN(test_link_register_pages);
 	TAP_RUN(test_link_mapping_rounds);
 	TAP_RUN(test_link_filter_echo);
 	TAP_RUN(test_link_punch_delivery);
