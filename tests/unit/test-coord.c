@@ -682,8 +682,8 @@ static int client_take(struct harness *h, struct client *cl, uint8_t type, int m
 }
 
 /* A probe as a node sends it to `port`: dst_port and purpose say which. */
-static size_t client_probe_build(struct harness *h, struct client *cl, uint16_t port,
-				 uint64_t seq, uint8_t *out, size_t cap)
+static size_t client_probe_build(struct harness *h, struct client *cl, uint16_t port, uint64_t seq,
+				 uint8_t *out, size_t cap)
 {
 	uint8_t mac[PROTO_PROBE_MAC_LEN] = { 0 };
 	struct proto_outer o = { .type = PROTO_PROBE, .body = mac, .body_len = sizeof(mac) };
