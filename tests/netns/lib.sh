@@ -605,6 +605,8 @@ tb_rebind()
 	local r=$1 old=${TB_WAN[$1]} new=198.51.100.$TB_PUBNEXT
 
 	TB_PUBNEXT=$((TB_PUBNEXT + 1))
+	# Without this, removing the primary address removes the new (secondary) one with it.
+	tb_exec "$r" sysctl -qw net.ipv4.conf.wan.promote_secondaries=1
 	tb_exec "$r" ip addr add "$new/24" dev wan || tb_fail "cannot add $new to $r"
 	tb_exec "$r" ip addr del "$old/24" dev wan || tb_fail "cannot remove $old from $r"
 	TB_WAN[$r]=$new
