@@ -193,7 +193,7 @@ size_t paths_updates(const struct paths_peer *p, enum node_peer_action act, uint
 	size_t n = 0;
 
 	memset(u, 0, 2 * sizeof(*u));
-	if (act == NODE_PEER_KICK || act == NODE_PEER_UP_KEEPALIVE) {
+	if (act == NODE_PEER_KICK || act == NODE_PEER_UP_KEEPALIVE || act == NODE_PEER_NUDGE) {
 		memcpy(u[0].public_key, p->m.key, KEY_LEN);
 		u[0].flags = PATHS_W_KEEPALIVE;
 		u[0].keepalive_s = 0;

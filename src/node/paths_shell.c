@@ -361,6 +361,7 @@ static void shell_peer_act(struct paths_shell *ps, struct paths_peer *p, enum no
 
 	switch (act) {
 	case NODE_PEER_NOTHING:
+	case NODE_PEER_NUDGE: /* a PUNCH's only: paths_shell_on_punch() does it */
 		return;
 	case NODE_PEER_WRITE:
 	case NODE_PEER_WRITE_QUIET:
@@ -443,9 +444,14 @@ void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const st
 			shell_schedule_poll(ps);
 		return;
 	}
-	if (act == NODE_PEER_UP_KEEPALIVE)
+	if (act == NODE_PEER_UP_KEEPALIVE) {
 		shell_peer_act(ps, p, act);
-	else if (p->m.state == NODE_PEER_UP)
+	} else if (act == NODE_PEER_NUDGE) {
+		shell_kick(ps, p, act);
+		log_info("punch for peer %s: path already up (%s via %s), keepalive sent",
+			 key_short(p->m.key, k), node_path_name(p->m.path),
+			 addr_format(&obs.endpoint, a));
+	} else if (p->m.state == NODE_PEER_UP)
 		log_info("punch for peer %s: path already up (%s via %s)", key_short(p->m.key, k),
 			 node_path_name(p->m.path), addr_format(&obs.endpoint, a));
 	else
