@@ -8,6 +8,12 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
+# b's WireGuard has a's new public address as a's endpoint.
+b_sees_new_a()
+{
+	[ "$(tb_endpoint b a)" = "${TB_WAN[ra]}:$TB_WG_PORT" ]
+}
+
 tb_init
 tb_pair cone cone
 tb_assert_tunnel a b 20
@@ -35,8 +41,7 @@ sleep 12
 tb_rebind ra
 t0=${EPOCHREALTIME/./}
 # Nothing pings meanwhile (a ping is traffic): wait for b's WireGuard to get the new endpoint.
-tb_wait_for 40 test "$(tb_endpoint b a)" = "${TB_WAN[ra]}:$TB_WG_PORT" ||
-	tb_fail "an idle tunnel did not learn the new address within 40 s"
+tb_wait_for 40 b_sees_new_a || tb_fail "an idle tunnel did not learn the new address within 40 s"
 ms=$(((${EPOCHREALTIME/./} - t0) / 1000))
 tb_ping a b || tb_fail "no ping through the idle tunnel after its rebinding"
 tb_log "idle: the peer has the new endpoint $ms ms after the rebinding"
