@@ -2208,7 +2208,18 @@ static void test_coord_reload_and_status(void)
 	next.coord.authorized_keys_file = (char *)"reloaded";
 	next.coord.authorized_keys = keys;
 	next.coord.n_authorized_keys = 1;
+	/* A new handshake_cpu sizes the budget again from the cost measured at start. */
+	next.coord.handshake_cpu = 25;
 	CHECK_EQ_INT(coord_reload(h.coord, &next), 0);
+	{
+		struct hs_budget_input in;
+		struct hs_budget_params p;
+
+		hs_budget_input_default(&in, (uint64_t)status_num(&h, "handshake_cost_ns"), 1000);
+		in.cpu_permille = 250;
+		CHECK_EQ_INT(hs_budget_params_from_input(&p, &in), 0);
+		CHECK_EQ_INT(status_num(&h, "handshake_budget_per_s"), p.all.rate_per_s);
+	}
 	CHECK_EQ_INT(status_num(&h, "nodes"), 1);
 	CHECK_EQ_INT(counter(&h, "nodes_dropped"), 1);
 	struct proto_msg m = { .type = PROTO_MSG_PUNCH_ACK };
