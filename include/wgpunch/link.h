@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "wgpunch/addr.h"
+#include "wgpunch/cookie.h"
 #include "wgpunch/counters.h"
 #include "wgpunch/key.h"
 #include "wgpunch/proto.h"
@@ -44,8 +45,15 @@
 #define LINK_HS_RETRY_MAX_MS 30000
 #define LINK_HS_TRIES_BEFORE_RESOLVE 3
 #define LINK_UNKNOWN_BACKOFF_FIRST_MS 1000
-#define LINK_REKEY_MS 120000
+#define LINK_REKEY_MS 120000 /* until the coordinator says otherwise (REGISTER_ACK rekey_s) */
+#define LINK_REKEY_MIN_S 60
+#define LINK_REKEY_MAX_S 86400
+/* An idle node sends one REGISTER per LINK_REFRESH_MS and nothing else (it also keeps the
+ * session socket's NAT mapping and the registry entry alive); one whose tunnels carry traffic
+ * refreshes every LINK_REFRESH_ACTIVE_MS, so a NAT rebinding shows within that much
+ * (docs/rendezvous.md, "Rebinding"). */
 #define LINK_REFRESH_MS 20000
+#define LINK_REFRESH_ACTIVE_MS 2000
 #define LINK_REGISTER_RETRY_FIRST_MS 1000
 #define LINK_REGISTER_RETRY_MAX_MS 2000
 #define LINK_REGISTER_TRIES 4       /* retransmissions before the session is judged dead */
@@ -73,7 +81,11 @@
 	X(rx_session_unknown, "SESSION_UNKNOWN received")                         \
 	X(handshakes_sent, "HS_INIT sent")                                        \
 	X(sessions_up, "sessions that came up (re-keys not counted)")             \
-	X(registers_sent, "REGISTER sent, retransmissions included")
+	X(registers_sent, "REGISTER sent, retransmissions included")              \
+	X(rx_cookie, "COOKIE_REPLY that opened: the handshake is sent again with mac2") \
+	X(rx_cookie_bad, "COOKIE_REPLY that did not open (not ours, replayed, forged)") \
+	X(addr_checks, "ADDR_CHECK answered: the coordinator saw our session move")      \
+	X(rebinds, "times our session address changed while the session was up")
 struct link_counters {
 	LINK_COUNTERS(COUNTER_FIELD)
 };
@@ -97,6 +109,7 @@ enum link_event_type {
 	LINK_EV_PROBE,          /* local addresses or links changed: probe now */
 	LINK_EV_RESYNC,     /* a peer wants a PUNCH: next REGISTER carries RESYNC (now: at once) */
 	LINK_EV_PUNCH_DONE, /* the endpoint of PUNCH `attempt` (flag ACK) is written: ack it */
+	LINK_EV_ACTIVITY,   /* flag: the tunnels carry traffic (WireGuard's counters moved) */
 };
 
 struct link_event {
@@ -105,7 +118,7 @@ struct link_event {
 	const uint8_t *buf; /* DATAGRAM */
 	size_t len;
 	bool truncated;
-	bool flag;        /* REGISTER: probe as well; RESYNC: now */
+	bool flag;        /* REGISTER: probe as well; RESYNC: now; ACTIVITY: active */
 	uint32_t attempt; /* PUNCH_DONE */
 };
 
@@ -118,7 +131,7 @@ struct link_env {
 	uint32_t wall_ns;
 	/* Random bytes: ephemeral keys, indices, jitter. */
 	void (*random)(void *arg, void *buf, size_t len);
-	/* Fills the REGISTER content: port, LAN addresses, peer fingerprints, MORE_PEERS. */
+	/* Fills the REGISTER content: port, LAN addresses, peer fingerprints, pages. */
 	void (*fill_register)(void *arg, struct proto_register *reg);
 	void *arg;
 };
@@ -129,6 +142,8 @@ enum link_via {
 };
 
 #define LINK_MAX_SENDS 16
+#define LINK_PAGES_PER_BATCH 8 /* REGISTER pages sent per event; the rest follow at once */
+#define LINK_MAX_PAGES 256     /* as many as the paths engine fills (paths.h) */
 struct link_send {
 	enum link_via via;
 	uint8_t msg; /* the inner message type of a DATA (enum proto_msg_type), for logs; else 0 */
@@ -146,7 +161,8 @@ struct link_send {
 #define LINK_R_PUNCH 0x20            /* punch holds a PUNCH for the node */
 #define LINK_R_MOVED 0x40            /* the coordinator's address changed (not the first one) */
 #define LINK_R_RESOLVE_RETRY 0x80    /* resolving failed; retried in resolve_retry_ms */
-#define LINK_R_PROBES_GIVEN_UP 0x100 /* no complete MAPPING round: the refresh probes again */
+#define LINK_R_PROBES_GIVEN_UP 0x100 /* no complete MAPPING round: the next trigger probes again */
+#define LINK_R_REBOUND 0x200 /* our session address moved (NAT rebinding): probing again */
 
 struct link_actions {
 	struct link_send sends[LINK_MAX_SENDS];
@@ -178,6 +194,7 @@ enum link_timer {
 	LINK_T_PROBE,
 	LINK_T_ECHO,
 	LINK_T_ACK,
+	LINK_T_PAGES, /* more REGISTER pages to send than one batch of sends holds */
 	LINK_T_COUNT,
 };
 
@@ -203,12 +220,23 @@ struct link {
 	struct link_keys cur, prev;
 	uint8_t probe_key[SESSION_KEY_LEN];
 	uint64_t last_rx_ms; /* last authentic DATA; 0 = never */
+	uint64_t session_up_ms; /* when the current keys were agreed */
+	uint32_t rekey_ms;      /* the coordinator's rekey interval, or LINK_REKEY_MS */
+	/* mac1/mac2 of our HS_INIT and the coordinator's cookie (PROTOCOL.md section 5.2) */
+	struct cookie_initiator cookie;
+	struct addr observed; /* our session address as the coordinator saw it (REGISTER_ACK) */
+	bool active;          /* the tunnels carry traffic: refresh often */
 
 	/* the rendezvous steps */
 	uint64_t probe_seq; /* never reset: always above what the coordinator accepted */
 	uint32_t reg_seq;
-	struct proto_msg reg; /* the REGISTER last sent, for retransmission */
+	struct proto_msg reg; /* page 0 of the REGISTER last sent, for retransmission */
 	bool reg_pending;
+	/* A REGISTER of several pages (a large interface): page p has seq reg.reg.seq + p, and
+	 * the REGISTER is answered when every page's ack came back. */
+	uint16_t reg_pages;
+	uint16_t reg_next; /* the next page to send in this round */
+	uint8_t reg_acked[LINK_MAX_PAGES / 8];
 	unsigned int reg_tries;
 	uint32_t reg_backoff_ms;
 	uint64_t reg_sent_ms;     /* first send of the pending REGISTER */

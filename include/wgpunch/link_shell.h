@@ -35,7 +35,7 @@ struct link_shell;
 
 /* What the node gives a link: all of its callbacks, and the prober (owned by the node). */
 struct link_shell_ops {
-	/* Fills the REGISTER content (port, LAN addresses, peer fingerprints, MORE_PEERS). */
+	/* Fills the REGISTER content (port, LAN addresses, peer fingerprints, pages). */
 	void (*fill_register)(void *arg, struct proto_register *reg);
 	/* A PUNCH from this link; link_shell_punch_done() acks it once carried out. */
 	void (*on_punch)(void *arg, struct link_shell *s, const struct proto_punch *punch);
@@ -64,6 +64,8 @@ void link_shell_set_fwmark(struct link_shell *s, uint32_t fwmark);
 /* The engine's events (link.h). */
 void link_shell_register(struct link_shell *s, bool probe);
 void link_shell_probe(struct link_shell *s);
+/* Whether the tunnels carry traffic (the engine refreshes more often then). */
+void link_shell_activity(struct link_shell *s, bool active);
 void link_shell_resync(struct link_shell *s, bool now);
 void link_shell_punch_done(struct link_shell *s, uint32_t attempt);
 

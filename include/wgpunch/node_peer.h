@@ -31,6 +31,8 @@
  * then after twice as long each time up to NODE_PEER_RESYNC_MS. A PUNCH is sent once and can
  * be lost; without a path the peer waits for nothing else. A working path starts it over.
  */
+/* A PUNCH for the path in use nudges (NODE_PEER_NUDGE) at most this often. */
+#define NODE_PEER_NUDGE_EVERY_MS 5000
 #define NODE_PEER_RESYNC_FIRST_MS 2000
 #define NODE_PEER_RESYNC_MS 20000
 #define NODE_PEER_MAX_CAND (PROTO_MAX_LAN + 1)
@@ -71,6 +73,9 @@ enum node_peer_action {
 	 * sends a keepalive over the new session, no initiation) */
 	NODE_PEER_UP_KEEPALIVE,
 	NODE_PEER_GIVE_UP, /* no candidate worked: path none; a RESYNC may ask again */
+	/* a PUNCH for the path in use: keep the endpoint, but write keepalive 0, then N, so
+	 * WireGuard sends a keepalive to the peer at once (see node_peer_on_punch) */
+	NODE_PEER_NUDGE,
 	NODE_PEER_DOWN,    /* a working path went stale: path none, ask for RESYNC */
 };
 
@@ -105,6 +110,7 @@ struct node_peer {
 	uint64_t deadline_ms;    /* monotonic: give up on the current candidate */
 	uint64_t kick_ms;        /* monotonic: the deferred kick is due; 0 = none waiting */
 	uint64_t last_punch_ms;  /* monotonic: last PUNCH, or creation */
+	uint64_t nudge_ms; /* when a PUNCH last made us send a keepalive (NODE_PEER_NUDGE); 0 = never */
 	uint64_t resync_ms;      /* monotonic: last RESYNC asked, or creation */
 	uint32_t resync_wait_ms; /* from the later of the two above to the next RESYNC */
 	enum node_path path;

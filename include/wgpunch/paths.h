@@ -55,9 +55,21 @@ struct paths_peer {
 	struct proto_punch punch; /* that PUNCH, to recognise the same one from another link */
 };
 
+/* REGISTER pages a node sends at most: PATHS_MAX_PAGES x PROTO_MAX_PEERS peers (25,600)
+ * are registered; peers past that are not (logged by the shell). */
+#define PATHS_MAX_PAGES 256
+
 struct paths {
 	struct paths_peer *peers; /* one per device peer, in the device's order */
 	size_t n;
+	/* Open addressing by key: slot holds index + 1 (0 = empty); cap is a power of two
+	 * above 2n. Rebuilt by paths_sync(), so lookups and syncs stay linear in the peers
+	 * (thousands of them on a large interface). */
+	uint32_t *slot;
+	size_t cap;
+	/* key_fingerprint() of every peer, sorted: REGISTER's pages are slices of it, so the
+	 * coordinator can put them together in order. Rebuilt by paths_sync(). */
+	uint64_t *fps;
 	struct paths_counters counters;
 };
 
@@ -74,7 +86,7 @@ void paths_free(struct paths *ps);
 /* Rebuilds the table for the device's peer keys (in the device's order), keeping each known
  * peer's state. 1 when the set of keys changed, 0 when not, -ENOMEM (the old table is kept). */
 int paths_sync(struct paths *ps, const uint8_t (*keys)[KEY_LEN], size_t n, uint64_t now_ms);
-struct paths_peer *paths_find(struct paths *ps, const uint8_t key[KEY_LEN]);
+struct paths_peer *paths_find(const struct paths *ps, const uint8_t key[KEY_LEN]);
 
 /* A PUNCH from link link_id (nonzero). With PATHS_RUN, *act and *out are set. */
 enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
@@ -99,7 +111,8 @@ uint64_t paths_resync_due(const struct paths *ps);
  * is still below the refresh period, so the REGISTER should leave now. */
 bool paths_resync(struct paths *ps, uint64_t now_ms, bool *early);
 
-/* The peer part of a REGISTER: fingerprints, MORE_PEERS. */
+/* The peer part of a REGISTER: fingerprints and the page fields. */
+/* Fills page reg->page (set by the caller; 0 with a single page) and reg->n_pages. */
 void paths_fill_register(const struct paths *ps, struct proto_register *reg);
 
 #endif

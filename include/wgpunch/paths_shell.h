@@ -36,6 +36,9 @@ struct paths_shell_changes {
 	bool key;   /* private key */
 	bool peers; /* the set of peer keys */
 	bool lan;   /* LAN addresses */
+	/* The tunnels carried traffic since the last read: more than WireGuard's keepalives
+	 * and handshakes moved through some peer. */
+	bool active;
 };
 
 struct paths_shell_ops {
@@ -76,7 +79,7 @@ void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const st
 			  const struct proto_punch *punch);
 /* Link link_id went down. */
 void paths_shell_link_down(struct paths_shell *ps, unsigned int link_id);
-/* Fills the REGISTER content: port, LAN addresses, peer fingerprints, MORE_PEERS. */
+/* Fills the REGISTER content: port, LAN addresses, peer fingerprints, pages. */
 void paths_shell_fill_register(const struct paths_shell *ps, struct proto_register *reg);
 
 /* The last read of the device; NULL until the first. */

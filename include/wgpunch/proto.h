@@ -23,7 +23,12 @@
 #include "wgpunch/addr.h"
 #include "wgpunch/key.h"
 
-#define PROTO_VERSION 1
+/*
+ * Version 2: HS_INIT carries mac1/mac2 (proof of the coordinator's key, and of the source
+ * address under load), COOKIE_REPLY is new, a PROBE names the port it was sent to, and the
+ * session moves to a new address only after ADDR_CHECK (docs/security.md).
+ */
+#define PROTO_VERSION 2
 #define PROTO_HDR_LEN 4
 #define PROTO_TAG_LEN 16
 /* Stay under the IPv6 minimum MTU so nothing is ever fragmented. */
@@ -35,24 +40,45 @@
 #define PROTO_HS_RESP_NOISE_LEN (32 + 16)                                     /* 48 */
 #define PROTO_PROBE_MAC_LEN 16
 #define PROTO_POISON_LEN 8
+#define PROTO_MAC_LEN 16
+/* HS_INIT: prefix (8), noise (108), mac1 over bytes 0..115, mac2 over bytes 0..131. */
+#define PROTO_HS_INIT_MAC1_OFF (PROTO_HDR_LEN + 4 + PROTO_HS_INIT_NOISE_LEN) /* 116 */
+#define PROTO_HS_INIT_MAC2_OFF (PROTO_HS_INIT_MAC1_OFF + PROTO_MAC_LEN)     /* 132 */
+#define PROTO_HS_INIT_LEN (PROTO_HS_INIT_MAC2_OFF + PROTO_MAC_LEN)          /* 148 */
+/* COOKIE_REPLY body: a 24-byte XChaCha20 nonce, then the 16-byte cookie and its tag. */
+#define PROTO_COOKIE_NONCE_LEN 24
+#define PROTO_COOKIE_LEN 16
+#define PROTO_COOKIE_BODY_LEN (PROTO_COOKIE_NONCE_LEN + PROTO_COOKIE_LEN + PROTO_TAG_LEN) /* 56 */
 
 enum proto_type {
-	PROTO_HS_INIT = 1, /* node -> coordinator: sender_idx, noise[108] */
+	PROTO_HS_INIT = 1, /* node -> coordinator: sender_idx, noise[108], mac1[16], mac2[16] */
 	PROTO_HS_RESP = 2, /* coordinator -> node: sender_idx, receiver_idx, noise[48] */
 	PROTO_DATA = 3,    /* both: receiver_idx, counter, ciphertext (inner msg + tag) */
-	PROTO_PROBE =
-		4, /* node (raw, from WG port) -> coordinator: receiver_idx, counter=probe seq, mac[16] */
+	/* node (raw, from WG port) -> coordinator: receiver_idx, counter = probe seq, the port
+	 * it is sent to and why, mac[16] over all of that */
+	PROTO_PROBE = 4,
 	PROTO_SESSION_UNKNOWN = 5, /* coordinator -> node: receiver_idx it does not know */
 	PROTO_POISON = 6, /* coordinator (listen port + 1) -> node: body[8] random; filter test */
+	PROTO_COOKIE_REPLY = 7, /* coordinator -> node: receiver_idx, nonce[24], cookie[16+16] */
 };
+
+/* Why a PROBE was sent; each purpose has its own sequence numbers. */
+enum proto_probe_purpose {
+	PROTO_PROBE_MAP_P = 0,  /* mapping toward the listen port P */
+	PROTO_PROBE_MAP_P1 = 1, /* mapping toward P + 1 (NAT mapping type) */
+	PROTO_PROBE_RELAY = 2,  /* bind this side of a relay port (dst_port) */
+};
+#define PROTO_PROBE_PURPOSES 3
 
 /*
  * A decoded outer message. Fields not used by a type are zero. body points
  * into the decoded buffer:
- *   HS_INIT: noise message (PROTO_HS_INIT_NOISE_LEN)
+ *   HS_INIT: noise message (PROTO_HS_INIT_NOISE_LEN); macs points at mac1 and mac2 (32 bytes)
  *   HS_RESP: noise message (PROTO_HS_RESP_NOISE_LEN)
  *   DATA:    ciphertext (>= PROTO_TAG_LEN, <= PROTO_MAX_DATAGRAM - 16)
- *   PROBE:   mac (PROTO_PROBE_MAC_LEN); the MAC covers the datagram up to it
+ *   PROBE:   mac (PROTO_PROBE_MAC_LEN); the MAC covers the datagram up to it, dst_port
+ *            and purpose included, so a probe replayed to another port fails it
+ *   COOKIE_REPLY: nonce and encrypted cookie (PROTO_COOKIE_BODY_LEN)
  *   POISON:  PROTO_POISON_LEN opaque bytes
  *   SESSION_UNKNOWN: empty
  */
@@ -61,8 +87,13 @@ struct proto_outer {
 	uint32_t sender_idx;
 	uint32_t receiver_idx;
 	uint64_t counter;
+	uint16_t dst_port; /* PROBE: the UDP port it was sent to */
+	uint8_t purpose;   /* PROBE: enum proto_probe_purpose */
 	const uint8_t *body;
 	size_t body_len;
+	/* HS_INIT: mac1 then mac2 (2 x PROTO_MAC_LEN). Encoding with NULL writes zeros, for
+	 * cookie_*() to fill in place. */
+	const uint8_t *macs;
 };
 
 /* Length of the header part of an outer message of this type (everything before body). */
@@ -74,8 +105,8 @@ ssize_t proto_encode_outer(uint8_t *buf, size_t cap, const struct proto_outer *m
 
 /* ---- inner messages, inside PROTO_DATA ---- */
 
-#define PROTO_MAX_LAN 8     /* LAN candidate addresses per node */
-#define PROTO_MAX_PEERS 100 /* peer fingerprints in one REGISTER */
+#define PROTO_MAX_LAN 16    /* local candidate addresses per node (LAN IPv4, global IPv6) */
+#define PROTO_MAX_PEERS 100 /* peer fingerprints in one REGISTER page */
 
 enum proto_msg_type {
 	PROTO_MSG_REGISTER = 1,      /* node -> coord: who I am willing to meet, where on my LAN */
@@ -86,6 +117,8 @@ enum proto_msg_type {
 	PROTO_MSG_FILTER_RESULT = 6, /* coord -> node: what the filter test showed */
 	PROTO_MSG_PUNCH = 7,         /* coord -> node: peer is at these candidates, send now */
 	PROTO_MSG_PUNCH_ACK = 8,     /* node -> coord: my first packet to the peer is out */
+	PROTO_MSG_ADDR_CHECK = 9,    /* coord -> node, to a new source address: prove it is yours */
+	PROTO_MSG_ADDR_ECHO = 10,    /* node -> coord: the ADDR_CHECK's nonce, from that address */
 };
 
 /* What a node's NAT does with an unsolicited inbound packet (filter test). */
@@ -101,13 +134,18 @@ enum proto_filter {
 const char *proto_filter_name(uint8_t filter);
 
 /* REGISTER flags */
-#define PROTO_REG_F_MORE_PEERS 0x01 /* the node has more peers than PROTO_MAX_PEERS */
-#define PROTO_REG_F_RESYNC 0x02     /* some peers have no path and no recent PUNCH: punch again */
+#define PROTO_REG_F_RESYNC 0x02 /* some peers have no path and no recent PUNCH: punch again */
 
+/*
+ * A node with more than PROTO_MAX_PEERS peers sends its sorted peer list as pages, one
+ * REGISTER each: page 0 .. n_pages - 1, every page with the same port, flags and LAN list.
+ */
 struct proto_register {
 	uint32_t seq;     /* echoed in REGISTER_ACK */
 	uint16_t wg_port; /* the WireGuard listen port */
 	uint8_t flags;
+	uint16_t page;    /* this page's index, below n_pages */
+	uint16_t n_pages; /* at least 1 */
 	uint8_t n_lan;
 	struct addr lan[PROTO_MAX_LAN]; /* host addresses with the WireGuard port */
 	uint16_t n_peers;
@@ -116,13 +154,20 @@ struct proto_register {
 
 struct proto_register_ack {
 	uint32_t seq;
-	uint16_t refresh_s; /* register again within this many seconds */
+	uint16_t refresh_s;   /* register again within this many seconds */
+	uint16_t rekey_s;     /* start a new handshake after this many seconds (the operator's) */
+	struct addr observed; /* the session address the coordinator saw: shows a NAT rebinding */
 };
 
 struct proto_mapping {
 	uint64_t probe_seq;   /* the PROBE's counter */
-	uint8_t port_index;   /* 0: the listen port, 1: the listen port + 1 */
+	uint8_t port_index;   /* the PROBE's purpose: 0 the listen port, 1 the listen port + 1 */
 	struct addr observed; /* the public ip:port the probe came from */
+};
+
+/* ADDR_CHECK and ADDR_ECHO: a random nonce. */
+struct proto_addr_check {
+	uint64_t nonce;
 };
 
 struct proto_filter_go {
@@ -164,6 +209,7 @@ struct proto_msg {
 		struct proto_filter_result filter_result;
 		struct proto_punch punch;
 		struct proto_punch_ack punch_ack;
+		struct proto_addr_check addr_check; /* ADDR_CHECK and ADDR_ECHO */
 	};
 };
 

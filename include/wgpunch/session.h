@@ -22,7 +22,7 @@
 #define SESSION_TAG_LEN 16
 /* Names wgpunch and its protocol version, so these keys can never be mistaken
  * for WireGuard's own handshake (which uses another prologue and pattern). */
-#define SESSION_PROLOGUE "wgpunch protocol v1"
+#define SESSION_PROLOGUE "wgpunch protocol v2"
 
 /* Noise HandshakeState for the IK pattern. */
 struct session_hs {

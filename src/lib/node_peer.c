@@ -132,8 +132,20 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 			if (addr_equal(&p->cands[i].addr, &obs->endpoint)) {
 				p->cur = (uint8_t)i;
 				set_up(p, p->cands[i].path);
-				/* Up while our kick waited: the keepalive is still 0. */
-				return kick_waiting ? NODE_PEER_UP_KEEPALIVE : NODE_PEER_NOTHING;
+				/* Up while our kick waited: the keepalive is still 0. Otherwise the
+				 * coordinator re-punches a working pair because a mapping moved; if it
+				 * was ours (our NAT rebound), our flow toward the peer is gone and the
+				 * peer's packets bounce off our NAT until we send: a keepalive now
+				 * opens the new flow, sooner than WireGuard's next one. */
+				if (kick_waiting || (p->nudge_ms && now_ms - p->nudge_ms <
+								       NODE_PEER_NUDGE_EVERY_MS)) {
+					if (kick_waiting)
+						p->nudge_ms = now_ms ? now_ms : 1;
+					return kick_waiting ? NODE_PEER_UP_KEEPALIVE
+							    : NODE_PEER_NOTHING;
+				}
+				p->nudge_ms = now_ms ? now_ms : 1;
+				return NODE_PEER_NUDGE;
 			}
 		}
 	}

@@ -19,7 +19,7 @@
 #define ADDR4_WIRE_LEN (1 + 4 + 2)
 #define ADDR6_WIRE_LEN (1 + 16 + 2)
 
-#define REG_FLAGS_KNOWN (PROTO_REG_F_MORE_PEERS | PROTO_REG_F_RESYNC)
+#define REG_FLAGS_KNOWN (PROTO_REG_F_RESYNC)
 #define PUNCH_FLAGS_KNOWN (PROTO_PUNCH_F_ACK)
 
 /* ---- read cursor ---- */
@@ -215,9 +215,11 @@ size_t proto_outer_prefix_len(uint8_t type)
 	case PROTO_HS_RESP:
 		return PROTO_HDR_LEN + 4 + 4;
 	case PROTO_DATA:
-	case PROTO_PROBE:
 		return PROTO_HDR_LEN + 4 + 8;
+	case PROTO_PROBE:
+		return PROTO_HDR_LEN + 4 + 8 + 2 + 1 + 1;
 	case PROTO_SESSION_UNKNOWN:
+	case PROTO_COOKIE_REPLY:
 		return PROTO_HDR_LEN + 4;
 	case PROTO_POISON:
 		return PROTO_HDR_LEN;
@@ -231,7 +233,7 @@ static bool outer_body_len_ok(uint8_t type, size_t body_len)
 {
 	switch (type) {
 	case PROTO_HS_INIT:
-		return body_len == PROTO_HS_INIT_NOISE_LEN;
+		return body_len == PROTO_HS_INIT_NOISE_LEN + 2 * PROTO_MAC_LEN;
 	case PROTO_HS_RESP:
 		return body_len == PROTO_HS_RESP_NOISE_LEN;
 	case PROTO_DATA:
@@ -243,6 +245,8 @@ static bool outer_body_len_ok(uint8_t type, size_t body_len)
 		return body_len == 0;
 	case PROTO_POISON:
 		return body_len == PROTO_POISON_LEN;
+	case PROTO_COOKIE_REPLY:
+		return body_len == PROTO_COOKIE_BODY_LEN;
 	default:
 		return false;
 	}
@@ -272,11 +276,19 @@ int proto_decode_outer(const uint8_t *buf, size_t len, struct proto_outer *out)
 		out->receiver_idx = rd_be32(&r);
 		break;
 	case PROTO_DATA:
-	case PROTO_PROBE:
 		out->receiver_idx = rd_be32(&r);
 		out->counter = rd_be64(&r);
 		break;
+	case PROTO_PROBE:
+		out->receiver_idx = rd_be32(&r);
+		out->counter = rd_be64(&r);
+		out->dst_port = rd_be16(&r);
+		out->purpose = rd_u8(&r);
+		reserved = rd_u8(&r);
+		rd_require(&r, out->purpose < PROTO_PROBE_PURPOSES && reserved == 0);
+		break;
 	case PROTO_SESSION_UNKNOWN:
+	case PROTO_COOKIE_REPLY:
 		out->receiver_idx = rd_be32(&r);
 		break;
 	case PROTO_POISON:
@@ -289,14 +301,24 @@ int proto_decode_outer(const uint8_t *buf, size_t len, struct proto_outer *out)
 	out->type = type;
 	out->body = r.left ? r.p : NULL;
 	out->body_len = r.left;
+	if (type == PROTO_HS_INIT) {
+		/* The MACs are not Noise: the body is the Noise message alone. */
+		out->body_len = PROTO_HS_INIT_NOISE_LEN;
+		out->macs = r.p + PROTO_HS_INIT_NOISE_LEN;
+	}
 	return 0;
 }
 
 ssize_t proto_encode_outer(uint8_t *buf, size_t cap, const struct proto_outer *m)
 {
+	static const uint8_t no_macs[2 * PROTO_MAC_LEN];
 	struct wr w = { .p = buf, .left = cap };
+	size_t body_len = m->body_len;
 
-	if (!outer_body_len_ok(m->type, m->body_len) || (m->body_len && !m->body))
+	if (m->type == PROTO_HS_INIT)
+		body_len += 2 * PROTO_MAC_LEN;
+	if (!outer_body_len_ok(m->type, body_len) || (m->body_len && !m->body) ||
+	    (m->type == PROTO_PROBE && m->purpose >= PROTO_PROBE_PURPOSES))
 		return -EINVAL;
 
 	wr_u8(&w, PROTO_VERSION);
@@ -311,17 +333,26 @@ ssize_t proto_encode_outer(uint8_t *buf, size_t cap, const struct proto_outer *m
 		wr_be32(&w, m->receiver_idx);
 		break;
 	case PROTO_DATA:
-	case PROTO_PROBE:
 		wr_be32(&w, m->receiver_idx);
 		wr_be64(&w, m->counter);
 		break;
+	case PROTO_PROBE:
+		wr_be32(&w, m->receiver_idx);
+		wr_be64(&w, m->counter);
+		wr_be16(&w, m->dst_port);
+		wr_u8(&w, m->purpose);
+		wr_u8(&w, 0);
+		break;
 	case PROTO_SESSION_UNKNOWN:
+	case PROTO_COOKIE_REPLY:
 		wr_be32(&w, m->receiver_idx);
 		break;
 	case PROTO_POISON:
 		break;
 	}
 	wr_bytes(&w, m->body, m->body_len);
+	if (m->type == PROTO_HS_INIT)
+		wr_bytes(&w, m->macs ? m->macs : no_macs, sizeof(no_macs));
 	return wr_result(&w);
 }
 
@@ -342,6 +373,9 @@ int proto_decode_msg(const uint8_t *buf, size_t len, struct proto_msg *out)
 		m->wg_port = rd_be16(&r);
 		m->flags = rd_u8(&r);
 		rd_require(&r, !(m->flags & ~REG_FLAGS_KNOWN));
+		m->page = rd_be16(&r);
+		m->n_pages = rd_be16(&r);
+		rd_require(&r, m->page < m->n_pages);
 		m->n_lan = rd_u8(&r);
 		rd_require(&r, m->n_lan <= PROTO_MAX_LAN);
 		for (i = 0; i < m->n_lan && !r.bad; i++)
@@ -355,6 +389,8 @@ int proto_decode_msg(const uint8_t *buf, size_t len, struct proto_msg *out)
 	case PROTO_MSG_REGISTER_ACK:
 		out->reg_ack.seq = rd_be32(&r);
 		out->reg_ack.refresh_s = rd_be16(&r);
+		out->reg_ack.rekey_s = rd_be16(&r);
+		rd_addr(&r, &out->reg_ack.observed);
 		break;
 	case PROTO_MSG_MAPPING:
 		out->mapping.probe_seq = rd_be64(&r);
@@ -389,6 +425,10 @@ int proto_decode_msg(const uint8_t *buf, size_t len, struct proto_msg *out)
 	case PROTO_MSG_PUNCH_ACK:
 		out->punch_ack.attempt = rd_be32(&r);
 		break;
+	case PROTO_MSG_ADDR_CHECK:
+	case PROTO_MSG_ADDR_ECHO:
+		out->addr_check.nonce = rd_be64(&r);
+		break;
 	default:
 		r.bad = true; /* unknown type, or an empty message */
 		break;
@@ -409,7 +449,7 @@ static bool msg_valid(const struct proto_msg *m)
 	switch (m->type) {
 	case PROTO_MSG_REGISTER:
 		if (m->reg.flags & ~REG_FLAGS_KNOWN || m->reg.n_lan > PROTO_MAX_LAN ||
-		    m->reg.n_peers > PROTO_MAX_PEERS)
+		    m->reg.n_peers > PROTO_MAX_PEERS || m->reg.page >= m->reg.n_pages)
 			return false;
 		for (i = 0; i < m->reg.n_lan; i++)
 			if (!addr_encodable(&m->reg.lan[i]))
@@ -428,9 +468,12 @@ static bool msg_valid(const struct proto_msg *m)
 				return false;
 		return true;
 	case PROTO_MSG_REGISTER_ACK:
+		return addr_encodable(&m->reg_ack.observed);
 	case PROTO_MSG_FILTER_GO:
 	case PROTO_MSG_FILTER_ECHO:
 	case PROTO_MSG_PUNCH_ACK:
+	case PROTO_MSG_ADDR_CHECK:
+	case PROTO_MSG_ADDR_ECHO:
 		return true;
 	default:
 		return false;
@@ -451,6 +494,8 @@ ssize_t proto_encode_msg(uint8_t *buf, size_t cap, const struct proto_msg *m)
 		wr_be32(&w, m->reg.seq);
 		wr_be16(&w, m->reg.wg_port);
 		wr_u8(&w, m->reg.flags);
+		wr_be16(&w, m->reg.page);
+		wr_be16(&w, m->reg.n_pages);
 		wr_u8(&w, m->reg.n_lan);
 		for (i = 0; i < m->reg.n_lan; i++)
 			wr_addr(&w, &m->reg.lan[i]);
@@ -461,6 +506,8 @@ ssize_t proto_encode_msg(uint8_t *buf, size_t cap, const struct proto_msg *m)
 	case PROTO_MSG_REGISTER_ACK:
 		wr_be32(&w, m->reg_ack.seq);
 		wr_be16(&w, m->reg_ack.refresh_s);
+		wr_be16(&w, m->reg_ack.rekey_s);
+		wr_addr(&w, &m->reg_ack.observed);
 		break;
 	case PROTO_MSG_MAPPING:
 		wr_be64(&w, m->mapping.probe_seq);
@@ -487,6 +534,10 @@ ssize_t proto_encode_msg(uint8_t *buf, size_t cap, const struct proto_msg *m)
 		break;
 	case PROTO_MSG_PUNCH_ACK:
 		wr_be32(&w, m->punch_ack.attempt);
+		break;
+	case PROTO_MSG_ADDR_CHECK:
+	case PROTO_MSG_ADDR_ECHO:
+		wr_be64(&w, m->addr_check.nonce);
 		break;
 	}
 	return wr_result(&w);

@@ -89,6 +89,7 @@ void link_init(struct link *l, uint16_t port, const uint8_t public_key[KEY_LEN],
 	memset(l, 0, sizeof(*l));
 	l->port = port;
 	memcpy(l->public_key, public_key, KEY_LEN);
+	cookie_initiator_init(&l->cookie, public_key);
 	if (literal) {
 		l->host_is_literal = true;
 		l->literal = *literal;
@@ -97,6 +98,7 @@ void link_init(struct link *l, uint16_t port, const uint8_t public_key[KEY_LEN],
 	l->hs_backoff_ms = LINK_HS_RETRY_FIRST_MS;
 	l->unknown_backoff_ms = LINK_UNKNOWN_BACKOFF_FIRST_MS;
 	l->resolve_backoff_ms = LINK_RESOLVE_RETRY_FIRST_MS;
+	l->rekey_ms = LINK_REKEY_MS;
 }
 
 void link_clear(struct link *l)
@@ -162,7 +164,7 @@ static int send_msg(struct run *r, const struct proto_msg *m, unsigned int idx)
 
 /* ---- the session ---- */
 
-static void rdv_session_up(struct run *r);
+static void rdv_session_up(struct run *r, bool fresh);
 static void rdv_session_down(struct run *r);
 
 static void session_down(struct run *r, const char *why)
@@ -216,7 +218,8 @@ static void hs_send(struct run *r)
 	o.body = noise;
 	o.body_len = sizeof(noise);
 	n = proto_encode_outer(s->buf, sizeof(s->buf), &o);
-	if (n < 0)
+	/* mac1 always; mac2 too while we hold a cookie the coordinator gave this address. */
+	if (n < 0 || cookie_initiator_sign(&l->cookie, s->buf, (size_t)n, r->now) < 0)
 		return;
 	l->hs_pending = true;
 	s->via = LINK_VIA_SOCKET;
@@ -294,8 +297,9 @@ static void on_hs_resp(struct run *r, const struct proto_outer *o)
 	} else {
 		r->out->reports |= LINK_R_REKEYED;
 	}
-	arm(r, LINK_T_REKEY, LINK_REKEY_MS);
-	rdv_session_up(r);
+	l->session_up_ms = r->now;
+	arm(r, LINK_T_REKEY, l->rekey_ms);
+	rdv_session_up(r, !was_up);
 }
 
 static void on_session_unknown(struct run *r, const struct proto_outer *o)
@@ -357,6 +361,27 @@ static void on_data(struct run *r, const uint8_t *buf, const struct proto_outer 
 	rdv_on_msg(r, &m);
 }
 
+/*
+ * The coordinator is under load, or does not know our key yet, and wants proof that we
+ * receive at our address: a cookie to put into mac2. The reply opens only against the mac1 of
+ * the HS_INIT we sent last, and only once, so a forged or replayed reply changes nothing and
+ * cannot make us send more than one HS_INIT per HS_INIT of ours.
+ */
+static void on_cookie_reply(struct run *r, const struct proto_outer *o)
+{
+	struct link *l = r->l;
+
+	if (!l->hs_pending || o->receiver_idx != l->hs_idx ||
+	    cookie_initiator_open_reply(&l->cookie, o->body, o->body_len, r->now) < 0) {
+		l->counters.rx_cookie_bad++;
+		return;
+	}
+	l->counters.rx_cookie++;
+	/* A new HS_INIT at once (new ephemeral, new timestamp), now with mac2; the retry
+	 * timer of the handshake stays as it is. */
+	hs_send(r);
+}
+
 static void on_datagram(struct run *r, const uint8_t *buf, size_t len, bool truncated)
 {
 	struct link *l = r->l;
@@ -376,6 +401,9 @@ static void on_datagram(struct run *r, const uint8_t *buf, size_t len, bool trun
 		break;
 	case PROTO_SESSION_UNKNOWN:
 		on_session_unknown(r, &o);
+		break;
+	case PROTO_COOKIE_REPLY:
+		on_cookie_reply(r, &o);
 		break;
 	case PROTO_POISON:
 		/* The filter test's poison reached us: our router passed it on. Nothing to do. */
@@ -405,6 +433,9 @@ static void send_probes(struct run *r)
 			return;
 		o.receiver_idx = l->cur.remote_idx;
 		o.counter = ++l->probe_seq;
+		/* The MAC covers where the probe goes: replayed to the other port it fails. */
+		o.dst_port = (uint16_t)(l->port + idx);
+		o.purpose = idx == 0 ? PROTO_PROBE_MAP_P : PROTO_PROBE_MAP_P1;
 		o.body = mac;
 		o.body_len = sizeof(mac);
 		n = proto_encode_outer(s->buf, sizeof(s->buf), &o);
@@ -454,10 +485,55 @@ static void on_probe_timer(struct run *r)
 
 /* ---- REGISTER ---- */
 
+static bool page_acked(const struct link *l, uint16_t p)
+{
+	return l->reg_acked[p / 8] & (1u << (p % 8));
+}
+
+/*
+ * Sends the pages of the current REGISTER not yet acked, from reg_next on, a batch at a time
+ * (the actions hold LINK_MAX_SENDS datagrams); the rest go out on LINK_T_PAGES, at once. Page
+ * 0 is the saved l->reg, so a retransmission is byte for byte what was sent; later pages are
+ * filled again (the same slice of the sorted peer list).
+ */
 static void send_register(struct run *r)
 {
-	if (send_msg(r, &r->l->reg, 0) == 0)
-		r->l->counters.registers_sent++;
+	struct link *l = r->l;
+	unsigned int sent = 0;
+
+	for (; l->reg_next < l->reg_pages; l->reg_next++) {
+		struct proto_msg page;
+		uint16_t p = l->reg_next;
+
+		if (page_acked(l, p))
+			continue;
+		if (sent == LINK_PAGES_PER_BATCH) {
+			arm(r, LINK_T_PAGES, 0);
+			return;
+		}
+		if (p == 0) {
+			page = l->reg;
+		} else {
+			memset(&page, 0, sizeof(page));
+			page.type = PROTO_MSG_REGISTER;
+			page.reg.page = p;
+			r->env->fill_register(r->env->arg, &page.reg);
+			page.reg.page = p;
+			page.reg.n_pages = l->reg_pages;
+			page.reg.flags = 0; /* RESYNC rides on page 0 */
+			page.reg.seq = l->reg.reg.seq + p;
+		}
+		if (send_msg(r, &page, 0) == 0)
+			l->counters.registers_sent++;
+		sent++;
+	}
+	disarm(r, LINK_T_PAGES);
+}
+
+static void register_retransmit(struct run *r)
+{
+	r->l->reg_next = 0;
+	send_register(r);
 }
 
 static void register_now(struct run *r, bool probe)
@@ -469,10 +545,19 @@ static void register_now(struct run *r, bool probe)
 	memset(&l->reg, 0, sizeof(l->reg));
 	l->reg.type = PROTO_MSG_REGISTER;
 	r->env->fill_register(r->env->arg, &l->reg.reg);
+	l->reg.reg.page = 0;
+	if (!l->reg.reg.n_pages) /* a filler that knows nothing of pages sends one */
+		l->reg.reg.n_pages = 1;
+	if (l->reg.reg.n_pages > LINK_MAX_PAGES)
+		l->reg.reg.n_pages = LINK_MAX_PAGES;
 	if (l->resync_wanted)
 		l->reg.reg.flags |= PROTO_REG_F_RESYNC;
 	l->resync_wanted = false;
-	l->reg.reg.seq = ++l->reg_seq;
+	l->reg_pages = l->reg.reg.n_pages;
+	l->reg_next = 0;
+	memset(l->reg_acked, 0, sizeof(l->reg_acked));
+	l->reg.reg.seq = l->reg_seq + 1;
+	l->reg_seq += l->reg_pages;
 	l->reg_pending = true;
 	l->reg_tries = 0;
 	l->reg_backoff_ms = LINK_REGISTER_RETRY_FIRST_MS;
@@ -496,7 +581,7 @@ static void on_reg_timer(struct run *r)
 	if (l->reg_tries < (alive ? LINK_REGISTER_TRIES_ALIVE : LINK_REGISTER_TRIES)) {
 		l->reg_tries++;
 		l->reg_backoff_ms = doubled(l->reg_backoff_ms, LINK_REGISTER_RETRY_MAX_MS);
-		send_register(r);
+		register_retransmit(r);
 		arm_jittered(r, LINK_T_REG, l->reg_backoff_ms);
 		return;
 	}
@@ -508,11 +593,16 @@ static void on_reg_timer(struct run *r)
 	session_begin(r);
 }
 
-static void rdv_session_up(struct run *r)
+/* fresh: a new session, not a re-key. A re-key keeps the coordinator's entry (mapping,
+ * filter, peers): its REGISTER confirms the new keys and stands for the next refresh, and
+ * there is nothing new to probe. */
+static void rdv_session_up(struct run *r, bool fresh)
 {
-	arm(r, LINK_T_REFRESH, LINK_REFRESH_MS);
+	struct link *l = r->l;
+
+	arm(r, LINK_T_REFRESH, l->active ? LINK_REFRESH_ACTIVE_MS : LINK_REFRESH_MS);
 	/* No timer in the way: the sooner the coordinator knows us, the sooner the punch. */
-	register_now(r, true);
+	register_now(r, fresh);
 }
 
 static void rdv_session_down(struct run *r)
@@ -528,6 +618,7 @@ static void rdv_session_down(struct run *r)
 	disarm(r, LINK_T_PROBE);
 	disarm(r, LINK_T_ECHO);
 	disarm(r, LINK_T_ACK);
+	disarm(r, LINK_T_PAGES);
 }
 
 /* ---- PUNCH_ACK ---- */
@@ -628,12 +719,47 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 
 	switch (m->type) {
 	case PROTO_MSG_REGISTER_ACK:
-		if (!l->reg_pending || m->reg_ack.seq != l->reg.reg.seq) {
+		/* Page p of the pending REGISTER has seq reg.reg.seq + p. */
+		if (!l->reg_pending || m->reg_ack.seq - l->reg.reg.seq >= l->reg_pages) {
 			l->counters.rx_unexpected++;
 			return;
 		}
+		{
+			uint16_t p = (uint16_t)(m->reg_ack.seq - l->reg.reg.seq);
+			uint16_t i;
+
+			l->reg_acked[p / 8] |= (uint8_t)(1u << (p % 8));
+			for (i = 0; i < l->reg_pages && page_acked(l, i); i++)
+				;
+			if (i < l->reg_pages)
+				return; /* more pages to be answered */
+		}
 		l->reg_pending = false;
 		disarm(r, LINK_T_REG);
+		disarm(r, LINK_T_PAGES);
+		if (addr_is_set(&l->observed) && !addr_equal(&l->observed, &m->reg_ack.observed)) {
+			/* The NAT gave us a new address or port: the WireGuard port's mapping has
+			 * most likely moved with it. Learn it now; the coordinator re-punches our
+			 * pairs when it sees the new mapping. */
+			l->counters.rebinds++;
+			r->out->reports |= LINK_R_REBOUND;
+			probe_start(r);
+		}
+		l->observed = m->reg_ack.observed;
+		if (m->reg_ack.rekey_s) {
+			/* The operator sizes re-keying to the fleet; a bound keeps a mistyped
+			 * value from pinning the session for good or re-keying in a loop. */
+			uint32_t s = m->reg_ack.rekey_s;
+
+			s = s < LINK_REKEY_MIN_S ? LINK_REKEY_MIN_S : s;
+			s = s > LINK_REKEY_MAX_S ? LINK_REKEY_MAX_S : s;
+			if (s * 1000u != l->rekey_ms) {
+				l->rekey_ms = s * 1000u;
+				l->timers[LINK_T_REKEY] = l->session_up_ms + l->rekey_ms;
+				if (l->timers[LINK_T_REKEY] <= r->now)
+					arm(r, LINK_T_REKEY, 1);
+			}
+		}
 		/* The session demonstrably works: the SESSION_UNKNOWN backoff starts over. */
 		l->unknown_backoff_ms = LINK_UNKNOWN_BACKOFF_FIRST_MS;
 		return;
@@ -658,6 +784,19 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 		r->out->punch = m->punch;
 		r->out->reports |= LINK_R_PUNCH;
 		return;
+	case PROTO_MSG_ADDR_CHECK: {
+		/* Our DATA came from a new address (a NAT rebinding): the coordinator moves the
+		 * session there once this echo, sent from the same socket, arrives from it. */
+		struct proto_msg echo = { .type = PROTO_MSG_ADDR_ECHO };
+
+		echo.addr_check.nonce = m->addr_check.nonce;
+		if (send_msg(r, &echo, 0) == 0)
+			l->counters.addr_checks++;
+		/* The session moved, so the WireGuard port's mapping probably did too: probe
+		 * now rather than at the next REGISTER_ACK. */
+		probe_start(r);
+		return;
+	}
 	default:
 		l->counters.rx_unexpected++;
 		return;
@@ -746,11 +885,18 @@ static void on_timer(struct run *r)
 		case LINK_T_REG:
 			on_reg_timer(r);
 			break;
+		case LINK_T_PAGES:
+			if (l->reg_pending)
+				send_register(r);
+			break;
 		case LINK_T_REFRESH:
 			/* Also keeps the session socket's NAT mapping alive (UDP timeouts can be
-			 * 30 s). Armed again first: register_now() does not touch it. */
-			arm(r, LINK_T_REFRESH, LINK_REFRESH_MS);
-			register_now(r, true);
+			 * 30 s). Armed again first: register_now() does not touch it. Probes only
+			 * when something says the mapping may have moved (a new session, a new
+			 * session address, local changes) or a RESYNC wants a punch: an idle node
+			 * sends this one datagram per refresh. */
+			arm(r, LINK_T_REFRESH, l->active ? LINK_REFRESH_ACTIVE_MS : LINK_REFRESH_MS);
+			register_now(r, l->resync_wanted);
 			break;
 		case LINK_T_PROBE:
 			on_probe_timer(r);
@@ -822,6 +968,13 @@ void link_on_event(struct link *l, const struct link_event *ev, const struct lin
 		break;
 	case LINK_EV_PUNCH_DONE:
 		punch_done(&r, ev->attempt);
+		break;
+	case LINK_EV_ACTIVITY:
+		l->active = ev->flag;
+		/* Becoming active pulls the next refresh in; becoming idle lets it run out. */
+		if (l->active && l->state == LINK_UP &&
+		    l->timers[LINK_T_REFRESH] > now_ms + LINK_REFRESH_ACTIVE_MS)
+			arm(&r, LINK_T_REFRESH, LINK_REFRESH_ACTIVE_MS);
 		break;
 	}
 

@@ -507,6 +507,12 @@ void link_shell_probe(struct link_shell *s)
 	shell_run(s, &(struct link_event){ .type = LINK_EV_PROBE });
 }
 
+void link_shell_activity(struct link_shell *s, bool active)
+{
+	if (s->link.active != active)
+		shell_run(s, &(struct link_event){ .type = LINK_EV_ACTIVITY, .flag = active });
+}
+
 void link_shell_resync(struct link_shell *s, bool now)
 {
 	shell_run(s, &(struct link_event){ .type = LINK_EV_RESYNC, .flag = now });

@@ -157,6 +157,7 @@ static void node_on_device(void *arg, const struct wg_device *dev,
 	size_t i;
 
 	for (i = 0; i < n->n_links; i++) {
+		link_shell_activity(n->links[i], ch->active);
 		if (ch->first || ch->port)
 			link_shell_set_fwmark(n->links[i], dev->fwmark);
 		/* A new identity needs a new session. */

@@ -21,31 +21,86 @@ void paths_init(struct paths *ps)
 void paths_free(struct paths *ps)
 {
 	free(ps->peers);
+	free(ps->slot);
+	free(ps->fps);
 	ps->peers = NULL;
-	ps->n = 0;
+	ps->slot = NULL;
+	ps->fps = NULL;
+	ps->n = ps->cap = 0;
 }
 
-struct paths_peer *paths_find(struct paths *ps, const uint8_t key[KEY_LEN])
+static int fp_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* WireGuard public keys are curve points the operator configured: their first bytes are as
+ * good a hash as any, and nobody outside chooses them. */
+static size_t key_hash(const uint8_t key[KEY_LEN])
+{
+	uint64_t h;
+
+	memcpy(&h, key, sizeof(h));
+	return (size_t)(h ^ h >> 29);
+}
+
+struct paths_peer *paths_find(const struct paths *ps, const uint8_t key[KEY_LEN])
 {
 	size_t i;
 
-	for (i = 0; i < ps->n; i++)
-		if (memcmp(ps->peers[i].m.key, key, KEY_LEN) == 0)
-			return &ps->peers[i];
+	if (!ps->cap)
+		return NULL;
+	for (i = key_hash(key) & (ps->cap - 1); ps->slot[i]; i = (i + 1) & (ps->cap - 1)) {
+		struct paths_peer *p = &ps->peers[ps->slot[i] - 1];
+
+		if (memcmp(p->m.key, key, KEY_LEN) == 0)
+			return p;
+	}
 	return NULL;
+}
+
+/* A new index for peers[0..n): -ENOMEM leaves nothing half built. */
+static int index_build(uint32_t **slot_out, size_t *cap_out, const struct paths_peer *peers,
+		       size_t n)
+{
+	size_t cap = 8, i, j;
+	uint32_t *slot;
+
+	while (cap < 2 * n + 1)
+		cap <<= 1;
+	slot = calloc(cap, sizeof(*slot));
+	if (!slot)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		for (j = key_hash(peers[i].m.key) & (cap - 1); slot[j]; j = (j + 1) & (cap - 1))
+			;
+		slot[j] = (uint32_t)(i + 1);
+	}
+	*slot_out = slot;
+	*cap_out = cap;
+	return 0;
 }
 
 int paths_sync(struct paths *ps, const uint8_t (*keys)[KEY_LEN], size_t n, uint64_t now_ms)
 {
 	struct paths_peer *np, *old;
 	bool changed = n != ps->n;
-	size_t i;
+	uint64_t *fps;
+	uint32_t *slot;
+	size_t i, cap;
 
+	if (n >= UINT32_MAX)
+		return -E2BIG;
 	np = calloc(n ? n : 1, sizeof(*np));
 	if (!np)
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
-		old = paths_find(ps, keys[i]);
+		/* The device keeps its order: the peer at the same index is the likely one. */
+		old = i < ps->n && memcmp(ps->peers[i].m.key, keys[i], KEY_LEN) == 0
+			      ? &ps->peers[i]
+			      : paths_find(ps, keys[i]);
 		if (old) {
 			np[i] = *old;
 		} else {
@@ -53,9 +108,23 @@ int paths_sync(struct paths *ps, const uint8_t (*keys)[KEY_LEN], size_t n, uint6
 			changed = true;
 		}
 	}
+	fps = malloc((n ? n : 1) * sizeof(*fps));
+	if (!fps || index_build(&slot, &cap, np, n) < 0) {
+		free(fps);
+		free(np);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++)
+		fps[i] = key_fingerprint(np[i].m.key);
+	qsort(fps, n, sizeof(*fps), fp_cmp);
 	free(ps->peers);
+	free(ps->slot);
+	free(ps->fps);
 	ps->peers = np;
 	ps->n = n;
+	ps->slot = slot;
+	ps->cap = cap;
+	ps->fps = fps;
 	return changed;
 }
 
@@ -124,7 +193,7 @@ size_t paths_updates(const struct paths_peer *p, enum node_peer_action act, uint
 	size_t n = 0;
 
 	memset(u, 0, 2 * sizeof(*u));
-	if (act == NODE_PEER_KICK || act == NODE_PEER_UP_KEEPALIVE) {
+	if (act == NODE_PEER_KICK || act == NODE_PEER_UP_KEEPALIVE || act == NODE_PEER_NUDGE) {
 		memcpy(u[0].public_key, p->m.key, KEY_LEN);
 		u[0].flags = PATHS_W_KEEPALIVE;
 		u[0].keepalive_s = 0;
@@ -204,14 +273,15 @@ bool paths_resync(struct paths *ps, uint64_t now_ms, bool *early)
 
 void paths_fill_register(const struct paths *ps, struct proto_register *reg)
 {
-	size_t i;
+	size_t pages = ps->n ? (ps->n + PROTO_MAX_PEERS - 1) / PROTO_MAX_PEERS : 1, at, i;
 
+	if (pages > PATHS_MAX_PAGES)
+		pages = PATHS_MAX_PAGES; /* the rest is not registered: see paths.h */
+	reg->n_pages = (uint16_t)pages;
+	if (reg->page >= pages)
+		reg->page = (uint16_t)(pages - 1);
+	at = (size_t)reg->page * PROTO_MAX_PEERS;
 	reg->n_peers = 0;
-	for (i = 0; i < ps->n; i++) {
-		if (reg->n_peers == PROTO_MAX_PEERS) {
-			reg->flags |= PROTO_REG_F_MORE_PEERS;
-			break;
-		}
-		reg->peers[reg->n_peers++] = key_fingerprint(ps->peers[i].m.key);
-	}
+	for (i = at; i < ps->n && reg->n_peers < PROTO_MAX_PEERS; i++)
+		reg->peers[reg->n_peers++] = ps->fps[i];
 }

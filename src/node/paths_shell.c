@@ -83,10 +83,33 @@ static int64_t wall_now_s(void)
 	return ts.tv_sec;
 }
 
+/*
+ * The device's entry for a peer, in constant time: paths_sync() keeps the device's order, so
+ * the peer's index in the table is its index in the device read that synced it (a search
+ * only if the two disagree). A lookup per peer must not cost a walk of all peers: with
+ * thousands of peers that made every poll and status quadratic.
+ */
+static const struct wg_peer *shell_dev_peer(const struct paths_shell *ps,
+					    const uint8_t key[KEY_LEN])
+{
+	const struct paths_peer *p;
+	size_t i;
+
+	if (!ps->dev)
+		return NULL;
+	p = paths_find(&ps->paths, key);
+	if (p) {
+		i = (size_t)(p - ps->paths.peers);
+		if (i < ps->dev->n_peers && !memcmp(ps->dev->peers[i].public_key, key, KEY_LEN))
+			return &ps->dev->peers[i];
+	}
+	return wg_device_find_peer(ps->dev, key);
+}
+
 static void shell_obs(const struct paths_shell *ps, const uint8_t key[KEY_LEN],
 		      struct node_peer_obs *o)
 {
-	const struct wg_peer *wp = ps->dev ? wg_device_find_peer(ps->dev, key) : NULL;
+	const struct wg_peer *wp = shell_dev_peer(ps, key);
 
 	memset(o, 0, sizeof(*o));
 	o->wall_now_s = wall_now_s();
@@ -338,6 +361,7 @@ static void shell_peer_act(struct paths_shell *ps, struct paths_peer *p, enum no
 
 	switch (act) {
 	case NODE_PEER_NOTHING:
+	case NODE_PEER_NUDGE: /* a PUNCH's only: paths_shell_on_punch() does it */
 		return;
 	case NODE_PEER_WRITE:
 	case NODE_PEER_WRITE_QUIET:
@@ -352,7 +376,7 @@ static void shell_peer_act(struct paths_shell *ps, struct paths_peer *p, enum no
 		shell_kick(ps, p, act);
 		/* fall through */
 	case NODE_PEER_UP_NOW:
-		wp = wg_device_find_peer(ps->dev, p->m.key);
+		wp = shell_dev_peer(ps, p->m.key);
 		cand = node_peer_candidate(&p->m);
 		log_info("path to peer %s up: %s via %s", key_short(p->m.key, k),
 			 node_path_name(p->m.path),
@@ -420,9 +444,14 @@ void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const st
 			shell_schedule_poll(ps);
 		return;
 	}
-	if (act == NODE_PEER_UP_KEEPALIVE)
+	if (act == NODE_PEER_UP_KEEPALIVE) {
 		shell_peer_act(ps, p, act);
-	else if (p->m.state == NODE_PEER_UP)
+	} else if (act == NODE_PEER_NUDGE) {
+		shell_kick(ps, p, act);
+		log_info("punch for peer %s: path already up (%s via %s), keepalive sent",
+			 key_short(p->m.key, k), node_path_name(p->m.path),
+			 addr_format(&obs.endpoint, a));
+	} else if (p->m.state == NODE_PEER_UP)
 		log_info("punch for peer %s: path already up (%s via %s)", key_short(p->m.key, k),
 			 node_path_name(p->m.path), addr_format(&obs.endpoint, a));
 	else
@@ -462,6 +491,28 @@ static bool shell_sync(struct paths_shell *ps, const struct wg_device *dev, uint
 	r = paths_sync(&ps->paths, (const uint8_t(*)[KEY_LEN])keys, dev->n_peers, now);
 	free(keys);
 	return r > 0;
+}
+
+/* More than this through one peer between two reads is traffic, not WireGuard talking to
+ * itself: a keepalive is 32 bytes, a handshake 148 + 92. */
+#define SHELL_ACTIVE_BYTES 512
+
+/* Linear: the device lists its peers in a stable order, so a peer is compared with the one
+ * at its index in the last read, when that is the same key (else it is new: no traffic). */
+static bool shell_traffic(const struct wg_device *old, const struct wg_device *dev)
+{
+	size_t i;
+
+	for (i = 0; i < dev->n_peers && i < old->n_peers; i++) {
+		const struct wg_peer *a = &old->peers[i], *b = &dev->peers[i];
+
+		if (memcmp(a->public_key, b->public_key, KEY_LEN) != 0)
+			continue;
+		if ((b->rx_bytes > a->rx_bytes && b->rx_bytes - a->rx_bytes > SHELL_ACTIVE_BYTES) ||
+		    (b->tx_bytes > a->tx_bytes && b->tx_bytes - a->tx_bytes > SHELL_ACTIVE_BYTES))
+			return true;
+	}
+	return false;
 }
 
 static bool shell_first_device(struct paths_shell *ps, struct wg_device *dev)
@@ -522,6 +573,7 @@ static void shell_on_device(struct wg *wg, int status, struct wg_device *dev, vo
 	if (old) {
 		ch.port = old->listen_port != dev->listen_port || old->fwmark != dev->fwmark;
 		ch.key = memcmp(old->private_key, dev->private_key, KEY_LEN) != 0;
+		ch.active = shell_traffic(old, dev);
 		wg_device_free(old);
 	}
 	ch.peers = shell_sync(ps, dev, now);
@@ -667,7 +719,7 @@ cJSON *paths_shell_status_peers(const struct paths_shell *ps)
 
 	for (i = 0; arr && i < ps->paths.n; i++) {
 		const struct node_peer *p = &ps->paths.peers[i].m;
-		const struct wg_peer *wp = ps->dev ? wg_device_find_peer(ps->dev, p->key) : NULL;
+		const struct wg_peer *wp = shell_dev_peer(ps, p->key);
 		cJSON *po = cJSON_CreateObject();
 
 		key_to_base64(k, p->key);

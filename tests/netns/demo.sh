@@ -1,14 +1,17 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# demo.sh [WGPUNCH] - watch wgpunch connect two WireGuard hosts behind two different NATs.
+# demo.sh [WGPUNCH] - watch wgpunch connect WireGuard hosts behind NATs, on each kind of path.
 #
-# Builds, in network namespaces on this machine: a "public internet" (198.51.100.0/24) with a
-# coordinator at 198.51.100.1, host A behind a typical home router (port-preserving NAT that
-# drops unsolicited inbound packets) and host B behind a router that also maps the WireGuard port
-# to another public port. Each host runs wireguard-go with the other as a peer WITHOUT an
-# endpoint, and wgpunch in the node role. Prints the tunnel, a ping through it and wgpunch's
-# status, then removes everything it made. Needs root, wireguard-go, wireguard-tools, nftables
-# and iproute2 (Debian: apt install wireguard-go wireguard-tools nftables iproute2).
+# Builds, in network namespaces on this machine, a "public internet" (198.51.100.0/24) with a
+# coordinator at 198.51.100.1 and three pairs of hosts, each running wireguard-go with its pair
+# as a peer WITHOUT an endpoint, and wgpunch in the node role:
+#   A <-> B   behind two different NATs (a home router; one that maps the port): path direct
+#   C <-> D   behind one NAT that does not hairpin: path lan
+#   E <-> F   behind two symmetric NATs (a new port per destination): path relay, through the
+#             coordinator (WireGuard keeps it end-to-end encrypted)
+# Prints each tunnel's `wg show`, a ping through it and the path wgpunch reports, then removes
+# everything it made. Needs root, wireguard-go, wireguard-tools, nftables and iproute2 (Debian:
+# apt install wireguard-go wireguard-tools nftables iproute2).
 set -u
 TB_NAME=demo
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,45 +30,63 @@ step "building the test network (namespaces $TB_PREFIX-*)"
 tb_side a cone
 tb_side b portmap
 tb_peers a b
+tb_router rcd cone
+tb_host c rcd
+tb_host d rcd
+tb_wg_up c
+tb_wg_up d
+tb_peers c d
+tb_side e symmetric
+tb_side f symmetric
+tb_peers e f
 cat <<DIAGRAM
 
-                      coordinator 198.51.100.1:51900 (and :51901)
-                                    |
-      ------------------- "internet" 198.51.100.0/24 -------------------
-             |                                                  |
-   router A ${TB_WAN[ra]}                          router B ${TB_WAN[rb]}
-   masquerade, drops unsolicited              fixed map :51820 -> :52820, drops unsolicited
-             |                                                  |
-   host A ${TB_ADDR[a]}                                host B ${TB_ADDR[b]}
-   ${TB_WGIF[a]} ${TB_TUN[a]}:51820                       ${TB_WGIF[b]} ${TB_TUN[b]}:51820
+                         coordinator 198.51.100.1:51900 (and :51901, relay ports 52000-52999)
+                                              |
+   ------------------------------- "internet" 198.51.100.0/24 -------------------------------
+        |                    |                         |                       |          |
+  router A ${TB_WAN[ra]}  router B ${TB_WAN[rb]}   router CD ${TB_WAN[rcd]}    router E ${TB_WAN[re]}   router F ${TB_WAN[rf]}
+  home NAT            maps :51820->:52820   one NAT, no hairpin        symmetric         symmetric
+        |                    |                  |          |               |          |
+     host A               host B             host C     host D          host E     host F
+  ${TB_TUN[a]}        ${TB_TUN[b]}         ${TB_TUN[c]}   ${TB_TUN[d]}      ${TB_TUN[e]} ${TB_TUN[f]}
 DIAGRAM
 
-step "WireGuard peers are configured without endpoints"
+step "WireGuard peers are configured without endpoints (host A)"
 wg show "${TB_WGIF[a]}"
 
-step "starting the coordinator, then the nodes"
+step "starting the coordinator, then the six nodes"
 tb_coord
 echo "coordinator pid $TB_COORD_PID, public key $TB_COORD_PUB"
 t0=${EPOCHREALTIME/./}
-tb_node a
-tb_node b
-echo "node A and node B started; waiting for the tunnel (at most 20 s)"
-tb_wait_handshake a b 20 || tb_fail "no handshake on A within 20 s (logs below)"
-tb_wait_handshake b a 5 || tb_fail "no handshake on B (logs below)"
-printf 'WireGuard handshake after %d ms\n' $(((${EPOCHREALTIME/./} - t0) / 1000))
+for h in a b c d e f; do
+	tb_node "$h"
+done
 
-step "wg show on host A"
-wg show "${TB_WGIF[a]}"
-step "wg show on host B"
-wg show "${TB_WGIF[b]}"
+demo_pair()
+{
+	local x=$1 y=$2 want=$3 path
 
-step "ping from A (${TB_TUN[a]}) to B (${TB_TUN[b]}) through the tunnel"
-tb_exec a ping -n -c 3 -i 0.2 -W 1 "${TB_TUN[b]}" || tb_fail "no ping through the tunnel"
+	tb_wait_handshake "$x" "$y" 20 || tb_fail "no handshake on $x for $y within 20 s (logs below)"
+	tb_wait_handshake "$y" "$x" 5 || tb_fail "no handshake on $y for $x (logs below)"
+	printf 'WireGuard handshake %s <-> %s after %d ms\n' "$x" "$y" \
+		$(((${EPOCHREALTIME/./} - t0) / 1000))
+	tb_wait_for 10 test "$(tb_peer_status "$x" "$y" path)" = "$want" ||
+		tb_fail "$x's node reports path '$(tb_peer_status "$x" "$y" path)' for $y, not $want"
+	step "pair ${x^^} <-> ${y^^}: path $want; wg show on host ${x^^}"
+	wg show "${TB_WGIF[$x]}"
+	step "ping from ${x^^} (${TB_TUN[$x]}) to ${y^^} (${TB_TUN[$y]}) through the tunnel"
+	tb_exec "$x" ping -n -c 3 -i 0.2 -W 1 "${TB_TUN[$y]}" || tb_fail "no ping $x -> $y"
+}
+
+demo_pair a b direct
+demo_pair c d lan
+demo_pair e f relay
 
 step "wgpunch status on host A"
 tb_status a
-step "wgpunch status on host B"
-tb_status b
+step "wgpunch status on host E (relayed)"
+tb_status e
 step "wgpunch status of the coordinator"
 tb_status coord
 

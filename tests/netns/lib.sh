@@ -595,3 +595,35 @@ tb_cleanup()
 	fi
 	return "$rc"
 }
+
+# tb_rebind ROUTER: ROUTER's NAT gets a new public address, as when an ISP renumbers a line:
+# the WAN address moves to the next free one in 198.51.100.0/24 and the old one goes. Removing
+# the address makes the kernel drop every masquerade mapping made with it, so the hosts behind
+# see nothing change locally while every flow through the NAT gets a new mapping.
+tb_rebind()
+{
+	local r=$1 old=${TB_WAN[$1]} new=198.51.100.$TB_PUBNEXT
+
+	TB_PUBNEXT=$((TB_PUBNEXT + 1))
+	# Without this, removing the primary address removes the new (secondary) one with it.
+	tb_exec "$r" sysctl -qw net.ipv4.conf.wan.promote_secondaries=1
+	tb_exec "$r" ip addr add "$new/24" dev wan || tb_fail "cannot add $new to $r"
+	tb_exec "$r" ip addr del "$old/24" dev wan || tb_fail "cannot remove $old from $r"
+	TB_WAN[$r]=$new
+	TB_ADDR[$r]=$new
+	tb_log "router $r rebound: public address $old -> $new"
+}
+
+# tb_until_ping SECONDS HOST PEER: pings PEER's tunnel address from HOST every 0.1 s until one
+# is answered; prints the milliseconds it took, fails (1) after SECONDS.
+tb_until_ping()
+{
+	local t0=${EPOCHREALTIME/./} end
+
+	end=$((t0 + $1 * 1000000))
+	until tb_exec "$2" ping -n -q -c 1 -W 0.2 "${TB_TUN[$3]}" >/dev/null 2>&1; do
+		[ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
+		sleep 0.1
+	done
+	echo $(((${EPOCHREALTIME/./} - t0) / 1000))
+}

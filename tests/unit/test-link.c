@@ -32,12 +32,15 @@ static void fake_random(void *arg, void *buf, size_t len)
 
 static unsigned int fills;
 
+static uint16_t fake_pages; /* 0: a filler that knows nothing of pages */
+
 static void fake_fill(void *arg, struct proto_register *reg)
 {
 	fills++;
 	reg->wg_port = 51820;
 	reg->n_peers = 1;
-	reg->peers[0] = 0x1234;
+	reg->peers[0] = 0x1234 + reg->page;
+	reg->n_pages = fake_pages;
 }
 
 /* The test's world: the engine, the clock, the last actions. */
@@ -166,8 +169,16 @@ static void coord_send(struct world *w, struct coord *c, const struct proto_msg 
 	size_t pre = proto_outer_prefix_len(PROTO_DATA);
 	ssize_t pl, n;
 
-	pl = proto_encode_msg(pt, sizeof(pt) - PROTO_TAG_LEN, m);
+	struct proto_msg copy = *m;
+
+	/* A coordinator always says where the REGISTER came from; tests that do not care get
+	 * the node's session mapping of the test bed. */
+	if (copy.type == PROTO_MSG_REGISTER_ACK && !addr_is_set(&copy.reg_ack.observed))
+		addr_parse(&copy.reg_ack.observed, "198.51.100.50:40000", false);
+	pl = proto_encode_msg(pt, sizeof(pt) - PROTO_TAG_LEN, &copy);
 	CHECK(pl > 0);
+	if (pl <= 0)
+		return;
 	o.receiver_idx = c->node_idx;
 	o.counter = c->send_ctr++;
 	o.body = pt;
@@ -469,6 +480,42 @@ static void test_link_session_unknown(void)
 	}
 }
 
+/* The coordinator's REGISTER_ACK sets the re-key interval, within bounds, from the session's
+ * start; and the observed session address is kept. */
+static void test_link_rekey_interval_from_coordinator(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
+	uint64_t up_at;
+
+	up_world(&w, &c);
+	up_at = w.l.session_up_ms;
+	CHECK_EQ_INT(w.l.timers[LINK_T_REKEY], up_at + LINK_REKEY_MS);
+	w.l.reg_pending = false;
+	w.now += 1000;
+	link_on_event(&w.l, &(struct link_event){ .type = LINK_EV_REGISTER }, &w.env, w.now,
+		      &w.out);
+	CHECK(find_msg(&w, &c, PROTO_MSG_REGISTER, &m) >= 0);
+	ack.reg_ack.seq = m.reg.seq;
+	ack.reg_ack.refresh_s = 20;
+	ack.reg_ack.rekey_s = 900;
+	CHECK_EQ_INT(addr_parse(&ack.reg_ack.observed, "198.51.100.77:40000", false), 0);
+	coord_send(&w, &c, &ack);
+	CHECK_EQ_INT(w.l.rekey_ms, 900000);
+	CHECK_EQ_INT(w.l.timers[LINK_T_REKEY], up_at + 900000);
+	CHECK(addr_equal(&w.l.observed, &ack.reg_ack.observed));
+
+	/* Out of bounds: clamped, not obeyed. */
+	link_on_event(&w.l, &(struct link_event){ .type = LINK_EV_REGISTER }, &w.env, w.now,
+		      &w.out);
+	CHECK(find_msg(&w, &c, PROTO_MSG_REGISTER, &m) >= 0);
+	ack.reg_ack.seq = m.reg.seq;
+	ack.reg_ack.rekey_s = 1;
+	coord_send(&w, &c, &ack);
+	CHECK_EQ_INT(w.l.rekey_ms, LINK_REKEY_MIN_S * 1000);
+}
+
 static void test_link_rekey(void)
 {
 	struct world w;
@@ -542,9 +589,9 @@ static void test_link_mapping_rounds(void)
 	CHECK_EQ_INT(w.l.nat_type, 2);
 	CHECK(w.out.reports & LINK_R_MAPPING);
 
-	/* A series nobody answers stops after LINK_PROBE_TRIES more rounds. The refresh starts
-	 * a new series, so this one starts with it (the REGISTERs are acked). */
-	fire_t(&w, LINK_T_REFRESH);
+	/* A series nobody answers stops after LINK_PROBE_TRIES more rounds (the REGISTERs of
+	 * the refreshes meanwhile are acked). */
+	ev(&w, (struct link_event){ .type = LINK_EV_PROBE });
 	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 2);
 	for (i = 0; i < 20; i++) {
 		struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
@@ -786,6 +833,149 @@ static void test_link_garbage(void)
 	CHECK_EQ_INT(w.out.n_sends, 0);
 }
 
+/* An up world whose first probe round is answered, re-keying only after an hour. */
+static void quiet_world(struct world *w, struct coord *c)
+{
+	struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
+
+	up_world(w, c);
+	mapping(w, c, 1, 0, "198.51.100.50:51820");
+	mapping(w, c, 2, 1, "198.51.100.50:51820");
+	CHECK_EQ_INT(w->l.timers[LINK_T_PROBE], 0);
+	ev(w, (struct link_event){ .type = LINK_EV_REGISTER });
+	CHECK(find_msg(w, c, PROTO_MSG_REGISTER, &m) >= 0);
+	ack.reg_ack.seq = m.reg.seq;
+	ack.reg_ack.rekey_s = 3600;
+	coord_send(w, c, &ack);
+	CHECK_EQ_INT(w->l.rekey_ms, 3600000);
+}
+
+/* Issue 9's cost bound: an idle node sends one datagram per refresh to a coordinator. */
+static void test_link_idle_sends_one_datagram_per_refresh(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	uint64_t start;
+	int sends = 0, i;
+
+	quiet_world(&w, &c);
+	start = w.now;
+	for (i = 0; i < 1000 && w.now < start + 600000; i++) {
+		pump(&w, &c);
+		sends += (int)w.out.n_sends;
+		CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 0);
+		CHECK_EQ_INT(count_type(&w, PROTO_HS_INIT), 0);
+	}
+	/* 600 s from the last REGISTER: 30 refreshes, the last one at the end. */
+	CHECK_EQ_INT(sends, 30);
+}
+
+/* Traffic in the tunnels makes the refresh frequent, so a rebinding shows within seconds;
+ * idle again, it goes back to the slow pace. */
+static void test_link_active_refresh(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	uint64_t t0;
+
+	quiet_world(&w, &c);
+	CHECK(w.l.timers[LINK_T_REFRESH] >= w.now + LINK_REFRESH_MS - 1000);
+	ev(&w, (struct link_event){ .type = LINK_EV_ACTIVITY, .flag = true });
+	CHECK_EQ_INT(w.l.timers[LINK_T_REFRESH], w.now + LINK_REFRESH_ACTIVE_MS);
+	t0 = w.now;
+	pump(&w, &c);
+	CHECK_EQ_INT(w.now, t0 + LINK_REFRESH_ACTIVE_MS);
+	CHECK_EQ_INT(w.l.timers[LINK_T_REFRESH], w.now + LINK_REFRESH_ACTIVE_MS);
+	ev(&w, (struct link_event){ .type = LINK_EV_ACTIVITY, .flag = false });
+	pump(&w, &c);
+	CHECK_EQ_INT(w.l.timers[LINK_T_REFRESH], w.now + LINK_REFRESH_MS);
+}
+
+/* A REGISTER_ACK that shows a new session address (NAT rebinding) and an ADDR_CHECK both
+ * start a probe round at once. */
+static void test_link_rebinding_probes_at_once(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
+	struct proto_msg chk = { .type = PROTO_MSG_ADDR_CHECK };
+
+	quiet_world(&w, &c);
+	ev(&w, (struct link_event){ .type = LINK_EV_REGISTER });
+	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 0);
+	CHECK(find_msg(&w, &c, PROTO_MSG_REGISTER, &m) >= 0);
+	ack.reg_ack.seq = m.reg.seq;
+	addr_parse(&ack.reg_ack.observed, "198.51.100.60:41000", false);
+	coord_send(&w, &c, &ack);
+	CHECK(w.out.reports & LINK_R_REBOUND);
+	CHECK_EQ_INT(w.l.counters.rebinds, 1);
+	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 2);
+
+	chk.addr_check.nonce = 0x1122334455667788;
+	coord_send(&w, &c, &chk);
+	CHECK(find_msg(&w, &c, PROTO_MSG_ADDR_ECHO, &m) >= 0);
+	CHECK(m.addr_check.nonce == 0x1122334455667788);
+	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 2);
+	CHECK_EQ_INT(w.l.counters.addr_checks, 1);
+}
+
+/* A large interface registers in pages, a batch per event; every page must be acked, and a
+ * retransmission sends only the pages still unanswered. */
+static void test_link_register_pages(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
+	uint32_t seqs[20];
+	int got = 0, i;
+	size_t k;
+
+	quiet_world(&w, &c);
+	fake_pages = 20;
+	ev(&w, (struct link_event){ .type = LINK_EV_REGISTER });
+	for (i = 0; i < 10 && got < 20; i++) {
+		for (k = 0; k < w.out.n_sends; k++) {
+			struct link_actions one = w.out;
+
+			one.n_sends = 1;
+			one.sends[0] = w.out.sends[k];
+			if (!coord_read(&c, &one.sends[0], &m) || m.type != PROTO_MSG_REGISTER)
+				continue;
+			CHECK_EQ_INT(m.reg.n_pages, 20);
+			CHECK_EQ_INT(m.reg.page, got);
+			CHECK(m.reg.peers[0] == 0x1234u + m.reg.page);
+			CHECK(got == 0 || !(m.reg.flags & PROTO_REG_F_RESYNC));
+			seqs[got++] = m.reg.seq;
+		}
+		CHECK(w.out.n_sends <= LINK_PAGES_PER_BATCH);
+		if (got < 20)
+			fire_t(&w, LINK_T_PAGES);
+	}
+	CHECK_EQ_INT(got, 20);
+	for (i = 1; i < 20; i++)
+		CHECK_EQ_INT(seqs[i], seqs[0] + (uint32_t)i);
+	/* All but page 7 answered: still pending, and the retry sends page 7 alone. */
+	for (i = 0; i < 20; i++) {
+		if (i == 7)
+			continue;
+		ack.reg_ack.seq = seqs[i];
+		coord_send(&w, &c, &ack);
+	}
+	CHECK(w.l.reg_pending);
+	fire_t(&w, LINK_T_REG);
+	CHECK(find_msg(&w, &c, PROTO_MSG_REGISTER, &m) >= 0);
+	CHECK_EQ_INT(m.reg.page, 7);
+	CHECK_EQ_INT(count_type(&w, PROTO_DATA), 1);
+	ack.reg_ack.seq = seqs[7];
+	coord_send(&w, &c, &ack);
+	CHECK(!w.l.reg_pending);
+	/* An ack outside the REGISTER's pages is not believed. */
+	ack.reg_ack.seq = seqs[19] + 1;
+	coord_send(&w, &c, &ack);
+	CHECK_EQ_INT(w.l.counters.rx_unexpected, 1);
+	fake_pages = 0;
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -802,6 +992,11 @@ int main(void)
 	TAP_RUN(test_link_register_alive_no_new_handshake);
 	TAP_RUN(test_link_session_unknown);
 	TAP_RUN(test_link_rekey);
+	TAP_RUN(test_link_rekey_interval_from_coordinator);
+	TAP_RUN(test_link_idle_sends_one_datagram_per_refresh);
+	TAP_RUN(test_link_active_refresh);
+	TAP_RUN(test_link_rebinding_probes_at_once);
+	TAP_RUN(test_link_register_pages);
 	TAP_RUN(test_link_mapping_rounds);
 	TAP_RUN(test_link_filter_echo);
 	TAP_RUN(test_link_punch_delivery);

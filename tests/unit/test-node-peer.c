@@ -249,12 +249,17 @@ static void test_node_peer_punch_for_working_endpoint_writes_nothing(void)
 	struct node_peer_obs o;
 
 	node_peer_init(&p, key, 0);
-	/* WireGuard uses the public mapping and shook hands 134 s ago: leave it alone. */
+	/* WireGuard uses the public mapping and shook hands 134 s ago: leave the endpoint
+	 * alone, only nudge WireGuard into sending from here (our NAT may have rebound). */
 	o = obs(&m.peer_public, WALL0 - 134, WALL0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_NUDGE);
 	CHECK_EQ_INT(p.state, NODE_PEER_UP);
 	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
 	CHECK(!node_peer_attempt_open(&p));
+	/* A repeated PUNCH right after nudges no more; one later does again. */
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 1000), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 1000 + NODE_PEER_NUDGE_EVERY_MS),
+		     NODE_PEER_NUDGE);
 
 	/* 135 s ago is not fresh: write again. */
 	node_peer_init(&p, key, 0);

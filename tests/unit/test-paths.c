@@ -259,7 +259,7 @@ static void test_paths_poll_and_resync(void)
 	paths_fill_register(&ps, &reg);
 	CHECK_EQ_INT(reg.n_peers, 2);
 	CHECK(reg.peers[0] == key_fingerprint(key1));
-	CHECK(!(reg.flags & PROTO_REG_F_MORE_PEERS));
+	CHECK(reg.page == 0 && reg.n_pages == 1); /* two peers fit one page */
 	paths_free(&ps);
 }
 
@@ -286,6 +286,59 @@ static void test_paths_wall_clock_jump(void)
 	paths_free(&b);
 }
 
+/* A large interface: every peer is registered, in sorted pages of PROTO_MAX_PEERS, and a
+ * peer is found among thousands (the table keeps an index; see bench-peers for the cost). */
+static void test_paths_large_interface_pages(void)
+{
+	enum { N = 250 };
+	static uint8_t keys[N][KEY_LEN];
+	struct proto_register reg;
+	uint64_t seen[N], prev = 0;
+	struct paths ps;
+	size_t i, got = 0;
+	uint16_t page;
+
+	for (i = 0; i < N; i++) {
+		memset(keys[i], 0, KEY_LEN);
+		keys[i][0] = (uint8_t)i;
+		keys[i][1] = (uint8_t)(i >> 8);
+		keys[i][31] = 0x5a;
+	}
+	paths_init(&ps);
+	CHECK_EQ_INT(paths_sync(&ps, (const uint8_t(*)[KEY_LEN])keys, N, 1000), 1);
+	for (page = 0; page < 3; page++) {
+		memset(&reg, 0, sizeof(reg));
+		reg.page = page;
+		paths_fill_register(&ps, &reg);
+		CHECK_EQ_INT(reg.n_pages, 3);
+		CHECK_EQ_INT(reg.page, page);
+		CHECK_EQ_INT(reg.n_peers, page < 2 ? PROTO_MAX_PEERS : N - 2 * PROTO_MAX_PEERS);
+		for (i = 0; i < reg.n_peers && got < N; i++) {
+			/* sorted across pages, so the coordinator can put them together */
+			CHECK(got == 0 || reg.peers[i] > prev);
+			prev = reg.peers[i];
+			seen[got++] = reg.peers[i];
+		}
+	}
+	CHECK_EQ_INT(got, N);
+	for (i = 0; i < N; i++) {
+		size_t j;
+		bool in = false;
+
+		for (j = 0; j < got && !in; j++)
+			in = seen[j] == key_fingerprint(keys[i]);
+		CHECK(in);
+		CHECK(paths_find(&ps, keys[i]) == &ps.peers[i]);
+	}
+	/* Peers removed in the middle: the rest keep their state and are still found. */
+	ps.peers[200].m.path = NODE_PATH_DIRECT;
+	CHECK_EQ_INT(paths_sync(&ps, (const uint8_t(*)[KEY_LEN])keys + 100, N - 100, 2000), 1);
+	CHECK(paths_find(&ps, keys[200]) == &ps.peers[100]);
+	CHECK_EQ_INT(ps.peers[100].m.path, NODE_PATH_DIRECT);
+	CHECK(paths_find(&ps, keys[50]) == NULL);
+	paths_free(&ps);
+}
+
 int main(void)
 {
 	TAP_RUN(test_paths_sync_keeps_state);
@@ -296,5 +349,6 @@ int main(void)
 	TAP_RUN(test_paths_updates);
 	TAP_RUN(test_paths_poll_and_resync);
 	TAP_RUN(test_paths_wall_clock_jump);
+	TAP_RUN(test_paths_large_interface_pages);
 	return tap_done();
 }

@@ -86,7 +86,9 @@ static struct proto_msg full_register(void)
 	zero_msg(&m, PROTO_MSG_REGISTER);
 	m.reg.seq = 0xfffffffe;
 	m.reg.wg_port = 51820;
-	m.reg.flags = PROTO_REG_F_MORE_PEERS | PROTO_REG_F_RESYNC;
+	m.reg.flags = PROTO_REG_F_RESYNC;
+	m.reg.page = 0xfffe;
+	m.reg.n_pages = 0xffff;
 	m.reg.n_lan = PROTO_MAX_LAN;
 	for (i = 0; i < PROTO_MAX_LAN; i++) {
 		char ip[64];
@@ -129,13 +131,14 @@ static void test_proto_register_roundtrip(void)
 	ssize_t n;
 
 	n = msg_roundtrip(&m);
-	CHECK_EQ_INT(n, 1 + 4 + 2 + 1 + 1 + PROTO_MAX_LAN * 19 + 2 + PROTO_MAX_PEERS * 8);
+	CHECK_EQ_INT(n, 1 + 4 + 2 + 1 + 4 + 1 + PROTO_MAX_LAN * 19 + 2 + PROTO_MAX_PEERS * 8);
 
 	/* empty lists */
 	zero_msg(&m, PROTO_MSG_REGISTER);
 	m.reg.seq = 1;
 	m.reg.wg_port = 51820;
-	CHECK_EQ_INT(msg_roundtrip(&m), 1 + 4 + 2 + 1 + 1 + 2);
+	m.reg.n_pages = 1;
+	CHECK_EQ_INT(msg_roundtrip(&m), 1 + 4 + 2 + 1 + 4 + 1 + 2);
 
 	/* mixed families */
 	m.reg.n_lan = 3;
@@ -144,7 +147,7 @@ static void test_proto_register_roundtrip(void)
 	m.reg.lan[2] = mk4("203.0.113.200", 0);
 	m.reg.n_peers = 1;
 	m.reg.peers[0] = 0x0102030405060708;
-	CHECK_EQ_INT(msg_roundtrip(&m), 1 + 4 + 2 + 1 + 1 + 7 + 19 + 7 + 2 + 8);
+	CHECK_EQ_INT(msg_roundtrip(&m), 1 + 4 + 2 + 1 + 4 + 1 + 7 + 19 + 7 + 2 + 8);
 }
 
 static void test_proto_register_bytes(void)
@@ -156,6 +159,8 @@ static void test_proto_register_bytes(void)
 		0x00, 0x00, 0x01, 0x02,            /* seq */
 		0xca, 0x6c,                        /* wg_port 51820 */
 		0x02,                              /* flags: RESYNC */
+		0x00, 0x01,                        /* page 1 */
+		0x00, 0x03,                        /* of 3 pages */
 		0x01,                              /* n_lan */
 		0x04, 198, 51, 100, 9, 0xca, 0x6c, /* 198.51.100.9:51820 */
 		0x00, 0x02,                        /* n_peers */
@@ -170,6 +175,8 @@ static void test_proto_register_bytes(void)
 	m.reg.seq = 0x102;
 	m.reg.wg_port = 51820;
 	m.reg.flags = PROTO_REG_F_RESYNC;
+	m.reg.page = 1;
+	m.reg.n_pages = 3;
 	m.reg.n_lan = 1;
 	m.reg.lan[0] = mk4("198.51.100.9", 51820);
 	m.reg.n_peers = 2;
@@ -186,7 +193,11 @@ static void test_proto_small_messages_roundtrip(void)
 	zero_msg(&m, PROTO_MSG_REGISTER_ACK);
 	m.reg_ack.seq = 0xdeadbeef;
 	m.reg_ack.refresh_s = 20;
-	CHECK_EQ_INT(msg_roundtrip(&m), 7);
+	m.reg_ack.rekey_s = 900;
+	m.reg_ack.observed = mk4("198.51.100.20", 40000);
+	CHECK_EQ_INT(msg_roundtrip(&m), 9 + 7);
+	m.reg_ack.observed = mk6("2001:db8::20", 40000);
+	CHECK_EQ_INT(msg_roundtrip(&m), 9 + 19);
 
 	zero_msg(&m, PROTO_MSG_MAPPING);
 	m.mapping.probe_seq = 0x0102030405060708;
@@ -214,6 +225,13 @@ static void test_proto_small_messages_roundtrip(void)
 	zero_msg(&m, PROTO_MSG_PUNCH_ACK);
 	m.punch_ack.attempt = 99;
 	CHECK_EQ_INT(msg_roundtrip(&m), 5);
+
+	zero_msg(&m, PROTO_MSG_ADDR_CHECK);
+	m.addr_check.nonce = 0x0102030405060708;
+	CHECK_EQ_INT(msg_roundtrip(&m), 9);
+	zero_msg(&m, PROTO_MSG_ADDR_ECHO);
+	m.addr_check.nonce = UINT64_MAX;
+	CHECK_EQ_INT(msg_roundtrip(&m), 9);
 }
 
 static void test_proto_mapping_bytes(void)
@@ -295,28 +313,40 @@ static void test_proto_msg_rejects_non_canonical(void)
 	CHECK_EQ_INT(proto_decode_msg(buf, 0, &d), -EBADMSG);
 	buf[0] = 0;
 	CHECK_EQ_INT(proto_decode_msg(buf, 1, &d), -EBADMSG);
-	buf[0] = 9;
+	buf[0] = 11;
+	CHECK_EQ_INT(proto_decode_msg(buf, 1, &d), -EBADMSG);
+	buf[0] = PROTO_MSG_ADDR_CHECK; /* known, but its nonce is missing */
 	CHECK_EQ_INT(proto_decode_msg(buf, 1, &d), -EBADMSG);
 	buf[0] = 0xff;
 	CHECK_EQ_INT(proto_decode_msg(buf, 1, &d), -EBADMSG);
 
-	/* REGISTER: n_lan over the limit, n_peers over the limit, unknown flag, bad family */
+	/* REGISTER: n_lan over the limit, n_peers over the limit, unknown flag, bad family,
+	 * a page at or past the page count */
 	m = full_register();
 	n = proto_encode_msg(buf, sizeof(buf), &m);
 	CHECK(n > 0);
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), 0);
-	buf[8] = PROTO_MAX_LAN + 1;
+	buf[12] = PROTO_MAX_LAN + 1;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
-	buf[8] = PROTO_MAX_LAN;
+	buf[12] = PROTO_MAX_LAN;
 	buf[7] = 0x04;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
 	buf[7] = 0x80;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
+	buf[7] = 0x01; /* version 1's MORE_PEERS: pages replace it */
+	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
 	buf[7] = 0;
+	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), 0);
+	buf[9] = 0xff; /* page 0xffff of 0xffff */
+	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
+	buf[10] = buf[11] = 0; /* no pages at all */
+	buf[8] = buf[9] = 0;
+	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
+	buf[11] = 1;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), 0);
 	{
 		/* n_peers sits after the LAN list */
-		size_t at = 9 + PROTO_MAX_LAN * 19;
+		size_t at = 13 + PROTO_MAX_LAN * 19;
 
 		CHECK_EQ_INT(buf[at] << 8 | buf[at + 1], PROTO_MAX_PEERS);
 		buf[at + 1]++;
@@ -329,16 +359,16 @@ static void test_proto_msg_rejects_non_canonical(void)
 	for (int fam = 0; fam < 256; fam++) {
 		if (fam == 4 || fam == 6)
 			continue;
-		buf[9] = (uint8_t)fam;
+		buf[13] = (uint8_t)fam;
 		if (proto_decode_msg(buf, (size_t)n, &d) != -EBADMSG) {
 			CHECK(!"bad address family accepted");
 			break;
 		}
 	}
 	/* family 4 where 16 bytes follow: the lengths no longer add up */
-	buf[9] = 4;
+	buf[13] = 4;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
-	buf[9] = 6;
+	buf[13] = 6;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), 0);
 
 	/* MAPPING port index, FILTER_RESULT value, PUNCH flags */
@@ -387,8 +417,10 @@ static void test_proto_msg_encode_rejects_invalid(void)
 
 	zero_msg(&m, 0);
 	CHECK_EQ_INT(proto_encode_msg(buf, sizeof(buf), &m), -EINVAL);
-	zero_msg(&m, 9);
+	zero_msg(&m, 11);
 	CHECK_EQ_INT(proto_encode_msg(buf, sizeof(buf), &m), -EINVAL);
+	zero_msg(&m, PROTO_MSG_REGISTER_ACK);
+	CHECK_EQ_INT(proto_encode_msg(buf, sizeof(buf), &m), -EINVAL); /* no observed address */
 
 	m = full_register();
 	m.reg.n_lan = PROTO_MAX_LAN + 1;
@@ -398,6 +430,9 @@ static void test_proto_msg_encode_rejects_invalid(void)
 	CHECK_EQ_INT(proto_encode_msg(buf, sizeof(buf), &m), -EINVAL);
 	m = full_register();
 	m.reg.flags = 0x80;
+	CHECK_EQ_INT(proto_encode_msg(buf, sizeof(buf), &m), -EINVAL);
+	m = full_register();
+	m.reg.page = m.reg.n_pages;
 	CHECK_EQ_INT(proto_encode_msg(buf, sizeof(buf), &m), -EINVAL);
 	m = full_register();
 	memset(&m.reg.lan[3], 0, sizeof(m.reg.lan[3])); /* AF_UNSPEC */
@@ -448,6 +483,14 @@ static void test_proto_addr_encoding(void)
 
 /* ---- outer messages ---- */
 
+static bool sodium_is_zero_(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
 static void outer_roundtrip(const struct proto_outer *o, size_t want_len)
 {
 	uint8_t buf[PROTO_MAX_DATAGRAM + 8], buf2[PROTO_MAX_DATAGRAM + 8];
@@ -467,10 +510,21 @@ static void outer_roundtrip(const struct proto_outer *o, size_t want_len)
 	CHECK_EQ_INT(d.sender_idx, o->sender_idx);
 	CHECK_EQ_INT(d.receiver_idx, o->receiver_idx);
 	CHECK(d.counter == o->counter);
+	CHECK_EQ_INT(d.dst_port, o->dst_port);
+	CHECK_EQ_INT(d.purpose, o->purpose);
 	CHECK_EQ_INT(d.body_len, o->body_len);
 	CHECK(d.body_len == 0 || d.body == buf + proto_outer_prefix_len(o->type));
 	CHECK(d.body_len == 0 || memcmp(d.body, o->body, d.body_len) == 0);
-	CHECK_EQ_INT(proto_outer_prefix_len(o->type) + o->body_len, n);
+	if (o->type == PROTO_HS_INIT) {
+		/* the MACs follow the Noise message, outside the body */
+		CHECK(d.macs == buf + PROTO_HS_INIT_MAC1_OFF);
+		CHECK(o->macs ? memcmp(d.macs, o->macs, 2 * PROTO_MAC_LEN) == 0
+			      : sodium_is_zero_(d.macs, 2 * PROTO_MAC_LEN));
+		CHECK_EQ_INT(PROTO_HS_INIT_LEN, n);
+	} else {
+		CHECK(d.macs == NULL);
+		CHECK_EQ_INT(proto_outer_prefix_len(o->type) + o->body_len, n);
+	}
 	n2 = proto_encode_outer(buf2, sizeof(buf2), &d);
 	CHECK(n2 == n && memcmp(buf, buf2, (size_t)n) == 0);
 	for (i = 0; i < (size_t)n; i++)
@@ -509,7 +563,9 @@ static void test_proto_outer_roundtrip(void)
 				  .sender_idx = 0x01020304,
 				  .body = body,
 				  .body_len = PROTO_HS_INIT_NOISE_LEN };
-	outer_roundtrip(&o, 8 + 108);
+	outer_roundtrip(&o, 8 + 108 + 32); /* MACs zero, to be filled in place */
+	o.macs = body + 500;
+	outer_roundtrip(&o, 8 + 108 + 32);
 	o = (struct proto_outer){ .type = PROTO_HS_RESP,
 				  .sender_idx = 0xffffffff,
 				  .receiver_idx = 7,
@@ -524,14 +580,23 @@ static void test_proto_outer_roundtrip(void)
 	outer_roundtrip(&o, 16 + 16);
 	o.body_len = PROTO_MAX_DATAGRAM - 16;
 	outer_roundtrip(&o, PROTO_MAX_DATAGRAM);
-	o = (struct proto_outer){ .type = PROTO_PROBE,
-				  .receiver_idx = 9,
-				  .counter = 1,
-				  .body = body,
-				  .body_len = PROTO_PROBE_MAC_LEN };
-	outer_roundtrip(&o, 32);
+	for (uint8_t purpose = 0; purpose < PROTO_PROBE_PURPOSES; purpose++) {
+		o = (struct proto_outer){ .type = PROTO_PROBE,
+					  .receiver_idx = 9,
+					  .counter = 1,
+					  .dst_port = (uint16_t)(51900 + purpose),
+					  .purpose = purpose,
+					  .body = body,
+					  .body_len = PROTO_PROBE_MAC_LEN };
+		outer_roundtrip(&o, 36);
+	}
 	o = (struct proto_outer){ .type = PROTO_SESSION_UNKNOWN, .receiver_idx = 0xabcdef01 };
 	outer_roundtrip(&o, 8);
+	o = (struct proto_outer){ .type = PROTO_COOKIE_REPLY,
+				  .receiver_idx = 0x01020304,
+				  .body = body,
+				  .body_len = PROTO_COOKIE_BODY_LEN };
+	outer_roundtrip(&o, 64);
 	o = (struct proto_outer){ .type = PROTO_POISON,
 				  .body = body,
 				  .body_len = PROTO_POISON_LEN };
@@ -546,6 +611,9 @@ static void test_proto_outer_bytes(void)
 		PROTO_VERSION, PROTO_PROBE, 0, 0,
 		0x11, 0x22, 0x33, 0x44,         /* receiver_idx */
 		0, 0, 0, 0, 0, 0, 0x01, 0x00,   /* counter 256 */
+		0xca, 0xbd,                     /* dst_port 51901 */
+		0x01,                           /* purpose: mapping toward P + 1 */
+		0x00,                           /* reserved */
 		1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, /* mac */
 	};
 	/* clang-format on */
@@ -553,19 +621,35 @@ static void test_proto_outer_bytes(void)
 	struct proto_outer o = { .type = PROTO_PROBE,
 				 .receiver_idx = 0x11223344,
 				 .counter = 256,
-				 .body = want + 16,
+				 .dst_port = 51901,
+				 .purpose = PROTO_PROBE_MAP_P1,
+				 .body = want + 20,
 				 .body_len = 16 };
+	struct proto_outer d;
 
 	CHECK_EQ_INT(proto_encode_outer(buf, sizeof(buf), &o), sizeof(want));
 	CHECK(memcmp(buf, want, sizeof(want)) == 0);
 	CHECK_EQ_INT(proto_outer_prefix_len(PROTO_HS_INIT), 8);
 	CHECK_EQ_INT(proto_outer_prefix_len(PROTO_HS_RESP), 12);
 	CHECK_EQ_INT(proto_outer_prefix_len(PROTO_DATA), 16);
-	CHECK_EQ_INT(proto_outer_prefix_len(PROTO_PROBE), 16);
+	CHECK_EQ_INT(proto_outer_prefix_len(PROTO_PROBE), 20);
 	CHECK_EQ_INT(proto_outer_prefix_len(PROTO_SESSION_UNKNOWN), 8);
 	CHECK_EQ_INT(proto_outer_prefix_len(PROTO_POISON), 4);
+	CHECK_EQ_INT(proto_outer_prefix_len(PROTO_COOKIE_REPLY), 8);
 	CHECK_EQ_INT(proto_outer_prefix_len(0), 0);
-	CHECK_EQ_INT(proto_outer_prefix_len(7), 0);
+	CHECK_EQ_INT(proto_outer_prefix_len(8), 0);
+
+	/* a PROBE's purpose is one of three, and its reserved byte is zero */
+	memcpy(buf, want, sizeof(want));
+	CHECK_EQ_INT(proto_decode_outer(buf, sizeof(want), &d), 0);
+	buf[18] = PROTO_PROBE_PURPOSES;
+	CHECK_EQ_INT(proto_decode_outer(buf, sizeof(want), &d), -EBADMSG);
+	buf[18] = PROTO_PROBE_RELAY;
+	CHECK_EQ_INT(proto_decode_outer(buf, sizeof(want), &d), 0);
+	buf[19] = 1;
+	CHECK_EQ_INT(proto_decode_outer(buf, sizeof(want), &d), -EBADMSG);
+	o.purpose = PROTO_PROBE_PURPOSES;
+	CHECK_EQ_INT(proto_encode_outer(buf, sizeof(buf), &o), -EINVAL);
 }
 
 static void test_proto_outer_rejects(void)
@@ -605,6 +689,12 @@ static void test_proto_outer_rejects(void)
 	/* encoder: wrong body length for the type, unknown type, missing body */
 	o = (struct proto_outer){ .type = PROTO_HS_INIT, .body = buf, .body_len = 107 };
 	CHECK_EQ_INT(proto_encode_outer(buf + 200, 400, &o), -EINVAL);
+	o.body_len = PROTO_HS_INIT_NOISE_LEN + 2 * PROTO_MAC_LEN; /* the MACs are not body */
+	CHECK_EQ_INT(proto_encode_outer(buf + 200, 400, &o), -EINVAL);
+	/* an HS_INIT without its MACs (version 1's length) */
+	buf[1] = PROTO_HS_INIT;
+	CHECK_EQ_INT(proto_decode_outer(buf, 8 + 108, &d), -EBADMSG);
+	CHECK_EQ_INT(proto_decode_outer(buf, PROTO_HS_INIT_LEN, &d), 0);
 	o = (struct proto_outer){ .type = PROTO_DATA, .body = buf, .body_len = 15 };
 	CHECK_EQ_INT(proto_encode_outer(buf + 200, 400, &o), -EINVAL);
 	o = (struct proto_outer){ .type = PROTO_DATA, .body = NULL, .body_len = 16 };
