@@ -287,6 +287,8 @@ const char *paths_reason_name(enum paths_reason r)
 	return "unknown";
 }
 
+_Static_assert(NODE_PEER_STALE_S == 180, "paths_reason_text() says 180 s");
+
 const char *paths_reason_text(enum paths_reason r)
 {
 	switch (r) {
@@ -313,7 +315,6 @@ const char *paths_reason_text(enum paths_reason r)
 		       "if the peer's does too, only a relay can connect them, and this "
 		       "release has no relay";
 	case PATHS_REASON_PATH_LOST:
-		_Static_assert(NODE_PEER_STALE_S == 180, "the text below says 180 s");
 		return "the path went stale (no WireGuard handshake for 180 s); asking for a new "
 		       "punch";
 	}
