@@ -225,6 +225,8 @@ ino0=$(stat -c %i "$TB_DIR/a.prom")
 mv "$TB_DIR/a.prom" "$TB_DIR/a.old.prom"
 kill -TERM "$TB_NODE_PID_a"
 wait "$TB_NODE_PID_a" # bounded by the agent's own shutdown timeout
+rc=$?
+[ "$rc" = 0 ] || tb_fail "node a exited $rc on SIGTERM, expected 0"
 [ -s "$TB_DIR/a.prom" ] || tb_fail "node a wrote no metrics file at shutdown"
 [ "$(stat -c %i "$TB_DIR/a.prom")" != "$ino0" ] || tb_fail "a.prom was not replaced"
 out=$(python3 "$check" "$TB_DIR/a.prom") || tb_fail "the last metrics file of a: $out"
