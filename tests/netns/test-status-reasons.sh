@@ -75,7 +75,8 @@ attempt_entry()
 	tb_json a "[p for p in d['peers'] if p['reason'] == 'attempt_running'][0]" \
 		>"$TB_DIR/attempt.json"
 }
-tb_wait_for 20 attempt_entry || tb_fail "a never showed attempt_running for b (last: '$(reason a b)')"
+tb_wait_for 20 attempt_entry ||
+	tb_fail "a never showed attempt_running for b (last: '$(reason a b)')"
 python3 -c '
 import json, sys
 p = json.load(open(sys.argv[1]))
@@ -121,6 +122,7 @@ out=$(tb_status c) || tb_fail "wgpunch status of c failed"
 echo "$out" | grep -qF "why: $td [peer_not_at_coordinator]" ||
 	tb_fail "c's table lacks the reason line: $out"
 case $out in *$'\033'*) tb_fail "colour codes in c's table on a pipe" ;; esac
+tb_log "c's table:"$'\n'"$out"
 sock=$TB_DIR/c.sock
 out=$(script -qec "$WGPUNCH status -s $sock" /dev/null) || tb_fail "status on a terminal failed"
 case $out in *$'\033[33m'*) ;; *) tb_fail "no colour in c's table on a terminal: $out" ;; esac
