@@ -79,6 +79,7 @@ struct config {
 	enum config_role role;
 	char *path;               /* the file as given on the command line */
 	enum log_level log_level; /* key `log_level`, both roles; default info */
+	char *metrics_file;       /* key `metrics_file`, both roles, absolute; NULL: none */
 	struct config_node node;
 	struct config_coordinator_role coord;
 };

@@ -115,6 +115,7 @@ struct node_peer {
 	uint32_t resync_wait_ms; /* from the later of the two above to the next RESYNC */
 	enum node_path path;
 	enum node_peer_state state;
+	bool stale; /* FAILED because a working path went stale, not because no candidate worked */
 };
 
 void node_peer_init(struct node_peer *p, const uint8_t key[KEY_LEN], uint64_t now_ms);

@@ -111,6 +111,55 @@ uint64_t paths_resync_due(const struct paths *ps);
  * is still below the refresh period, so the REGISTER should leave now. */
 bool paths_resync(struct paths *ps, uint64_t now_ms, bool *early);
 
+/*
+ * Why a peer is not connected, in words a person can act on (status, metrics), decided from
+ * what the engine already has plus the links' state. The names are stable (the status JSON's
+ * "reason", docs/status-json.md); the texts are for people and may change.
+ */
+enum paths_reason {
+	PATHS_REASON_NONE = 0,       /* connected: no reason */
+	PATHS_REASON_ATTEMPT,        /* an attempt is running */
+	PATHS_REASON_NO_COORDINATOR, /* no coordinator session is up */
+	PATHS_REASON_WAITING,        /* new, no PUNCH yet, within PATHS_FIRST_PUNCH_MS */
+	PATHS_REASON_PEER_UNKNOWN,   /* no PUNCH comes: not registered, or does not list us */
+	PATHS_REASON_NO_HANDSHAKE,   /* every candidate written, WireGuard completed no handshake */
+	PATHS_REASON_RELAY_OFF,      /* ... and our NAT maps per destination; relay = no */
+	PATHS_REASON_NO_RELAY,       /* ... and our NAT maps per destination; no relay exists */
+	PATHS_REASON_PATH_LOST,      /* a working path went stale */
+};
+#define PATHS_REASON_COUNT (PATHS_REASON_PATH_LOST + 1)
+
+/*
+ * A PUNCH follows a REGISTER, a RESYNC or the peer's arrival within a round trip when the
+ * coordinator has both sides, but the RESYNC flag may ride on the 20 s refresh: so no PUNCH
+ * this long after asking means the coordinators do not have the pair. A new peer gets
+ * PATHS_FIRST_PUNCH_MS (the filter test and the first RESYNCs fit) before it is called unknown.
+ */
+#define PATHS_UNANSWERED_MS (NODE_PEER_RESYNC_MS + 10000)
+#define PATHS_FIRST_PUNCH_MS 10000
+
+/* What the links know, for paths_explain(). */
+struct paths_links_view {
+	size_t n_up;          /* links with a session up */
+	bool per_destination; /* a link up found our mapping endpoint-dependent */
+	bool relay;           /* `relay = yes` (there is no relay in this release either way) */
+};
+
+struct paths_explain {
+	enum paths_reason reason;
+	uint64_t since_ms;                 /* ATTEMPT: since the PUNCH that opened it */
+	const struct node_peer_cand *cand; /* ATTEMPT: the one being tried; NO_HANDSHAKE, RELAY_*:
+					    * the last tried; PATH_LOST: the one that worked */
+	unsigned int cand_no, n_cands;     /* cand is number cand_no (from 1) of n_cands */
+};
+
+/* Fills *out for p (out->reason is also returned). */
+enum paths_reason paths_explain(const struct paths_peer *p, const struct paths_links_view *links,
+				uint64_t now_ms, struct paths_explain *out);
+/* "connected" for NONE is never shown: a connected peer has no reason. */
+const char *paths_reason_name(enum paths_reason r);
+const char *paths_reason_text(enum paths_reason r);
+
 /* The peer part of a REGISTER: fingerprints and the page fields. */
 /* Fills page reg->page (set by the caller; 0 with a single page) and reg->n_pages. */
 void paths_fill_register(const struct paths *ps, struct proto_register *reg);

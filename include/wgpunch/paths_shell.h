@@ -87,6 +87,8 @@ const struct wg_device *paths_shell_device(const struct paths_shell *ps);
 struct prober *paths_shell_prober(struct paths_shell *ps);
 const char *paths_shell_backend(const struct paths_shell *ps);
 const struct paths_counters *paths_shell_engine_counters(const struct paths_shell *ps);
+/* The engine's peer table, read-only (status reasons, metrics). */
+const struct paths *paths_shell_engine(const struct paths_shell *ps);
 const struct paths_shell_counters *paths_shell_counters(const struct paths_shell *ps);
 /* The "peers" array of the status (docs/status-json.md). */
 cJSON *paths_shell_status_peers(const struct paths_shell *ps);

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <sodium.h>
 
@@ -31,6 +32,7 @@
 #include "wgpunch/hs.h"
 #include "wgpunch/key.h"
 #include "wgpunch/log.h"
+#include "wgpunch/metrics.h"
 #include "wgpunch/punch.h"
 #include "wgpunch/status.h"
 #include "wgpunch/transport.h"
@@ -46,6 +48,7 @@ struct coord {
 	struct punch punch;
 	struct filter filter;
 	struct hs hs;
+	struct metrics_file *metrics; /* not in handles: it closes itself and never calls back */
 };
 
 /* ---- hooks: a lower layer's news for a higher one ---- */
@@ -99,10 +102,34 @@ static void coord_on_closed(void *arg)
 	free(c);
 }
 
+/* The metrics file (metrics.h): the status counters and gauges. */
+static void coord_render_metrics(void *arg, struct metrics_buf *b)
+{
+	const struct coord *c = arg;
+	const struct registry *reg = dir_registry(&c->dir);
+
+	metrics_add_counters(b, &transport_counters_table, &c->transport.ctr);
+	metrics_add_counters(b, &hs_counters_table, &c->hs.ctr);
+	metrics_add_counters(b, &dir_counters_table, &c->dir.ctr);
+	metrics_add_counters(b, &filter_counters_table, &c->filter.ctr);
+	metrics_add_counters(b, &punch_counters_table, &c->punch.ctr);
+	metrics_gauge(b, "coordinator_nodes", "nodes in the registry", reg->n_nodes);
+	metrics_gauge(b, "coordinator_max_nodes", "the registry's bound (max_nodes)",
+		      reg->max_nodes);
+	metrics_gauge(b, "coordinator_sessions", "node sessions up", reg->n_sessions);
+	metrics_gauge(b, "coordinator_pending_punches", "punch attempts waiting for PUNCH_ACK",
+		      (double)c->punch.pending.n);
+	metrics_gauge(b, "coordinator_pending_filter_tests", "filter tests under way",
+		      (double)c->filter.n_pending);
+}
+
 void coord_stop(struct coord *c)
 {
-	if (c)
-		coord_handles_close_all(&c->handles);
+	if (!c)
+		return;
+	metrics_file_stop(c->metrics); /* the last write, before anything closes */
+	c->metrics = NULL;
+	coord_handles_close_all(&c->handles);
 }
 
 int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
@@ -153,6 +180,9 @@ int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
 	if (r < 0)
 		goto fail;
 	dir_start(&c->dir);
+	r = metrics_file_start(loop, conf->metrics_file, coord_render_metrics, c, &c->metrics);
+	if (r < 0)
+		goto fail;
 
 	for (size_t i = 0; i < cr->n_listen; i++) {
 		char a[ADDR_STRLEN];
@@ -183,6 +213,15 @@ int coord_reload(struct coord *c, const struct config *conf)
 		return r;
 	hs_reload(&c->hs, conf);
 	c->conf = conf;
+	/* A new metrics_file: the old one gets its last write, the new one starts. */
+	if (!c->metrics || !conf->metrics_file ||
+	    strcmp(metrics_file_path(c->metrics), conf->metrics_file) != 0) {
+		metrics_file_stop(c->metrics);
+		c->metrics = NULL;
+		if (metrics_file_start(c->loop, conf->metrics_file, coord_render_metrics, c,
+				       &c->metrics) < 0)
+			log_warn("the metrics file is not written until the next restart");
+	}
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #include "wgpunch/control.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -447,10 +448,20 @@ static void control_format_age(double unix_s, char *buf, size_t cap)
 		snprintf(buf, cap, "%ldh ago", ago / 3600);
 }
 
+/* Colour only on a terminal, and never with NO_COLOR set (https://no-color.org), like wg. */
+static bool control_colour(FILE *out)
+{
+	const char *nc = getenv("NO_COLOR");
+
+	return isatty(fileno(out)) && !(nc && *nc);
+}
+
 static void control_print_node(const cJSON *st, FILE *out)
 {
 	const cJSON *nat = cJSON_GetObjectItemCaseSensitive(st, "nat");
 	const cJSON *item;
+	bool colour = control_colour(out);
+	const char *on = colour ? "\033[33m" : "", *off = colour ? "\033[0m" : "";
 
 	fprintf(out, "node: interface %s (%s backend), listen port %.0f\n",
 		control_str(st, "interface"), control_str(st, "backend"),
@@ -469,11 +480,19 @@ static void control_print_node(const cJSON *st, FILE *out)
 	fprintf(out, "\n  %-46s %-7s %-47s %s\n", "PEER", "PATH", "ENDPOINT", "HANDSHAKE");
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(st, "peers"))
 	{
+		const char *reason =
+			cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(item, "reason"));
+		const char *path = control_str(item, "path");
+		const char *pc = !colour ? "" : strcmp(path, "none") ? "\033[32m" : "\033[31m";
 		char age[32];
 
 		control_format_age(control_num(item, "latest_handshake"), age, sizeof(age));
-		fprintf(out, "  %-46s %-7s %-47s %s\n", control_str(item, "public_key"),
-			control_str(item, "path"), control_str(item, "endpoint"), age);
+		/* The padding is counted without the escape codes, so they go around it. */
+		fprintf(out, "  %-46s %s%-7s%s %-47s %s\n", control_str(item, "public_key"), pc,
+			path, colour ? "\033[0m" : "", control_str(item, "endpoint"), age);
+		if (reason)
+			fprintf(out, "    %swhy: %s%s [%s]\n", on, control_str(item, "reason_text"),
+				off, reason);
 	}
 }
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -504,6 +505,38 @@ static void conf_parse_private_key_file(struct conf_parser *p, const struct conf
 	free(display);
 }
 
+/* The metrics file is replaced by rename(), so only its folder must exist (and be one). */
+static void conf_parse_metrics_file(struct conf_parser *p, const struct conf_key *k,
+				    const char *value)
+{
+	char *display, *abs, *dir;
+	const char *slash;
+	struct stat st;
+
+	if (conf_resolve_path(p, value, &display, &abs) < 0)
+		return;
+	free(p->c->metrics_file);
+	p->c->metrics_file = abs;
+	slash = strrchr(display, '/');
+	if (slash && slash[1] == '\0') {
+		conf_error(p, p->lineno, "%s: '%s' names a folder, not a file", k->name, display);
+		free(display);
+		return;
+	}
+	dir = slash ? strndup(display, slash == display ? 1 : (size_t)(slash - display))
+		    : strdup(".");
+	if (!dir) {
+		p->oom = true;
+	} else if (stat(dir, &st) < 0) {
+		conf_error(p, p->lineno, "%s: folder '%s' of '%s': %s", k->name, dir, display,
+			   strerror(errno));
+	} else if (!S_ISDIR(st.st_mode)) {
+		conf_error(p, p->lineno, "%s: '%s' of '%s' is not a folder", k->name, dir, display);
+	}
+	free(dir);
+	free(display);
+}
+
 static int conf_key_cmp(const void *a, const void *b)
 {
 	return memcmp(a, b, KEY_LEN);
@@ -592,6 +625,8 @@ static const struct conf_key conf_keys[] = {
 	{ SEC_NODE, "control_socket", conf_parse_socket, NODE(control_socket), 0, 0, 0 },
 	{ SEC_NODE, "log_level", conf_parse_log_level, offsetof(struct config, log_level), 0, 0,
 	  0 },
+	{ SEC_NODE, "metrics_file", conf_parse_metrics_file, offsetof(struct config, metrics_file),
+	  0, 0, 0 },
 
 	{ SEC_COORD, "listen", conf_parse_listen, COORD(listen), KEY_REQUIRED | KEY_REPEATABLE, 0,
 	  0 },
@@ -610,6 +645,8 @@ static const struct conf_key conf_keys[] = {
 	{ SEC_COORD, "rekey_interval", conf_parse_int_key, COORD(rekey_interval_s), 0, 60, 65535 },
 	{ SEC_COORD, "log_level", conf_parse_log_level, offsetof(struct config, log_level), 0, 0,
 	  0 },
+	{ SEC_COORD, "metrics_file", conf_parse_metrics_file, offsetof(struct config, metrics_file),
+	  0, 0, 0 },
 };
 
 #define CONF_N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -898,6 +935,7 @@ void config_free(struct config *c)
 	free(c->coord.authorized_keys);
 	free(c->coord.control_socket);
 	sodium_memzero(c->coord.private_key, sizeof(c->coord.private_key));
+	free(c->metrics_file);
 	free(c->path);
 	free(c);
 }
@@ -934,6 +972,8 @@ void config_print(const struct config *c, FILE *out)
 		fprintf(out, "relay = %s\n", conf_bool_name(n->relay));
 		fprintf(out, "control_socket = %s\n", n->control_socket);
 		fprintf(out, "log_level = %s\n", log_level_name(c->log_level));
+		if (c->metrics_file)
+			fprintf(out, "metrics_file = %s\n", c->metrics_file);
 		return;
 	}
 	if (c->role != CONFIG_ROLE_COORDINATOR)
@@ -957,6 +997,8 @@ void config_print(const struct config *c, FILE *out)
 	fprintf(out, "handshake_cpu = %u\n", cr->handshake_cpu);
 	fprintf(out, "rekey_interval = %u\n", cr->rekey_interval_s);
 	fprintf(out, "log_level = %s\n", log_level_name(c->log_level));
+	if (c->metrics_file)
+		fprintf(out, "metrics_file = %s\n", c->metrics_file);
 }
 
 bool config_key_authorized(const struct config *c, const uint8_t key[KEY_LEN])

@@ -51,6 +51,7 @@ static void set_up(struct node_peer *p, enum node_path path)
 {
 	p->kick_ms = 0;
 	p->state = NODE_PEER_UP;
+	p->stale = false;
 	p->path = path;
 	/* The next time the path is lost, ask again quickly. */
 	p->resync_wait_ms = NODE_PEER_RESYNC_FIRST_MS;
@@ -63,6 +64,7 @@ static void start_attempt(struct node_peer *p, const struct node_peer_obs *obs, 
 	p->deadline_ms = now_ms + NODE_PEER_ATTEMPT_MS;
 	p->kick_ms = 0;
 	p->state = NODE_PEER_TRYING;
+	p->stale = false;
 }
 
 bool node_peer_no_nat(const struct addr *mapping, const struct addr *local, size_t n_local)
@@ -200,6 +202,7 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 				     obs->wall_now_s - obs->handshake_s > NODE_PEER_STALE_S)) {
 			p->state = NODE_PEER_FAILED;
 			p->path = NODE_PATH_NONE;
+			p->stale = true;
 			return NODE_PEER_DOWN;
 		}
 		/* WireGuard roams to where authentic packets come from; follow it. */

@@ -25,6 +25,7 @@
 #include "wgpunch/ifmon.h"
 #include "wgpunch/link_shell.h"
 #include "wgpunch/log.h"
+#include "wgpunch/metrics.h"
 #include "wgpunch/paths_shell.h"
 #include "wgpunch/status.h"
 
@@ -43,6 +44,7 @@ struct node {
 	size_t n_links;
 	unsigned int next_link_id;
 	unsigned int closing;
+	struct metrics_file *metrics; /* NULL: no metrics_file */
 
 	/* The counters of links closed by a reload: counters only ever grow. */
 	struct link_counters gone_link;
@@ -99,6 +101,9 @@ void node_stop(struct node *n)
 	if (!n || n->stopping)
 		return;
 	n->stopping = true;
+	/* The last write, while every piece still has its counters. */
+	metrics_file_stop(n->metrics);
+	n->metrics = NULL;
 	n->closing++; /* held until every close below is queued */
 	for (i = 0; i < n->n_links; i++)
 		node_close_link(n, n->links[i]);
@@ -206,6 +211,8 @@ static void node_on_ifmon(void *arg)
 	}
 }
 
+static void node_render_metrics(void *arg, struct metrics_buf *b);
+
 /* ---- start, reload ---- */
 
 static int node_add_link(struct node *n, const struct config_coordinator *cc)
@@ -285,11 +292,29 @@ int node_start(uv_loop_t *loop, const struct config *conf, node_fatal_cb fatal, 
 			goto fail;
 		}
 	}
+	r = metrics_file_start(loop, conf->metrics_file, node_render_metrics, n, &n->metrics);
+	if (r < 0)
+		goto fail;
 	*out = n;
 	return 0;
 fail:
 	node_stop(n);
 	return r;
+}
+
+/* A new metrics_file: the old one gets its last write, the new one starts. */
+static void node_reload_metrics(struct node *n, const struct config *conf)
+{
+	const char *old = n->metrics ? metrics_file_path(n->metrics) : NULL;
+
+	if ((!old && !conf->metrics_file) ||
+	    (old && conf->metrics_file && strcmp(old, conf->metrics_file) == 0))
+		return;
+	metrics_file_stop(n->metrics);
+	n->metrics = NULL;
+	if (metrics_file_start(n->loop, conf->metrics_file, node_render_metrics, n, &n->metrics) <
+	    0)
+		log_warn("the metrics file is not written until the next restart");
 }
 
 int node_reload(struct node *n, const struct config *conf)
@@ -331,6 +356,7 @@ int node_reload(struct node *n, const struct config *conf)
 				       cn->coordinators[j].host, cn->coordinators[j].port);
 	}
 	paths_shell_reload(n->paths, conf);
+	node_reload_metrics(n, conf);
 	log_info("node configuration reloaded: %zu coordinators, keepalive %u s", n->n_links,
 		 cn->keepalive_s);
 	return 0;
@@ -364,19 +390,29 @@ static cJSON *node_status_nat(struct node *n)
 	return o;
 }
 
+/* Every link's counters summed, and those a reload closed: counters only ever grow. */
+static void node_sum_counters(const struct node *n, struct link_counters *lc,
+			      struct link_shell_counters *sc)
+{
+	size_t i;
+
+	*lc = n->gone_link;
+	*sc = n->gone_link_shell;
+	for (i = 0; i < n->n_links; i++) {
+		add_counters(&link_counters_table, lc, &link_shell_link(n->links[i])->counters);
+		add_counters(&link_shell_counters_table, sc, link_shell_counters(n->links[i]));
+	}
+}
+
 /* One "counters" object for the node: every link's summed (and those a reload closed), then
  * the paths'. Names are the tables' (docs/status-json.md). */
 static cJSON *node_status_counters(const struct node *n)
 {
-	struct link_counters lc = n->gone_link;
-	struct link_shell_counters sc = n->gone_link_shell;
+	struct link_counters lc;
+	struct link_shell_counters sc;
 	cJSON *o = cJSON_CreateObject();
-	size_t i;
 
-	for (i = 0; i < n->n_links; i++) {
-		add_counters(&link_counters_table, &lc, &link_shell_link(n->links[i])->counters);
-		add_counters(&link_shell_counters_table, &sc, link_shell_counters(n->links[i]));
-	}
+	node_sum_counters(n, &lc, &sc);
 	if (!o || !status_add_counters(o, &link_counters_table, &lc) ||
 	    !status_add_counters(o, &link_shell_counters_table, &sc) ||
 	    !status_add_counters(o, &paths_counters_table, paths_shell_engine_counters(n->paths)) ||
@@ -385,6 +421,147 @@ static cJSON *node_status_counters(const struct node *n)
 		return NULL;
 	}
 	return o;
+}
+
+static uint64_t node_now_ms(void)
+{
+	return uv_hrtime() / 1000000u; /* the clock the paths shell feeds the engine */
+}
+
+/* What the paths engine needs to know of the links to explain a peer. */
+static void node_links_view(const struct node *n, struct paths_links_view *v)
+{
+	size_t i;
+
+	v->n_up = 0;
+	v->per_destination = false;
+	v->relay = n->conf->node.relay;
+	for (i = 0; i < n->n_links; i++) {
+		const struct link *l = link_shell_link(n->links[i]);
+
+		if (l->state != LINK_UP)
+			continue;
+		v->n_up++;
+		if (l->nat_type == 2)
+			v->per_destination = true;
+	}
+}
+
+/* The reason fields of one peer's status entry (docs/status-json.md, "Reasons"). */
+static void node_status_reason(cJSON *po, const struct paths_peer *p,
+			       const struct paths_links_view *v, uint64_t now)
+{
+	struct paths_explain ex;
+	char text[512], buf[ADDR_STRLEN];
+	cJSON *c;
+
+	if (paths_explain(p, v, now, &ex) == PATHS_REASON_NONE) {
+		cJSON_AddNullToObject(po, "reason");
+		cJSON_AddNullToObject(po, "reason_text");
+		cJSON_AddNullToObject(po, "reason_since");
+		cJSON_AddNullToObject(po, "reason_candidate");
+		return;
+	}
+	if (ex.reason == PATHS_REASON_ATTEMPT && ex.cand)
+		snprintf(text, sizeof(text), "%s since %llu s: candidate %u of %u, %s %s",
+			 paths_reason_text(ex.reason), (unsigned long long)(ex.since_ms / 1000),
+			 ex.cand_no, ex.n_cands, node_path_name(ex.cand->path),
+			 addr_format(&ex.cand->addr, buf));
+	else if (ex.reason == PATHS_REASON_NO_HANDSHAKE)
+		snprintf(text, sizeof(text), "%s (%u tried)", paths_reason_text(ex.reason),
+			 ex.n_cands);
+	else
+		snprintf(text, sizeof(text), "%s", paths_reason_text(ex.reason));
+	cJSON_AddStringToObject(po, "reason", paths_reason_name(ex.reason));
+	cJSON_AddStringToObject(po, "reason_text", text);
+	if (ex.reason == PATHS_REASON_ATTEMPT)
+		cJSON_AddNumberToObject(po, "reason_since", (double)(ex.since_ms / 1000));
+	else
+		cJSON_AddNullToObject(po, "reason_since");
+	if (!ex.cand) {
+		cJSON_AddNullToObject(po, "reason_candidate");
+		return;
+	}
+	c = cJSON_AddObjectToObject(po, "reason_candidate");
+	cJSON_AddStringToObject(c, "endpoint", addr_format(&ex.cand->addr, buf));
+	cJSON_AddStringToObject(c, "path", node_path_name(ex.cand->path));
+	cJSON_AddNumberToObject(c, "index", ex.cand_no);
+	cJSON_AddNumberToObject(c, "of", ex.n_cands);
+}
+
+/* The peers array of the paths shell, with every entry's reason added. */
+static cJSON *node_status_peers(const struct node *n)
+{
+	const struct paths *ps = paths_shell_engine(n->paths);
+	cJSON *arr = paths_shell_status_peers(n->paths), *po;
+	struct paths_links_view v;
+	uint64_t now = node_now_ms();
+	char k[KEY_B64_LEN + 1];
+	size_t i = 0;
+
+	node_links_view(n, &v);
+	cJSON_ArrayForEach(po, arr)
+	{
+		/* The array is the table in order; the key check keeps a mismatch visible. */
+		if (i >= ps->n)
+			break;
+		const char *pk =
+			cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(po, "public_key"));
+
+		key_to_base64(k, ps->peers[i].m.key);
+		if (pk && strcmp(pk, k) == 0)
+			node_status_reason(po, &ps->peers[i], &v, now);
+		i++;
+	}
+	return arr;
+}
+
+/* ---- metrics ---- */
+
+static void node_render_metrics(void *arg, struct metrics_buf *b)
+{
+	static const enum node_path paths[] = { NODE_PATH_NONE, NODE_PATH_LAN, NODE_PATH_DIRECT,
+						NODE_PATH_IPV6, NODE_PATH_RELAY };
+	static const enum link_state states[] = { LINK_RESOLVING, LINK_HANDSHAKING, LINK_UP };
+	const struct node *n = arg;
+	const struct paths *ps = paths_shell_engine(n->paths);
+	unsigned int by_reason[PATHS_REASON_COUNT] = { 0 };
+	struct link_counters lc;
+	struct link_shell_counters sc;
+	struct paths_links_view v;
+	struct paths_explain ex;
+	uint64_t now = node_now_ms();
+	size_t i, j, cnt;
+
+	node_sum_counters(n, &lc, &sc);
+	metrics_add_counters(b, &link_counters_table, &lc);
+	metrics_add_counters(b, &link_shell_counters_table, &sc);
+	metrics_add_counters(b, &paths_counters_table, paths_shell_engine_counters(n->paths));
+	metrics_add_counters(b, &paths_shell_counters_table, paths_shell_counters(n->paths));
+
+	metrics_gauge_begin(b, "node_peers", "WireGuard peers of the interface, by path");
+	for (j = 0; j < sizeof(paths) / sizeof(paths[0]); j++) {
+		for (i = 0, cnt = 0; i < ps->n; i++)
+			cnt += ps->peers[i].m.path == paths[j];
+		metrics_gauge_sample(b, "node_peers", "path", node_path_name(paths[j]),
+				     (double)cnt);
+	}
+	node_links_view(n, &v);
+	for (i = 0; i < ps->n; i++)
+		by_reason[paths_explain(&ps->peers[i], &v, now, &ex)]++;
+	metrics_gauge_begin(b, "node_peers_not_connected",
+			    "peers without a path, by reason (docs/status-json.md)");
+	for (j = PATHS_REASON_NONE + 1; j < PATHS_REASON_COUNT; j++)
+		metrics_gauge_sample(b, "node_peers_not_connected", "reason",
+				     paths_reason_name((enum paths_reason)j), by_reason[j]);
+	metrics_gauge_begin(b, "node_coordinator_sessions",
+			    "coordinator links (one per coordinator line), by session state");
+	for (j = 0; j < sizeof(states) / sizeof(states[0]); j++) {
+		for (i = 0, cnt = 0; i < n->n_links; i++)
+			cnt += link_shell_link(n->links[i])->state == states[j];
+		metrics_gauge_sample(b, "node_coordinator_sessions", "state",
+				     link_state_name(states[j]), (double)cnt);
+	}
 }
 
 cJSON *node_status(struct node *n)
@@ -413,7 +590,7 @@ cJSON *node_status(struct node *n)
 	for (i = 0; arr && i < n->n_links; i++)
 		cJSON_AddItemToArray(arr, link_shell_status(n->links[i]));
 
-	cJSON_AddItemToObject(o, "peers", paths_shell_status_peers(n->paths));
+	cJSON_AddItemToObject(o, "peers", node_status_peers(n));
 	cJSON_AddItemToObject(o, "counters", node_status_counters(n));
 	return o;
 }

@@ -285,3 +285,108 @@ void paths_fill_register(const struct paths *ps, struct proto_register *reg)
 	for (i = at; i < ps->n && reg->n_peers < PROTO_MAX_PEERS; i++)
 		reg->peers[reg->n_peers++] = ps->fps[i];
 }
+
+/* ---- why a peer is not connected ---- */
+
+enum paths_reason paths_explain(const struct paths_peer *p, const struct paths_links_view *links,
+				uint64_t now_ms, struct paths_explain *out)
+{
+	const struct node_peer *m = &p->m;
+	uint64_t since_punch = now_ms > m->last_punch_ms ? now_ms - m->last_punch_ms : 0;
+
+	memset(out, 0, sizeof(*out));
+	out->n_cands = m->n_cands;
+	if (m->cur < m->n_cands) {
+		out->cand = &m->cands[m->cur];
+		out->cand_no = m->cur + 1u;
+	}
+	if (m->state == NODE_PEER_UP && m->path != NODE_PATH_NONE) {
+		out->reason = PATHS_REASON_NONE;
+	} else if (node_peer_attempt_open(m)) {
+		/* Under way even when the link that opened it is gone: say what is happening. */
+		out->reason = PATHS_REASON_ATTEMPT;
+		out->since_ms = since_punch;
+	} else if (links->n_up == 0) {
+		out->reason = PATHS_REASON_NO_COORDINATOR;
+	} else if (m->state == NODE_PEER_IDLE) {
+		/* Never punched: a coordinator with both sides would have by now. The node cannot
+		 * tell an absent peer from one that does not list us, and must not. */
+		out->reason = since_punch < PATHS_FIRST_PUNCH_MS ? PATHS_REASON_WAITING
+								 : PATHS_REASON_PEER_UNKNOWN;
+	} else if (m->resync_ms > m->last_punch_ms && since_punch >= PATHS_UNANSWERED_MS) {
+		/* Asked again (RESYNC) since the last PUNCH, and nothing came: gone since. */
+		out->reason = PATHS_REASON_PEER_UNKNOWN;
+	} else if (m->stale) {
+		out->reason = PATHS_REASON_PATH_LOST;
+	} else if (links->per_destination) {
+		/* Only our side is known; the text says what follows if the peer's is the same. */
+		out->reason = links->relay ? PATHS_REASON_NO_RELAY : PATHS_REASON_RELAY_OFF;
+	} else {
+		out->reason = PATHS_REASON_NO_HANDSHAKE;
+	}
+	if (out->reason == PATHS_REASON_NONE || out->reason == PATHS_REASON_NO_COORDINATOR ||
+	    out->reason == PATHS_REASON_WAITING || out->reason == PATHS_REASON_PEER_UNKNOWN) {
+		out->cand = NULL;
+		out->cand_no = 0;
+	}
+	return out->reason;
+}
+
+const char *paths_reason_name(enum paths_reason r)
+{
+	switch (r) {
+	case PATHS_REASON_NONE:
+		return "connected";
+	case PATHS_REASON_ATTEMPT:
+		return "attempt_running";
+	case PATHS_REASON_NO_COORDINATOR:
+		return "no_coordinator";
+	case PATHS_REASON_WAITING:
+		return "waiting_for_punch";
+	case PATHS_REASON_PEER_UNKNOWN:
+		return "peer_not_at_coordinator";
+	case PATHS_REASON_NO_HANDSHAKE:
+		return "no_handshake";
+	case PATHS_REASON_RELAY_OFF:
+		return "per_destination_relay_off";
+	case PATHS_REASON_NO_RELAY:
+		return "per_destination_no_relay";
+	case PATHS_REASON_PATH_LOST:
+		return "path_lost";
+	}
+	return "unknown";
+}
+
+_Static_assert(NODE_PEER_STALE_S == 180, "paths_reason_text() says 180 s");
+
+const char *paths_reason_text(enum paths_reason r)
+{
+	switch (r) {
+	case PATHS_REASON_NONE:
+		return "connected";
+	case PATHS_REASON_ATTEMPT:
+		return "a punch attempt is running";
+	case PATHS_REASON_NO_COORDINATOR:
+		return "no coordinator session is up";
+	case PATHS_REASON_WAITING:
+		return "no punch from a coordinator yet";
+	case PATHS_REASON_PEER_UNKNOWN:
+		return "the peer has not appeared at any of our coordinators: it is not registered "
+		       "there, or it does not list this node's key (the node cannot tell which)";
+	case PATHS_REASON_NO_HANDSHAKE:
+		return "WireGuard completed no handshake on any candidate endpoint; waiting for "
+		       "the next punch";
+	case PATHS_REASON_RELAY_OFF:
+		return "no direct candidate worked and this node's NAT maps per destination: "
+		       "if the peer's does too, only a relay can connect them, and the relay "
+		       "is off (relay = no)";
+	case PATHS_REASON_NO_RELAY:
+		return "no direct candidate worked and this node's NAT maps per destination: "
+		       "if the peer's does too, only a relay can connect them, and this "
+		       "release has no relay";
+	case PATHS_REASON_PATH_LOST:
+		return "the path went stale (no WireGuard handshake for 180 s); asking for a new "
+		       "punch";
+	}
+	return "unknown";
+}

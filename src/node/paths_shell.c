@@ -704,6 +704,11 @@ const struct paths_counters *paths_shell_engine_counters(const struct paths_shel
 	return &ps->paths.counters;
 }
 
+const struct paths *paths_shell_engine(const struct paths_shell *ps)
+{
+	return &ps->paths;
+}
+
 const struct paths_shell_counters *paths_shell_counters(const struct paths_shell *ps)
 {
 	return &ps->counters;

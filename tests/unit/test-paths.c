@@ -339,6 +339,173 @@ static void test_paths_large_interface_pages(void)
 	paths_free(&ps);
 }
 
+/* ---- reasons ---- */
+
+static const struct paths_links_view links_up = { .n_up = 1 };
+static const struct paths_links_view links_down = { .n_up = 0 };
+
+static enum paths_reason why(const struct paths_peer *p, const struct paths_links_view *v,
+			     uint64_t now)
+{
+	struct paths_explain ex;
+
+	return paths_explain(p, v, now, &ex);
+}
+
+/* key1 punched at t, then its only candidate's time runs out without a handshake. */
+static struct paths_peer *gave_up(struct paths *ps, uint64_t t)
+{
+	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
+	struct node_peer_obs o = obs_none();
+	struct paths_peer *pp;
+	enum node_peer_action act;
+
+	paths_on_punch(ps, LINK_A, &p, self(), &o, t, &pp, &act);
+	CHECK_EQ_INT(node_peer_on_poll(&pp->m, &o, t + NODE_PEER_ATTEMPT_MS, true),
+		     NODE_PEER_GIVE_UP);
+	return pp;
+}
+
+static void test_reason_no_coordinator(void)
+{
+	struct paths ps;
+	struct paths_peer *pp;
+
+	table(&ps, 1000);
+	CHECK_EQ_INT(why(&ps.peers[0], &links_down, 1000), PATHS_REASON_NO_COORDINATOR);
+	CHECK_EQ_INT(why(&ps.peers[0], &links_down, 100000), PATHS_REASON_NO_COORDINATOR);
+	/* Failed, then the sessions went down: the coordinators are what to fix first. */
+	pp = gave_up(&ps, 2000);
+	CHECK_EQ_INT(why(pp, &links_down, 9000), PATHS_REASON_NO_COORDINATOR);
+	CHECK(strcmp(paths_reason_name(PATHS_REASON_NO_COORDINATOR), "no_coordinator") == 0);
+	CHECK(strcmp(paths_reason_text(PATHS_REASON_NO_COORDINATOR),
+		     "no coordinator session is up") == 0);
+	paths_free(&ps);
+}
+
+static void test_reason_peer_not_at_coordinator(void)
+{
+	struct paths ps;
+	struct paths_explain ex;
+	struct paths_peer *pp;
+	bool early;
+
+	table(&ps, 1000);
+	/* New: the coordinator has not had the time to punch yet. */
+	CHECK_EQ_INT(why(&ps.peers[0], &links_up, 1000 + PATHS_FIRST_PUNCH_MS - 1),
+		     PATHS_REASON_WAITING);
+	CHECK_EQ_INT(paths_explain(&ps.peers[0], &links_up, 1000 + PATHS_FIRST_PUNCH_MS, &ex),
+		     PATHS_REASON_PEER_UNKNOWN);
+	CHECK(ex.cand == NULL);
+	CHECK(strcmp(paths_reason_name(ex.reason), "peer_not_at_coordinator") == 0);
+	/* The text says both possibilities, and that the node cannot tell them apart. */
+	CHECK(strstr(paths_reason_text(ex.reason), "not registered") != NULL);
+	CHECK(strstr(paths_reason_text(ex.reason), "does not list this node") != NULL);
+	CHECK(strstr(paths_reason_text(ex.reason), "cannot tell which") != NULL);
+
+	/* Punched once and failed; a RESYNC asked afterwards gets no answer: gone since. */
+	pp = gave_up(&ps, 20000);
+	CHECK(paths_resync(&ps, 20000 + NODE_PEER_ATTEMPT_MS + NODE_PEER_RESYNC_FIRST_MS, &early));
+	CHECK_EQ_INT(why(pp, &links_up, 20000 + PATHS_UNANSWERED_MS - 1),
+		     PATHS_REASON_NO_HANDSHAKE);
+	CHECK_EQ_INT(why(pp, &links_up, 20000 + PATHS_UNANSWERED_MS), PATHS_REASON_PEER_UNKNOWN);
+	paths_free(&ps);
+}
+
+static void test_reason_attempt_running(void)
+{
+	struct paths ps;
+	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
+	struct node_peer_obs o = obs_none();
+	struct paths_explain ex;
+	struct paths_peer *pp;
+	enum node_peer_action act;
+	char buf[ADDR_STRLEN];
+
+	table(&ps, 1000);
+	paths_on_punch(&ps, LINK_A, &p, self(), &o, 2000, &pp, &act);
+	CHECK_EQ_INT(paths_explain(pp, &links_up, 5000, &ex), PATHS_REASON_ATTEMPT);
+	CHECK_EQ_INT(ex.since_ms, 3000);
+	CHECK(ex.cand != NULL);
+	CHECK_EQ_INT(ex.cand_no, 1);
+	CHECK_EQ_INT(ex.n_cands, 1);
+	CHECK(ex.cand && strcmp(addr_format(&ex.cand->addr, buf), "198.51.100.20:40000") == 0);
+	CHECK(ex.cand && ex.cand->path == NODE_PATH_DIRECT);
+	/* An attempt under way is what is happening, sessions or not. */
+	CHECK_EQ_INT(why(pp, &links_down, 5000), PATHS_REASON_ATTEMPT);
+	CHECK(strcmp(paths_reason_name(PATHS_REASON_ATTEMPT), "attempt_running") == 0);
+	paths_free(&ps);
+}
+
+static void test_reason_no_handshake_and_relay(void)
+{
+	const struct paths_links_view per_dest_off = { .n_up = 1, .per_destination = true };
+	const struct paths_links_view per_dest_on = { .n_up = 1,
+						      .per_destination = true,
+						      .relay = true };
+	struct paths ps;
+	struct paths_explain ex;
+	struct paths_peer *pp;
+
+	table(&ps, 1000);
+	pp = gave_up(&ps, 2000);
+	CHECK_EQ_INT(paths_explain(pp, &links_up, 9000, &ex), PATHS_REASON_NO_HANDSHAKE);
+	CHECK(ex.cand != NULL); /* the last one tried */
+	CHECK_EQ_INT(ex.n_cands, 1);
+	CHECK(strcmp(paths_reason_name(ex.reason), "no_handshake") == 0);
+	/* Our NAT maps per destination: a relay would be needed, and the text says which. */
+	CHECK_EQ_INT(why(pp, &per_dest_off, 9000), PATHS_REASON_RELAY_OFF);
+	CHECK(strcmp(paths_reason_name(PATHS_REASON_RELAY_OFF), "per_destination_relay_off") == 0);
+	CHECK(strstr(paths_reason_text(PATHS_REASON_RELAY_OFF), "relay = no") != NULL);
+	CHECK_EQ_INT(why(pp, &per_dest_on, 9000), PATHS_REASON_NO_RELAY);
+	CHECK(strcmp(paths_reason_name(PATHS_REASON_NO_RELAY), "per_destination_no_relay") == 0);
+	CHECK(strstr(paths_reason_text(PATHS_REASON_NO_RELAY), "this release has no relay") !=
+	      NULL);
+	paths_free(&ps);
+}
+
+static void test_reason_connected_then_lost(void)
+{
+	struct paths ps;
+	struct proto_punch p = punch_for(key1, "198.51.100.20:40000", 1);
+	struct node_peer_obs o = obs_none();
+	struct paths_explain ex;
+	struct paths_peer *pp;
+	enum node_peer_action act;
+
+	table(&ps, 1000);
+	paths_on_punch(&ps, LINK_A, &p, self(), &o, 2000, &pp, &act);
+	o.endpoint = p.peer_public;
+	o.keepalive_s = 25;
+	o.handshake_s = WALL0;
+	CHECK_EQ_INT(node_peer_on_poll(&pp->m, &o, 2500, true), NODE_PEER_UP_NOW);
+	/* Connected: no reason, even with every session down. */
+	CHECK_EQ_INT(paths_explain(pp, &links_up, 3000, &ex), PATHS_REASON_NONE);
+	CHECK(ex.cand == NULL);
+	CHECK_EQ_INT(why(pp, &links_down, 3000), PATHS_REASON_NONE);
+	/* No handshake for longer than REJECT_AFTER_TIME: the path went stale. */
+	o.wall_now_s = WALL0 + NODE_PEER_STALE_S + 1;
+	CHECK_EQ_INT(node_peer_on_poll(&pp->m, &o, 200000, true), NODE_PEER_DOWN);
+	CHECK_EQ_INT(why(pp, &links_up, 200000), PATHS_REASON_PATH_LOST);
+	CHECK(strcmp(paths_reason_name(PATHS_REASON_PATH_LOST), "path_lost") == 0);
+	/* A new PUNCH starts an attempt: that is the reason now, not the lost path. */
+	paths_on_punch(&ps, LINK_A, &p, self(), &o, 201000, &pp, &act);
+	CHECK_EQ_INT(why(pp, &links_up, 201000), PATHS_REASON_ATTEMPT);
+	paths_free(&ps);
+}
+
+/* Every reason has a distinct stable name and a text. */
+static void test_reason_names(void)
+{
+	for (int i = 0; i < PATHS_REASON_COUNT; i++) {
+		CHECK(strcmp(paths_reason_name((enum paths_reason)i), "unknown") != 0);
+		CHECK(strcmp(paths_reason_text((enum paths_reason)i), "unknown") != 0);
+		for (int j = 0; j < i; j++)
+			CHECK(strcmp(paths_reason_name((enum paths_reason)i),
+				     paths_reason_name((enum paths_reason)j)) != 0);
+	}
+}
+
 int main(void)
 {
 	TAP_RUN(test_paths_sync_keeps_state);
@@ -350,5 +517,11 @@ int main(void)
 	TAP_RUN(test_paths_poll_and_resync);
 	TAP_RUN(test_paths_wall_clock_jump);
 	TAP_RUN(test_paths_large_interface_pages);
+	TAP_RUN(test_reason_no_coordinator);
+	TAP_RUN(test_reason_peer_not_at_coordinator);
+	TAP_RUN(test_reason_attempt_running);
+	TAP_RUN(test_reason_no_handshake_and_relay);
+	TAP_RUN(test_reason_connected_then_lost);
+	TAP_RUN(test_reason_names);
 	return tap_done();
 }
