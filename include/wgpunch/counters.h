@@ -37,6 +37,13 @@ struct counter_table {
 	size_t n;
 };
 
+/* One table and the struct it describes: a role lists its groups once, and the status
+ * document and the metrics file both walk that list. */
+struct counter_group {
+	const struct counter_table *table;
+	const void *base;
+};
+
 #define COUNTER_FIELD(name, help) uint64_t name;
 
 #define COUNTER_TABLE_DECLARE(type) extern const struct counter_table type##_table

@@ -102,17 +102,31 @@ static void coord_on_closed(void *arg)
 	free(c);
 }
 
+/* Every counter table of the coordinator, with its struct: the one list that the status
+ * document and the metrics file walk, so the two cannot disagree. */
+#define COORD_COUNTER_GROUPS 6
+static void coord_counter_groups(const struct coord *c,
+				 struct counter_group g[COORD_COUNTER_GROUPS])
+{
+	g[0] = (struct counter_group){ &transport_counters_table, &c->transport.ctr };
+	g[1] = (struct counter_group){ &hs_counters_table, &c->hs.ctr };
+	g[2] = (struct counter_group){ &hs_budget_counters_table, &c->hs.budget.ctr };
+	g[3] = (struct counter_group){ &dir_counters_table, &c->dir.ctr };
+	g[4] = (struct counter_group){ &filter_counters_table, &c->filter.ctr };
+	g[5] = (struct counter_group){ &punch_counters_table, &c->punch.ctr };
+}
+
 /* The metrics file (metrics.h): the status counters and gauges. */
 static void coord_render_metrics(void *arg, struct metrics_buf *b)
 {
 	const struct coord *c = arg;
 	const struct registry *reg = dir_registry(&c->dir);
+	struct counter_group g[COORD_COUNTER_GROUPS];
+	size_t i;
 
-	metrics_add_counters(b, &transport_counters_table, &c->transport.ctr);
-	metrics_add_counters(b, &hs_counters_table, &c->hs.ctr);
-	metrics_add_counters(b, &dir_counters_table, &c->dir.ctr);
-	metrics_add_counters(b, &filter_counters_table, &c->filter.ctr);
-	metrics_add_counters(b, &punch_counters_table, &c->punch.ctr);
+	coord_counter_groups(c, g);
+	for (i = 0; i < COORD_COUNTER_GROUPS; i++)
+		metrics_add_counters(b, g[i].table, g[i].base);
 	metrics_gauge(b, "coordinator_nodes", "nodes in the registry", reg->n_nodes);
 	metrics_gauge(b, "coordinator_max_nodes", "the registry's bound (max_nodes)",
 		      reg->max_nodes);
@@ -230,7 +244,9 @@ cJSON *coord_status(struct coord *c)
 	const struct config_coordinator_role *cr = &c->conf->coord;
 	const struct registry *reg = dir_registry(&c->dir);
 	cJSON *st = cJSON_CreateObject(), *listen, *ctr;
+	struct counter_group g[COORD_COUNTER_GROUPS];
 	char b64[KEY_B64_LEN + 1];
+	size_t i;
 
 	if (!st)
 		return NULL;
@@ -238,7 +254,7 @@ cJSON *coord_status(struct coord *c)
 	cJSON_AddStringToObject(st, "role", "coordinator");
 	cJSON_AddStringToObject(st, "public_key", b64);
 	listen = cJSON_AddArrayToObject(st, "listen");
-	for (size_t i = 0; listen && i < cr->n_listen; i++) {
+	for (i = 0; listen && i < cr->n_listen; i++) {
 		cJSON *l = cJSON_CreateObject();
 		char a[ADDR_STRLEN];
 		struct addr p1 = cr->listen[i];
@@ -261,11 +277,9 @@ cJSON *coord_status(struct coord *c)
 	cJSON_AddNumberToObject(st, "pending_filter_tests", c->filter.n_pending);
 	/* One flat object, as before the split: the names are unique across the tables. */
 	ctr = cJSON_AddObjectToObject(st, "counters");
-	if (ctr && status_add_counters(ctr, &transport_counters_table, &c->transport.ctr) &&
-	    status_add_counters(ctr, &hs_counters_table, &c->hs.ctr) &&
-	    status_add_counters(ctr, &hs_budget_counters_table, &c->hs.budget.ctr) &&
-	    status_add_counters(ctr, &dir_counters_table, &c->dir.ctr) &&
-	    status_add_counters(ctr, &filter_counters_table, &c->filter.ctr))
-		status_add_counters(ctr, &punch_counters_table, &c->punch.ctr);
+	coord_counter_groups(c, g);
+	for (i = 0; ctr && i < COORD_COUNTER_GROUPS; i++)
+		if (!status_add_counters(ctr, g[i].table, g[i].base))
+			break;
 	return st;
 }

@@ -404,21 +404,37 @@ static void node_sum_counters(const struct node *n, struct link_counters *lc,
 	}
 }
 
-/* One "counters" object for the node: every link's summed (and those a reload closed), then
- * the paths'. Names are the tables' (docs/status-json.md). */
+/* Every counter table of the node with its struct: every link's summed into lc and sc (and
+ * those a reload closed), then the paths'. The one list that the status document and the
+ * metrics file walk; names are the tables' (docs/status-json.md). */
+#define NODE_COUNTER_GROUPS 4
+static void node_counter_groups(const struct node *n, struct link_counters *lc,
+				struct link_shell_counters *sc,
+				struct counter_group g[NODE_COUNTER_GROUPS])
+{
+	node_sum_counters(n, lc, sc);
+	g[0] = (struct counter_group){ &link_counters_table, lc };
+	g[1] = (struct counter_group){ &link_shell_counters_table, sc };
+	g[2] = (struct counter_group){ &paths_counters_table,
+				       paths_shell_engine_counters(n->paths) };
+	g[3] = (struct counter_group){ &paths_shell_counters_table,
+				       paths_shell_counters(n->paths) };
+}
+
 static cJSON *node_status_counters(const struct node *n)
 {
+	struct counter_group g[NODE_COUNTER_GROUPS];
 	struct link_counters lc;
 	struct link_shell_counters sc;
 	cJSON *o = cJSON_CreateObject();
+	size_t i;
 
-	node_sum_counters(n, &lc, &sc);
-	if (!o || !status_add_counters(o, &link_counters_table, &lc) ||
-	    !status_add_counters(o, &link_shell_counters_table, &sc) ||
-	    !status_add_counters(o, &paths_counters_table, paths_shell_engine_counters(n->paths)) ||
-	    !status_add_counters(o, &paths_shell_counters_table, paths_shell_counters(n->paths))) {
-		cJSON_Delete(o);
-		return NULL;
+	node_counter_groups(n, &lc, &sc, g);
+	for (i = 0; o && i < NODE_COUNTER_GROUPS; i++) {
+		if (!status_add_counters(o, g[i].table, g[i].base)) {
+			cJSON_Delete(o);
+			return NULL;
+		}
 	}
 	return o;
 }
@@ -533,11 +549,11 @@ static void node_render_metrics(void *arg, struct metrics_buf *b)
 	uint64_t now = node_now_ms();
 	size_t i, j, cnt;
 
-	node_sum_counters(n, &lc, &sc);
-	metrics_add_counters(b, &link_counters_table, &lc);
-	metrics_add_counters(b, &link_shell_counters_table, &sc);
-	metrics_add_counters(b, &paths_counters_table, paths_shell_engine_counters(n->paths));
-	metrics_add_counters(b, &paths_shell_counters_table, paths_shell_counters(n->paths));
+	struct counter_group g[NODE_COUNTER_GROUPS];
+
+	node_counter_groups(n, &lc, &sc, g);
+	for (i = 0; i < NODE_COUNTER_GROUPS; i++)
+		metrics_add_counters(b, g[i].table, g[i].base);
 
 	metrics_gauge_begin(b, "node_peers", "WireGuard peers of the interface, by path");
 	for (j = 0; j < sizeof(paths) / sizeof(paths[0]); j++) {

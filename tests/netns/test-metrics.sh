@@ -119,7 +119,7 @@ sys.exit(1 if errors else 0)
 EOF
 
 NODE_GROUPS=link,link_shell,paths,paths_shell
-COORD_GROUPS=transport,hs,dir,filter,punch
+COORD_GROUPS=transport,hs,hs_budget,dir,filter,punch
 
 # metric FILE NAME: the value of the series NAME (with its labels, as written) in FILE.
 metric()
