@@ -922,7 +922,8 @@ static void print_stats(const struct lg *g)
 }
 
 /* Round trips (REGISTER or PROBE) with a window, for time_s. */
-static void mode_window(struct lg *g, struct coord *c, const struct opts *o, enum req_kind kind)
+static void mode_window(struct lg *g, struct coord *c, const struct opts *o, enum req_kind kind,
+			uint32_t window)
 {
 	uint64_t start, end, cpu0, lost0 = g->st.lost, last_expire, kdrop0 = udp_rcvbuf_errors();
 	uint64_t done0 = kind == R_REGISTER ? g->st.reg_acks : g->st.mappings, done;
@@ -936,7 +937,7 @@ static void mode_window(struct lg *g, struct coord *c, const struct opts *o, enu
 	while (mono_ns() < end) {
 		uint64_t now = mono_ns();
 
-		for (uint32_t k = 0; k < g->n_nodes && g->inflight < o->window; k++) {
+		for (uint32_t k = 0; k < g->n_nodes && g->inflight < window; k++) {
 			struct node *n = &g->nodes[cursor];
 
 			cursor = (cursor + 1) % g->n_nodes;
@@ -959,28 +960,29 @@ static void mode_window(struct lg *g, struct coord *c, const struct opts *o, enu
 
 	drain(g);
 	const char *what = kind == R_REGISTER ? "register" : "probe";
-	char name[64];
+	char name[80];
 
-	snprintf(name, sizeof(name), "%s_per_s", what);
+	snprintf(name, sizeof(name), "%s_w%u_per_s", what, window);
 	result(name, (double)done / secs);
-	snprintf(name, sizeof(name), "%s_coord_us", what);
+	snprintf(name, sizeof(name), "%s_w%u_coord_us", what, window);
 	result(name, done ? (double)cpu / 1000.0 / (double)done : 0);
-	snprintf(name, sizeof(name), "%s_p99_us", what);
+	snprintf(name, sizeof(name), "%s_w%u_p99_us", what, window);
 	result(name, pct(g, 0.99));
-	snprintf(name, sizeof(name), "%s_lost", what);
+	snprintf(name, sizeof(name), "%s_w%u_lost", what, window);
 	result(name, (double)(g->st.lost - lost0));
-	snprintf(name, sizeof(name), "%s_kernel_drops", what);
+	snprintf(name, sizeof(name), "%s_w%u_kernel_drops", what, window);
 	result(name, (double)(udp_rcvbuf_errors() - kdrop0));
 }
 
-static void mode_latency(struct lg *g, struct coord *c, const struct opts *o)
+static void mode_latency(struct lg *g, struct coord *c, const struct opts *o, uint32_t rate)
 {
 	uint64_t start = mono_ns(), end = start + (uint64_t)(o->time_s * 1e9), next = start;
-	uint64_t interval = 1000000000ull / o->rate, sent = 0, lost0 = g->st.lost, last_expire;
+	uint64_t interval = 1000000000ull / rate, sent = 0, lost0 = g->st.lost, last_expire;
 	uint64_t kdrop0 = udp_rcvbuf_errors(), acks0 = g->st.reg_acks;
+	uint64_t cpu0 = proc_cpu_ns(c->pid);
 	uint32_t cursor = 0;
+	char name[80];
 
-	(void)c;
 	g->n_lat = 0;
 	last_expire = start;
 	while (mono_ns() < end) {
@@ -1013,14 +1015,22 @@ static void mode_latency(struct lg *g, struct coord *c, const struct opts *o)
 			expire(g, now);
 		}
 	}
+	uint64_t cpu = proc_cpu_ns(c->pid) - cpu0;
+
 	drain(g);
-	result("latency_rate", (double)sent / o->time_s);
-	result("latency_p50_us", pct(g, 0.50));
-	result("latency_p99_us", pct(g, 0.99));
-	result("latency_answered", (double)(g->st.reg_acks - acks0));
-	result("latency_lost_pct",
-	       sent ? 100.0 * (double)(g->st.lost - lost0) / (double)sent : 0);
-	result("latency_kernel_drops", (double)(udp_rcvbuf_errors() - kdrop0));
+#define R(fmt, v)                                                  \
+	do {                                                       \
+		snprintf(name, sizeof(name), "latency%u_" fmt, rate); \
+		result(name, (v));                                 \
+	} while (0)
+	R("sent_per_s", (double)sent / o->time_s);
+	R("p50_us", pct(g, 0.50));
+	R("p99_us", pct(g, 0.99));
+	R("answered", (double)(g->st.reg_acks - acks0));
+	R("lost_pct", sent ? 100.0 * (double)(g->st.lost - lost0) / (double)sent : 0);
+	R("kernel_drops", (double)(udp_rcvbuf_errors() - kdrop0));
+	R("coord_cpu_pct", 100.0 * (double)cpu / (o->time_s * 1e9));
+#undef R
 }
 
 static void mode_sessions(struct lg *g, struct coord *c, const struct opts *o)
@@ -1101,46 +1111,59 @@ static int run(const struct opts *o)
 	drain(&g);
 	fprintf(stderr, "loadgen: %u of %u registered in %.1f s\n", reg, g.n_nodes, est_s);
 	result("registered", reg);
-	if (reg != g.n_nodes)
+	result("establish_s", est_s);
+	if (reg != g.n_nodes) {
 		rc = 1;
-	if (!strcmp(o->mode, "register")) {
-		mode_window(&g, &c, o, R_REGISTER);
-	} else if (!strcmp(o->mode, "probe")) {
-		mode_window(&g, &c, o, R_PROBE);
-	} else if (!strcmp(o->mode, "latency")) {
-		mode_latency(&g, &c, o);
-	} else if (!strcmp(o->mode, "memory")) {
-		/* Let the coordinator settle (filter tests finish, punches answered). */
-		uint64_t end = mono_ns() + 2500000000ull;
-
-		while (mono_ns() < end)
-			net_poll(&g, 10);
-		long rss1 = proc_rss_kb(c.pid);
-
-		result("rss_base_kb", rss0);
-		result("rss_kb", rss1);
-		result("bytes_per_node", (double)(rss1 - rss0) * 1024.0 / (double)reg);
-	} else if (!strcmp(o->mode, "restart")) {
-		coord_stop(&c);
-		coord_start(&c, o->port);
-		uint64_t r0 = mono_ns();
-
-		/* Every node refreshes at once, the worst case: its REGISTER gets SESSION_UNKNOWN
-		 * (rate-limited by the coordinator) or no answer, and after two misses it
-		 * handshakes again. */
-		for (uint32_t i = 0; i < g.n_nodes; i++)
-			g.nodes[i].registered = false;
-		reg = establish(&g, g.n_nodes, 256, deadline);
-		double secs = (double)(mono_ns() - r0) / 1e9;
-
-		result("restart_registered", reg);
-		result("restart_s", secs);
-		if (reg != g.n_nodes)
-			rc = 1;
-	} else {
-		fprintf(stderr, "loadgen: unknown mode '%s'\n", o->mode);
-		rc = 2;
+		goto out;
 	}
+	/* The modes after it, in order, on the same registered fleet. */
+	char *list = strdup(o->mode), *save = NULL;
+
+	for (char *m = strtok_r(list, ",", &save); m && !rc; m = strtok_r(NULL, ",", &save)) {
+		char *arg = strchr(m, ':');
+		uint32_t v = arg ? (uint32_t)strtoul(arg + 1, NULL, 10) : 0;
+
+		if (arg)
+			*arg = 0;
+		fprintf(stderr, "loadgen: mode %s %u\n", m, v);
+		if (!strcmp(m, "register") || !strcmp(m, "probe")) {
+			mode_window(&g, &c, o, m[0] == 'r' ? R_REGISTER : R_PROBE,
+				    v ? v : o->window);
+		} else if (!strcmp(m, "latency")) {
+			mode_latency(&g, &c, o, v ? v : o->rate);
+		} else if (!strcmp(m, "memory")) {
+			/* Let the coordinator settle (filter tests finish, punches answered). */
+			uint64_t end = mono_ns() + 2500000000ull;
+
+			while (mono_ns() < end)
+				net_poll(&g, 10);
+			long rss1 = proc_rss_kb(c.pid);
+
+			result("rss_base_kb", rss0);
+			result("rss_kb", rss1);
+			result("bytes_per_node", (double)(rss1 - rss0) * 1024.0 / (double)reg);
+		} else if (!strcmp(m, "restart")) {
+			coord_stop(&c);
+			coord_start(&c, o->port);
+			uint64_t r0 = mono_ns();
+
+			/* Every node refreshes at once, the worst case: its REGISTER gets
+			 * SESSION_UNKNOWN (rate-limited by the coordinator) or no answer, and
+			 * after two misses it handshakes again. */
+			for (uint32_t i = 0; i < g.n_nodes; i++)
+				g.nodes[i].registered = false;
+			reg = establish(&g, g.n_nodes, 256, mono_ns() + 240 * 1000000000ull);
+			result("restart_registered", reg);
+			result("restart_s", (double)(mono_ns() - r0) / 1e9);
+			if (reg != g.n_nodes)
+				rc = 1;
+			drain(&g);
+		} else {
+			fprintf(stderr, "loadgen: unknown mode '%s'\n", m);
+			rc = 2;
+		}
+	}
+	free(list);
 out:
 	print_stats(&g);
 	coord_stop(&c);
