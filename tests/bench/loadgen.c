@@ -609,15 +609,27 @@ static void net_send(struct lg *g, uint32_t sock, uint16_t port, const uint8_t *
 	(void)sendto(g->socks[sock].fd, buf, len, 0, (struct sockaddr *)&to, sizeof(to));
 }
 
+/* As many sockets as asked, or as the hard limit on open files allows (nodes then share
+ * source address:port, i % S, and the coordinator tells them apart by key and index). */
 static void net_open(struct lg *g)
 {
 	struct rlimit rl = { .rlim_cur = g->n_socks + 64u, .rlim_max = g->n_socks + 64u };
 	struct rlimit cur;
 
-	if (getrlimit(RLIMIT_NOFILE, &cur) == 0 && cur.rlim_max > rl.rlim_max)
+	if (getrlimit(RLIMIT_NOFILE, &cur) < 0)
+		die("getrlimit");
+	if (cur.rlim_max > rl.rlim_max)
 		rl.rlim_max = cur.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		die("setrlimit(RLIMIT_NOFILE)");
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		rl.rlim_cur = rl.rlim_max = cur.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < 128)
+			die("setrlimit(RLIMIT_NOFILE)");
+		g->n_socks = (uint32_t)(rl.rlim_cur - 64);
+		for (uint32_t i = 0; i < g->n_nodes; i++)
+			g->nodes[i].sock = i % g->n_socks;
+		fprintf(stderr, "loadgen: open files limited to %llu: %u sockets\n",
+			(unsigned long long)rl.rlim_cur, g->n_socks);
+	}
 	g->ep = epoll_create1(EPOLL_CLOEXEC);
 	if (g->ep < 0)
 		die("epoll_create1");
