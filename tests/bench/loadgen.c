@@ -62,6 +62,10 @@
  * coordinator's default 212 KB receive buffer holds (about 160 datagrams), so that setting up
  * measures the coordinator, not its socket buffer. */
 #define SETUP_WINDOW 64
+/* A registered node refreshes this often (the coordinator's refresh_s is 20 s and it forgets
+ * a node after 60 s), as a real one does, so long runs keep their fleet. */
+#define REFRESH_NS (15 * 1000000000ull)
+#define REFRESH_SCAN 256 /* nodes looked at per loop turn */
 
 enum node_state { N_IDLE = 0, N_HS_SENT, N_HS_DONE_LATER, N_UP };
 enum req_kind { R_NONE = 0, R_REGISTER, R_PROBE };
@@ -85,6 +89,7 @@ struct node {
 	uint64_t send_ctr, probe_seq;
 	uint64_t ts_ns; /* last TAI64N used, as Unix ns: strictly increasing */
 	uint64_t sent_ns;
+	uint64_t reg_ns; /* when the last REGISTER_ACK came */
 	uint32_t my_idx, coord_idx, sock, seq;
 	uint8_t mac1[COOKIE_MAC_LEN];
 	uint8_t state, req;
@@ -477,6 +482,7 @@ static void on_msg(struct lg *g, struct node *n, const struct proto_msg *m)
 		if (n->req == R_REGISTER && m->reg_ack.seq == n->seq) {
 			n->registered = true;
 			n->misses = 0;
+			n->reg_ns = mono_ns();
 			g->st.reg_acks++;
 			req_done(g, n);
 		}
@@ -840,6 +846,21 @@ static void expire(struct lg *g, uint64_t now)
 	}
 }
 
+/* Sends the REGISTERs that are due, looking at REFRESH_SCAN nodes from a cursor. */
+static void refresh(struct lg *g, uint64_t now)
+{
+	static uint32_t cursor;
+
+	for (uint32_t k = 0; k < REFRESH_SCAN && k < g->n_nodes; k++) {
+		struct node *n = &g->nodes[cursor];
+
+		cursor = (cursor + 1) % g->n_nodes;
+		if (n->state == N_UP && n->registered && n->req == R_NONE &&
+		    now - n->reg_ns > REFRESH_NS)
+			send_register(g, n);
+	}
+}
+
 /*
  * Brings nodes [0, count) to "registered": handshakes with at most window outstanding, then
  * REGISTER (8 peers). Returns the number registered when all are, or the deadline passed.
@@ -864,6 +885,7 @@ static uint32_t establish(struct lg *g, uint32_t count, uint32_t window, uint64_
 			else if (n->state == N_UP && !n->registered && n->req == R_NONE)
 				send_register(g, n);
 		}
+		refresh(g, now);
 		net_poll(g, 1);
 		if (now - last_expire > 100000000ull) {
 			last_expire = now;
@@ -968,6 +990,7 @@ static void mode_window(struct lg *g, struct coord *c, const struct opts *o, enu
 			else
 				send_probe(g, n);
 		}
+		refresh(g, now);
 		net_poll(g, 0);
 		if (now - last_expire > 200000000ull) {
 			last_expire = now;
@@ -1029,6 +1052,7 @@ static void mode_latency(struct lg *g, struct coord *c, const struct opts *o, ui
 			send_register(g, n);
 			sent++;
 		}
+		refresh(g, now);
 		net_poll(g, 0);
 		if (now - last_expire > 200000000ull) {
 			last_expire = now;
@@ -1157,8 +1181,10 @@ static int run(const struct opts *o)
 			/* Let the coordinator settle (filter tests finish, punches answered). */
 			uint64_t end = mono_ns() + 2500000000ull;
 
-			while (mono_ns() < end)
+			while (mono_ns() < end) {
+				refresh(&g, mono_ns());
 				net_poll(&g, 10);
+			}
 			long rss1 = proc_rss_kb(c.pid);
 
 			result("rss_base_kb", rss0);
