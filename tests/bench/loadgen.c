@@ -211,6 +211,20 @@ static void lg_init(struct lg *g, uint32_t n_nodes, uint32_t n_socks, const uint
 	}
 }
 
+static void lg_free(struct lg *g)
+{
+	for (uint32_t i = 0; i < g->n_nodes; i++)
+		free(g->nodes[i].p);
+	for (uint32_t s = 0; g->ep >= 0 && s < g->n_socks; s++)
+		close(g->socks[s].fd);
+	if (g->ep >= 0)
+		close(g->ep);
+	free(g->nodes);
+	free(g->socks);
+	free(g->lat_us);
+	sodium_memzero(g, sizeof(*g));
+}
+
 static struct node *node_by_idx(struct lg *g, uint32_t idx)
 {
 	uint32_t i = (idx ^ g->idx_salt) - 1;
@@ -1217,6 +1231,7 @@ static int run(const struct opts *o)
 out:
 	print_stats(&g);
 	coord_stop(&c);
+	lg_free(&g);
 	return rc;
 }
 
@@ -1636,7 +1651,12 @@ static int selftest(void)
 	for (uint32_t i = 0; i < ST_NODES; i++)
 		all &= g2.nodes[i].state == N_UP;
 	st_check(t, all, "deferred HS_RESPs all authenticate after the window", &n);
-	return t->failures ? 1 : 0;
+	n = t->failures ? 1 : 0;
+	lg_free(&g);
+	lg_free(&g2);
+	free(t->q);
+	free(t);
+	return n;
 }
 
 static void usage(void)
