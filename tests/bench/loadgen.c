@@ -112,8 +112,7 @@ struct stats {
 };
 
 struct lg;
-typedef void (*send_fn)(struct lg *g, uint32_t sock, uint16_t port, const uint8_t *buf,
-			size_t len);
+typedef void (*send_fn)(struct lg *g, uint32_t sock, uint16_t port, const uint8_t *buf, size_t len);
 
 struct lg {
 	struct node *nodes;
@@ -128,10 +127,10 @@ struct lg {
 	void *send_arg;
 	int ep;
 	struct stats st;
-	bool defer_resp;   /* mode sessions: keep HS_RESP, check after the window */
+	bool defer_resp;    /* mode sessions: keep HS_RESP, check after the window */
 	bool auto_register; /* a session up sends REGISTER at once */
-	uint32_t inflight; /* handshakes and requests outstanding */
-	uint32_t *lat_us;  /* latency samples */
+	uint32_t inflight;  /* handshakes and requests outstanding */
+	uint32_t *lat_us;   /* latency samples */
 	size_t n_lat, cap_lat;
 	uint64_t base_ns; /* subtracted from the monotonic clock for now_ms */
 };
@@ -622,7 +621,8 @@ static void finish_deferred(struct lg *g)
 
 static void net_send(struct lg *g, uint32_t sock, uint16_t port, const uint8_t *buf, size_t len)
 {
-	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in to = { .sin_family = AF_INET,
+				  .sin_port = htons(port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 
 	/* A full socket buffer on our side: the coordinator never saw it; it times out. */
@@ -804,8 +804,8 @@ static uint64_t proc_cpu_ns(pid_t pid)
 	fclose(f);
 	buf[n] = 0;
 	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-			 &stt) != 2)
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
 		return 0;
 	return (ut + stt) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
 }
@@ -892,7 +892,8 @@ static uint32_t establish(struct lg *g, uint32_t count, uint32_t window, uint64_
 			struct node *n = &g->nodes[cursor];
 
 			cursor = (cursor + 1) % count;
-			if (n->state == N_UP && !n->registered && n->req == R_NONE && n->misses >= 2)
+			if (n->state == N_UP && !n->registered && n->req == R_NONE &&
+			    n->misses >= 2)
 				n->state = N_IDLE; /* the session seems gone: a new one */
 			if (n->state == N_IDLE)
 				hs_start(g, n);
@@ -1076,10 +1077,10 @@ static void mode_latency(struct lg *g, struct coord *c, const struct opts *o, ui
 	uint64_t cpu = proc_cpu_ns(c->pid) - cpu0;
 
 	drain(g);
-#define R(fmt, v)                                                  \
-	do {                                                       \
+#define R(fmt, v)                                                     \
+	do {                                                          \
 		snprintf(name, sizeof(name), "latency%u_" fmt, rate); \
-		result(name, (v));                                 \
+		result(name, (v));                                    \
 	} while (0)
 	R("sent_per_s", (double)sent / o->time_s);
 	R("p50_us", pct(g, 0.50));
@@ -1129,7 +1130,8 @@ static void mode_sessions(struct lg *g, struct coord *c, const struct opts *o)
 	result("sessions_bad", (double)g->st.hs_bad);
 	result("sessions_cookies", (double)g->st.cookies);
 	if (cursor >= g->n_nodes)
-		fprintf(stderr, "loadgen: ran out of nodes before the window ended: raise --nodes\n");
+		fprintf(stderr,
+			"loadgen: ran out of nodes before the window ended: raise --nodes\n");
 }
 
 static int run(const struct opts *o)
@@ -1215,7 +1217,8 @@ static int run(const struct opts *o)
 			for (uint32_t i = 0; i < g.n_nodes; i++)
 				g.nodes[i].registered = false;
 			kd0 = udp_rcvbuf_errors();
-			reg = establish(&g, g.n_nodes, SETUP_WINDOW, mono_ns() + 240 * 1000000000ull);
+			reg = establish(&g, g.n_nodes, SETUP_WINDOW,
+					mono_ns() + 240 * 1000000000ull);
 			result("restart_kernel_drops", (double)(udp_rcvbuf_errors() - kd0));
 			result("restart_registered", reg);
 			result("restart_s", (double)(mono_ns() - r0) / 1e9);
@@ -1332,8 +1335,8 @@ static void st_hs_init(struct st *t, struct lg *g, const struct st_dgram *d,
 {
 	uint8_t ts[PROTO_TIMESTAMP_LEN], e_priv[32], noise[PROTO_HS_RESP_NOISE_LEN], out[128];
 	struct proto_outer resp = { .type = PROTO_HS_RESP };
-	enum cookie_verdict v = cookie_check(&t->cr, d->buf, d->len, &g->socks[d->sock].addr,
-					     t->now_ms);
+	enum cookie_verdict v =
+		cookie_check(&t->cr, d->buf, d->len, &g->socks[d->sock].addr, t->now_ms);
 	struct session_keys keys;
 	struct session_hs hs;
 	struct st_sess *s = NULL;
@@ -1358,8 +1361,10 @@ static void st_hs_init(struct st *t, struct lg *g, const struct st_dgram *d,
 	}
 	if (!s->known && v != COOKIE_MAC2_OK) {
 		uint8_t body[COOKIE_REPLY_BODY_LEN], nonce[COOKIE_NONCE_LEN];
-		struct proto_outer c = { .type = PROTO_COOKIE_REPLY, .receiver_idx = o->sender_idx,
-					 .body = body, .body_len = sizeof(body) };
+		struct proto_outer c = { .type = PROTO_COOKIE_REPLY,
+					 .receiver_idx = o->sender_idx,
+					 .body = body,
+					 .body_len = sizeof(body) };
 
 		randombytes_buf(nonce, sizeof(nonce));
 		if (cookie_reply_make(&t->cr, o->macs, &g->socks[d->sock].addr, nonce, t->now_ms,
@@ -1465,8 +1470,8 @@ static void st_probe(struct st *t, struct lg *g, const struct st_dgram *d,
 	struct st_sess *s = st_by_idx(t, o->receiver_idx);
 	struct proto_msg r = { .type = PROTO_MSG_MAPPING };
 
-	if (!s || !session_probe_mac_ok(s->probe, d->buf, proto_outer_prefix_len(PROTO_PROBE),
-					 o->body)) {
+	if (!s ||
+	    !session_probe_mac_ok(s->probe, d->buf, proto_outer_prefix_len(PROTO_PROBE), o->body)) {
 		st_fail(t, "PROBE MAC does not verify");
 		return;
 	}
@@ -1518,9 +1523,10 @@ static void st_check(struct st *t, bool ok, const char *what, int *n)
 static bool st_mutual(struct st *t, struct lg *g)
 {
 	for (int i = 0; i < ST_NODES; i++) {
-		uint16_t want = (uint16_t)((i / GROUP * GROUP + GROUP <= ST_NODES ? GROUP
-										 : ST_NODES % GROUP) -
-					   1);
+		uint16_t want =
+			(uint16_t)((i / GROUP * GROUP + GROUP <= ST_NODES ? GROUP
+									  : ST_NODES % GROUP) -
+				   1);
 
 		if (!t->s[i].registers || t->s[i].n_peers != want)
 			return false;
@@ -1562,8 +1568,10 @@ static int selftest(void)
 	g.send = st_send;
 	g.send_arg = t;
 	for (uint32_t s = 0; s < ST_SOCKS; s++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(40000 + s),
-					  .sin_addr.s_addr = htonl((127u << 24) + (1u << 16) + s + 1) };
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+					  .sin_port = htons(40000 + s),
+					  .sin_addr.s_addr =
+						  htonl((127u << 24) + (1u << 16) + s + 1) };
 
 		addr_from_sockaddr(&g.socks[s].addr, (struct sockaddr *)&sa, sizeof(sa));
 	}
@@ -1577,14 +1585,16 @@ static int selftest(void)
 	all = true;
 	for (uint32_t i = 0; i < ST_NODES; i++)
 		all &= g.nodes[i].state == N_UP && g.nodes[i].registered;
-	st_check(t, all && g.st.hs_ok == ST_NODES && !g.st.hs_bad, "every node has a session and is registered", &n);
+	st_check(t, all && g.st.hs_ok == ST_NODES && !g.st.hs_bad,
+		 "every node has a session and is registered", &n);
 	st_check(t, t->cookie_replies == ST_SOCKS && g.st.cookies == ST_SOCKS && !t->bad_mac1,
 		 "mac1 always good; one cookie reply per source address, then mac2 proves it", &n);
 	st_check(t, st_mutual(t, &g), "8 peers each, and every peer lists the node back", &n);
 	all = true;
 	for (int i = 0; i < ST_NODES; i++)
 		all &= t->s[i].filter_done;
-	st_check(t, all && g.st.filter_go == ST_NODES, "FILTER_GO answered by FILTER_ECHO on P + 1", &n);
+	st_check(t, all && g.st.filter_go == ST_NODES, "FILTER_GO answered by FILTER_ECHO on P + 1",
+		 &n);
 
 	/* Round trips as modes register and probe make them. */
 	uint64_t acks0 = g.st.reg_acks;
@@ -1596,8 +1606,9 @@ static int selftest(void)
 			send_probe(&g, &g.nodes[i]);
 			st_pump(t, &g);
 		}
-	st_check(t, g.st.reg_acks - acks0 == 3 * ST_NODES && g.st.mappings == 3 * ST_NODES &&
-			    g.inflight == 0 && g.n_lat == 3 * ST_NODES * 2 + ST_NODES,
+	st_check(t,
+		 g.st.reg_acks - acks0 == 3 * ST_NODES && g.st.mappings == 3 * ST_NODES &&
+			 g.inflight == 0 && g.n_lat == 3 * ST_NODES * 2 + ST_NODES,
 		 "REGISTER_ACK and MAPPING match every request", &n);
 
 	/* A restart: the responder forgets sessions and timestamps, and draws a new secret. */
@@ -1672,13 +1683,18 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "selftest", no_argument, NULL, 'S' }, { "mode", required_argument, NULL, 'm' },
-		{ "coord", required_argument, NULL, 'c' }, { "port", required_argument, NULL, 'p' },
-		{ "pub", required_argument, NULL, 'k' },  { "nodes", required_argument, NULL, 'n' },
+		{ "selftest", no_argument, NULL, 'S' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "coord", required_argument, NULL, 'c' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "pub", required_argument, NULL, 'k' },
+		{ "nodes", required_argument, NULL, 'n' },
 		{ "sockets", required_argument, NULL, 's' },
 		{ "window", required_argument, NULL, 'w' },
-		{ "rate", required_argument, NULL, 'r' },  { "time", required_argument, NULL, 't' },
-		{ "cpu", required_argument, NULL, 'C' },   { NULL, 0, NULL, 0 },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "time", required_argument, NULL, 't' },
+		{ "cpu", required_argument, NULL, 'C' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .nodes = 1000, .window = 64, .rate = 20000, .time_s = 3, .cpu = -1 };
 	bool have_pub = false;
