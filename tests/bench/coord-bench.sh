@@ -6,7 +6,7 @@
 # ./build). The coordinator runs pinned to CPU 0 (taskset), loadgen to CPU 1; loadgen starts
 # and stops each coordinator itself, by PID (and it dies with loadgen: PR_SET_PDEATHSIG).
 # Runs, each bounded in time (bringing a fleet up at most 45 or 75 s, each measurement 3-4 s:
-# at most about 6 minutes, 4 on a quiet machine; a fleet not all up by then is measured as far
+# about 6 to 7 minutes on a busy machine, 4 on a quiet one; a fleet not all up by then is measured as far
 # as it got, and the table says how many):
 #   1. new sessions a second: 256 source addresses, 12,000 fresh keys, 3 s
 #      (with the default handshake_cpu, and with 100)
@@ -117,7 +117,7 @@ printf '| new sessions a second (256 source addresses), default handshake_cpu 50
 printf '| new sessions a second (256 source addresses), handshake_cpu 100 | %s (coordinator CPU %s us each) | >= 6,000 |\n' \
 	"$(g sessions_per_s)" "$(g sessions_coord_us)"
 printf '| 10k nodes registered from scratch (window 64, default budget) | %s s (%s of them) | |\n' \
-	"${R[establish_10k_s]:-n/a}" "${R[registered_10k]:-n/a}"
+	"${R[establish_10k_s]:-n/a}" "$(g registered_10k)"
 printf '| %s nodes registered from scratch (window 64, handshake_cpu 100) | %s s (%s of them), %s kernel drops | |\n' \
 	"$k" "${R[establish_s]:-n/a}" "$(g registered)" "$(g establish_kernel_drops)"
 printf '| REGISTER answered, window 64, %s nodes | %s a second (%s us coordinator CPU each, %s lost) | >= 400,000 at 1M nodes |\n' \
@@ -137,7 +137,7 @@ printf '| RSS per registered node, 10k nodes | %s B | <= 512 B at 1M |\n' "$(g b
 printf '| RSS per registered node, %s nodes | %s B (%s kB in all) | <= 512 B at 1M |\n' \
 	"$k" "$(g bytes_per_node)" "$(g rss_kb)"
 printf '| restart with 10k nodes (default budget): registered again | %s s (%s of them) | 1M within 180 s |\n' \
-	"${R[restart_10k_s]:-n/a}" "${R[restart_10k_registered]:-n/a}"
+	"${R[restart_10k_s]:-n/a}" "$(g restart_10k_registered)"
 printf '| restart with %s nodes (handshake_cpu 100): registered again | %s s (%s of them) | 1M within 180 s |\n' \
 	"$k" "${R[restart_s]:-n/a}" "$(g restart_registered)"
 echo "(the coordinator's own log of its handshake budget: $(grep -ho 'budget of [0-9]* a second' "$tmp"/*.err | sort -u | tr '\n' ' '))"
