@@ -6,8 +6,8 @@
 # ./build). The coordinator runs pinned to CPU 0 (taskset), loadgen to CPU 1; loadgen starts
 # and stops each coordinator itself, by PID (and it dies with loadgen: PR_SET_PDEATHSIG).
 # Runs, each bounded in time (bringing a fleet up at most 45 or 75 s, each measurement 3-4 s:
-# about 6 to 7 minutes on a busy machine, 4 on a quiet one; a fleet not all up by then is measured as far
-# as it got, and the table says how many):
+# 6 to 7 minutes on a busy machine, 4 on a quiet one; a fleet not all up by then is measured
+# as far as it got, and the table says how many):
 #   1. new sessions a second: 256 source addresses, 12,000 fresh keys, 3 s
 #      (with the default handshake_cpu, and with 100)
 #   2. 10,000 nodes registered: RSS per node; a restart (default handshake budget)
