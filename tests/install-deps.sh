@@ -15,5 +15,10 @@ apt-get install -y -qq --no-install-recommends \
 	libuv1-dev libsodium-dev libmnl-dev libcjson-dev libinih-dev \
 	wireguard-tools wireguard-go nftables iproute2 iputils-ping procps python3 \
 	qemu-system-x86 kmod cpio busybox-static xz-utils zstd ca-certificates valgrind \
+	dpkg-dev debhelper fakeroot lintian mandoc man-db bash-completion systemd \
 	>/dev/null
+# systemd.pc (the unit folder meson installs into) moved to systemd-dev after bookworm.
+if apt-cache show systemd-dev >/dev/null 2>&1; then
+	apt-get install -y -qq --no-install-recommends systemd-dev >/dev/null
+fi
 echo "install-deps: done"

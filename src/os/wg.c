@@ -332,6 +332,9 @@ static void run_queue(struct wg *wg)
 	wg->busy = true;
 	/* One deadline for the whole request (a set's read and its writes): a userspace
 	 * WireGuard that accepts and never answers must not stall the queue for good. */
+	/* The loop's cached time may be old (the loop was busy before this request came):
+	 * start the deadline from now, not from the last loop iteration. */
+	uv_update_time(wg->deadline.loop);
 	uv_timer_start(&wg->deadline, wg_on_deadline, wg->timeout_ms, 0);
 }
 

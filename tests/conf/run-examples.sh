@@ -1,10 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# The examples in conf/ are valid: `wgpunch --check` passes for the node and
-# coordinator configs (a coordinator example is copied, with the nodes.keys
-# example, next to a freshly made 0600 key file: examples never ship a private
-# key), nodes.keys holds only public keys, and wg0.conf is a wg-quick config
+# The examples in conf/ are valid: `wgpunch --check` passes for every *.ini (a
+# coordinator example is copied, with the nodes.keys example, next to a freshly
+# made 0600 key file: examples never ship a private key), nodes.keys holds only public keys, and wg0.conf is a wg-quick config
 # whose peers have no Endpoint (parsed here, not by --check). Prints TAP.
 #
 # usage: run-examples.sh WGPUNCH CONFDIR
@@ -41,22 +40,35 @@ check() { # DIR FILE: --check passes, stderr is empty, stdout names the role
 	grep -q '^\[\(node\|coordinator\)\]$' <<<"$out" || { echo "# no role in the output"; return 1; }
 }
 
-ok=1
-mkdir "$tmp/node"
-cp "$conf/node.ini" "$tmp/node/"
-check "$tmp/node" node.ini || ok=0
-report $ok "conf/node.ini passes --check"
-
-ok=1
-mkdir "$tmp/coordinator"
-cp "$conf/coordinator.ini" "$conf/nodes.keys" "$tmp/coordinator/"
-(umask 077 && wg genkey >"$tmp/coordinator/coordinator.key")
-check "$tmp/coordinator" coordinator.ini || ok=0
-report $ok "conf/coordinator.ini passes --check next to a 0600 key file"
+# Every *.ini in conf/ passes --check, each in a folder of its own. A
+# coordinator example gets the nodes.keys example next to it and a fresh key
+# file made 0600, as wgpunch.conf(5) says to make it.
+inis=0
+for ini in "$conf"/*.ini; do
+	[ -e "$ini" ] || continue
+	inis=$((inis + 1))
+	name=$(basename "$ini" .ini)
+	ok=1
+	mkdir "$tmp/$name"
+	cp "$ini" "$tmp/$name/"
+	what="passes --check"
+	if grep -q '^\[coordinator\]' "$ini"; then
+		cp "$conf/nodes.keys" "$tmp/$name/"
+		key=$(sed -n 's/^private_key_file *= *//p' "$ini")
+		case $key in
+		/* | "") echo "# $name.ini: private_key_file '$key' is not relative"; ok=0 ;;
+		*) (umask 077 && wg genkey >"$tmp/$name/$key") ;;
+		esac
+		what="passes --check next to a 0600 key file"
+	fi
+	check "$tmp/$name" "$name.ini" || ok=0
+	report $ok "conf/$name.ini $what"
+done
+[ $inis -ge 2 ] || { echo "# only $inis example configs in $conf"; report 0 "examples found"; }
 
 ok=1
 # The same example is refused when the key file is readable by others.
-chmod 644 "$tmp/coordinator/coordinator.key"
+chmod 644 "$tmp/coordinator/coordinator.key" || ok=0
 if (cd "$tmp/coordinator" && "$wgpunch" -c coordinator.ini --check >/dev/null 2>&1); then
 	echo "# a world-readable key file was accepted"
 	ok=0
@@ -156,6 +168,17 @@ end_peer
 [ $seen_port = 1 ] || { echo "# wg0.conf: no ListenPort in [Interface]"; ok=0; }
 [ $peers -gt 0 ] || { echo "# wg0.conf: no [Peer]"; ok=0; }
 report $ok "conf/wg0.conf: placeholder key, ListenPort, peers without Endpoint"
+
+ok=1
+# No file in conf/ goes unchecked: the configs above, the keys and wg-quick
+# files here, the unit templates and the completion by the 'install' suite.
+for f in "$conf"/*; do
+	case $(basename "$f") in
+	*.ini | nodes.keys | wg0.conf | *.service.in | wgpunch.bash-completion) ;;
+	*) echo "# $f: no test covers this example"; ok=0 ;;
+	esac
+done
+report $ok "every file in conf/ is covered by a test"
 
 echo "1..$n"
 [ $failed = 0 ]
