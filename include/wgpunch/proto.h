@@ -119,7 +119,7 @@ enum proto_msg_type {
 	PROTO_MSG_PUNCH_ACK = 8,     /* node -> coord: my first packet to the peer is out */
 	PROTO_MSG_ADDR_CHECK = 9,    /* coord -> node, to a new source address: prove it is yours */
 	PROTO_MSG_ADDR_ECHO = 10,    /* node -> coord: the ADDR_CHECK's nonce, from that address */
-	PROTO_MSG_RELAY = 11,         /* coord -> node: reach this peer through this relay port */
+	PROTO_MSG_RELAY = 11,        /* coord -> node: reach this peer through this relay port */
 	PROTO_MSG_RELAY_REQUEST = 12, /* node -> coord: direct candidates failed, relay this peer */
 	PROTO_MSG_RELAY_CLOSE = 13,   /* node -> coord: this peer's relay is no longer needed */
 };
