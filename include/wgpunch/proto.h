@@ -138,6 +138,7 @@ const char *proto_filter_name(uint8_t filter);
 
 /* REGISTER flags */
 #define PROTO_REG_F_RESYNC 0x02 /* some peers have no path and no recent PUNCH: punch again */
+#define PROTO_REG_F_NO_RELAY 0x04 /* `relay = no`: never allocate a relay for this node */
 
 /*
  * A node with more than PROTO_MAX_PEERS peers sends its sorted peer list as pages, one

@@ -32,11 +32,12 @@
 #include "wgpunch/key.h"
 #include "wgpunch/log.h"
 #include "wgpunch/punch.h"
+#include "wgpunch/relay.h"
 #include "wgpunch/status.h"
 #include "wgpunch/transport.h"
 
-/* Bottom to top; each service gets only what is below it. A relay service (issue 8) goes
- * beside punch: it needs dir (consent) and the transport (its own sockets, by role). */
+/* Bottom to top; each service gets only what is below it. The relay service is beside
+ * punch: it needs dir (consent) and the transport (RELAY out); its sockets are its own. */
 struct coord {
 	uv_loop_t *loop;
 	const struct config *conf;
@@ -44,6 +45,7 @@ struct coord {
 	struct transport transport;
 	struct dir dir;
 	struct punch punch;
+	struct relay relay;
 	struct filter filter;
 	struct hs hs;
 };
@@ -76,6 +78,7 @@ static void coord_dir_changed(void *arg, struct reg_node *n, bool was_ready, boo
 	struct coord *c = arg;
 
 	punch_after_change(&c->punch, n, was_ready, changed);
+	relay_after_change(&c->relay, n, was_ready, changed);
 }
 
 static void coord_dir_forget(void *arg, struct reg_node *n)
@@ -83,6 +86,7 @@ static void coord_dir_forget(void *arg, struct reg_node *n)
 	struct coord *c = arg;
 
 	filter_cancel(&c->filter, n);
+	relay_forget(&c->relay, n);
 }
 
 /* ---- lifetime ---- */
@@ -92,6 +96,7 @@ static void coord_on_closed(void *arg)
 {
 	struct coord *c = arg;
 
+	relay_destroy(&c->relay);
 	punch_destroy(&c->punch);
 	dir_destroy(&c->dir);
 	transport_destroy(&c->transport);
@@ -100,8 +105,18 @@ static void coord_on_closed(void *arg)
 
 void coord_stop(struct coord *c)
 {
-	if (c)
-		coord_handles_close_all(&c->handles);
+	bool relay;
+
+	if (!c)
+		return;
+	/* The relay's poll handles and timer are its own, not in the list. Closed after the list
+	 * (libuv runs close callbacks last-closed first), they are done before the list's last
+	 * callback frees c. The list is not empty once the relay exists (the transport's sockets
+	 * came first), so c is still here after coord_handles_close_all(). */
+	relay = c->relay.inited;
+	coord_handles_close_all(&c->handles);
+	if (relay)
+		relay_stop(&c->relay);
 }
 
 int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
@@ -139,6 +154,8 @@ int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
 	r = dir_init(&c->dir, loop, &c->handles, conf, &c->transport, &h);
 	if (r == 0)
 		r = punch_init(&c->punch, loop, &c->handles, &c->transport, &c->dir);
+	if (r == 0)
+		r = relay_init(&c->relay, loop, conf, &c->transport, &c->dir);
 	if (r < 0) {
 		log_err_errno(r, "cannot start the coordinator");
 		goto fail;
@@ -173,6 +190,8 @@ int coord_reload(struct coord *c, const struct config *conf)
 	if (sodium_memcmp(c->conf->coord.private_key, conf->coord.private_key, KEY_LEN) != 0)
 		return -EAGAIN;
 	r = coord_handles_reload_check(&c->handles, conf);
+	if (r == 0)
+		r = relay_reload_check(&c->relay, conf);
 	if (r < 0)
 		return r;
 	r = dir_reload(&c->dir, conf);
@@ -220,5 +239,6 @@ cJSON *coord_status(struct coord *c)
 	    status_add_counters(ctr, &dir_counters_table, &c->dir.ctr) &&
 	    status_add_counters(ctr, &filter_counters_table, &c->filter.ctr))
 		status_add_counters(ctr, &punch_counters_table, &c->punch.ctr);
+	relay_status(&c->relay, st, uv_now(c->loop));
 	return st;
 }

@@ -329,8 +329,10 @@ static void test_proto_msg_rejects_non_canonical(void)
 	buf[12] = PROTO_MAX_LAN + 1;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
 	buf[12] = PROTO_MAX_LAN;
-	buf[7] = 0x04;
+	buf[7] = 0x08;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
+	buf[7] = PROTO_REG_F_NO_RELAY | PROTO_REG_F_RESYNC; /* both defined */
+	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), 0);
 	buf[7] = 0x80;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
 	buf[7] = 0x01; /* version 1's MORE_PEERS: pages replace it */
