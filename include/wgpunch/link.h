@@ -103,11 +103,12 @@ enum link_event_type {
 	LINK_EV_PROBE,          /* local addresses or links changed: probe now */
 	LINK_EV_RESYNC,     /* a peer wants a PUNCH: next REGISTER carries RESYNC (now: at once) */
 	LINK_EV_PUNCH_DONE, /* the endpoint of PUNCH `attempt` (flag ACK) is written: ack it */
+	LINK_EV_RELAY_BIND, /* send relay-bind probes to addr (our relay port) from the WG port */
 };
 
 struct link_event {
 	enum link_event_type type;
-	struct addr addr;   /* RESOLVED */
+	struct addr addr;   /* RESOLVED; RELAY_BIND: the relay endpoint */
 	const uint8_t *buf; /* DATAGRAM */
 	size_t len;
 	bool truncated;
@@ -153,6 +154,10 @@ struct link_send {
 #define LINK_R_MOVED 0x40            /* the coordinator's address changed (not the first one) */
 #define LINK_R_RESOLVE_RETRY 0x80    /* resolving failed; retried in resolve_retry_ms */
 #define LINK_R_PROBES_GIVEN_UP 0x100 /* no complete MAPPING round: the refresh probes again */
+#define LINK_R_RELAY 0x200           /* relay holds a RELAY for the node (endpoint resolved) */
+/* Bind probes sent back to back per RELAY_BIND: one lost probe must not cost a WireGuard
+ * retry (5 s); each has its own counter, so the coordinator takes the first to arrive. */
+#define LINK_RELAY_BINDS 3
 
 struct link_actions {
 	struct link_send sends[LINK_MAX_SENDS];
@@ -163,6 +168,7 @@ struct link_actions {
 	const char *down_why;
 	uint64_t resolve_retry_ms;
 	struct proto_punch punch;
+	struct proto_relay relay;
 };
 
 /* One direction pair of transport keys, as agreed by one handshake. */

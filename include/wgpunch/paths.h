@@ -32,7 +32,9 @@
 #define PATHS_COUNTERS(X)                                                           \
 	X(punches, "PUNCH messages received, from every link")                      \
 	X(punches_ignored, "PUNCHes for a key that is not a peer of the interface") \
-	X(punches_merged, "PUNCHes for an attempt another link opened: acked only")
+	X(punches_merged, "PUNCHes for an attempt another link opened: acked only") \
+	X(punches_on_relay, "PUNCHes for a peer on a working relay: acked only")    \
+	X(relays, "RELAY messages for a peer of the interface")
 struct paths_counters {
 	PATHS_COUNTERS(COUNTER_FIELD)
 };
@@ -82,6 +84,10 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 				  const struct node_peer_self *self,
 				  const struct node_peer_obs *obs, uint64_t now_ms,
 				  struct paths_peer **out, enum node_peer_action *act);
+/* A RELAY from link link_id: the peer (NULL: not ours) and the machine's action in *act. */
+struct paths_peer *paths_on_relay(struct paths *ps, unsigned int link_id,
+				  const struct proto_relay *relay, const struct node_peer_obs *obs,
+				  uint64_t now_ms, enum node_peer_action *act);
 /* The link went down: the attempts it opened are nobody's now. */
 void paths_link_down(struct paths *ps, unsigned int link_id);
 

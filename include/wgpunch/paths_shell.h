@@ -75,6 +75,10 @@ bool paths_shell_lan_refresh(struct paths_shell *ps);
 void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const struct addr *mapping,
 			  const struct proto_punch *punch);
 /* Link link_id went down. */
+/* A RELAY from link link_id: the peer's endpoint becomes the relay. true when the peer is
+ * ours and the endpoint is (being) written: the caller then sends the bind probes. */
+bool paths_shell_on_relay(struct paths_shell *ps, unsigned int link_id,
+			  const struct proto_relay *relay);
 void paths_shell_link_down(struct paths_shell *ps, unsigned int link_id);
 /* Fills the REGISTER content: port, LAN addresses, peer fingerprints, pages. */
 void paths_shell_fill_register(const struct paths_shell *ps, struct proto_register *reg);

@@ -30,6 +30,8 @@ static enum node_path classify_endpoint(const struct node_peer *p, const struct 
 	for (i = 0; i < p->n_cands; i++)
 		if (addr_equal(&p->cands[i].addr, ep))
 			return p->cands[i].path;
+	if (addr_is_set(&p->relay) && addr_equal(&p->relay, ep))
+		return NODE_PATH_RELAY;
 	return path_of_addr(ep, NODE_PATH_DIRECT);
 }
 
@@ -144,6 +146,25 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 			     self->rnd % (NODE_PEER_KICK_JITTER_MS + 1u);
 		return NODE_PEER_WRITE_QUIET;
 	}
+	return NODE_PEER_WRITE;
+}
+
+enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr *relay,
+					 const struct node_peer_obs *obs, uint64_t now_ms)
+{
+	p->relay = *relay;
+	p->seen_s = obs->handshake_s;
+	p->seen_ns = obs->handshake_ns;
+	p->n_cands = 0;
+	p->cur = 0;
+	add_cand(p, relay, NODE_PATH_RELAY);
+	if (p->n_cands == 0)
+		return NODE_PEER_NOTHING;
+	if (addr_is_set(&obs->endpoint) && addr_equal(&obs->endpoint, relay) && hs_fresh(obs)) {
+		set_up(p, NODE_PATH_RELAY);
+		return NODE_PEER_NOTHING;
+	}
+	start_attempt(p, obs, now_ms);
 	return NODE_PEER_WRITE;
 }
 

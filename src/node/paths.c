@@ -97,6 +97,12 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 		ps->counters.punches_merged++;
 		return PATHS_MERGED;
 	}
+	/* On a working relay a PUNCH would point WireGuard back at a direct candidate that
+	 * failed (or never could work): the relay stays. */
+	if (p->m.state == NODE_PEER_UP && p->m.path == NODE_PATH_RELAY) {
+		ps->counters.punches_on_relay++;
+		return PATHS_MERGED;
+	}
 	*act = node_peer_on_punch(&p->m, punch, self, obs, now_ms);
 	if (attempt_open(p)) {
 		p->link_id = link_id;
@@ -105,6 +111,22 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 		p->link_id = 0;
 	}
 	return PATHS_RUN;
+}
+
+struct paths_peer *paths_on_relay(struct paths *ps, unsigned int link_id,
+				  const struct proto_relay *relay, const struct node_peer_obs *obs,
+				  uint64_t now_ms, enum node_peer_action *act)
+{
+	struct paths_peer *p = paths_find(ps, relay->peer_key);
+
+	*act = NODE_PEER_NOTHING;
+	if (!p)
+		return NULL;
+	ps->counters.relays++;
+	*act = node_peer_on_relay(&p->m, &relay->relay, obs, now_ms);
+	p->link_id = attempt_open(p) ? link_id : 0;
+	memset(&p->punch, 0, sizeof(p->punch));
+	return p;
 }
 
 void paths_link_down(struct paths *ps, unsigned int link_id)

@@ -431,6 +431,31 @@ void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const st
 		ps->ops.punch_done(ps->ops.arg, link_id, punch->attempt);
 }
 
+bool paths_shell_on_relay(struct paths_shell *ps, unsigned int link_id,
+			  const struct proto_relay *relay)
+{
+	struct node_peer_obs obs;
+	enum node_peer_action act;
+	struct paths_peer *p;
+	char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
+
+	shell_obs(ps, relay->peer_key, &obs);
+	p = paths_on_relay(&ps->paths, link_id, relay, &obs, now_ms(), &act);
+	if (!p) {
+		log_debug("RELAY for %s, not a peer of %s: ignored", key_short(relay->peer_key, k),
+			  ps->conf->node.interface);
+		return false;
+	}
+	log_info("relay for peer %s at %s%s", key_short(p->m.key, k), addr_format(&relay->relay, a),
+		 relay->flags & PROTO_RELAY_F_AT_ONCE ? " (no direct path can work)" : "");
+	if (act == NODE_PEER_WRITE) {
+		shell_write_candidate(ps, p, act, 0, 0, false);
+		if (!ps->get_pending)
+			shell_schedule_poll(ps);
+	}
+	return true;
+}
+
 void paths_shell_link_down(struct paths_shell *ps, unsigned int link_id)
 {
 	paths_link_down(&ps->paths, link_id);
