@@ -152,6 +152,10 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr *relay,
 					 const struct node_peer_obs *obs, uint64_t now_ms)
 {
+	/* A direct path that works stays: the coordinator relays on a guess (or on the other
+	 * side's request), WireGuard's handshake is proof. */
+	if (p->state == NODE_PEER_UP && p->path != NODE_PATH_RELAY && hs_fresh(obs))
+		return NODE_PEER_NOTHING;
 	p->relay = *relay;
 	p->seen_s = obs->handshake_s;
 	p->seen_ns = obs->handshake_ns;
@@ -180,8 +184,12 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 	case NODE_PEER_TRYING:
 		if (hs_newer(obs->handshake_s, obs->handshake_ns, p->base_s, p->base_ns)) {
 			bool kick_waiting = p->kick_ms != 0;
+			bool via_relay = addr_is_set(&p->relay) && addr_is_set(&obs->endpoint) &&
+					 addr_equal(&obs->endpoint, &p->relay);
 
-			set_up(p, p->cands[p->cur].path);
+			/* WireGuard roams to where its peer's packets come from: through the
+			 * relay they are the relay's, whatever candidate was written. */
+			set_up(p, via_relay ? NODE_PATH_RELAY : p->cands[p->cur].path);
 			return kick_waiting ? NODE_PEER_UP_KEEPALIVE : NODE_PEER_UP_NOW;
 		}
 		if (p->kick_ms) {
@@ -209,6 +217,9 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 				     obs->wall_now_s - obs->handshake_s > NODE_PEER_STALE_S)) {
 			p->state = NODE_PEER_FAILED;
 			p->path = NODE_PATH_NONE;
+			/* A stale relay is gone too (idle teardown, a coordinator restart): the
+			 * next PUNCH or RELAY starts over. */
+			memset(&p->relay, 0, sizeof(p->relay));
 			return NODE_PEER_DOWN;
 		}
 		/* WireGuard roams to where authentic packets come from; follow it. */

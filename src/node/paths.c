@@ -97,9 +97,11 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 		ps->counters.punches_merged++;
 		return PATHS_MERGED;
 	}
-	/* On a working relay a PUNCH would point WireGuard back at a direct candidate that
-	 * failed (or never could work): the relay stays. */
-	if (p->m.state == NODE_PEER_UP && p->m.path == NODE_PATH_RELAY) {
+	/* With a relay a PUNCH would point WireGuard back at a direct candidate that failed (or
+	 * never could work), and a handshake through the relay would pass for the direct
+	 * candidate's: the relay stays until its path goes stale. RELAY and PUNCH of one pair
+	 * come in either order (the second side's PUNCH waits for the first side's ack). */
+	if (addr_is_set(&p->m.relay)) {
 		ps->counters.punches_on_relay++;
 		return PATHS_MERGED;
 	}

@@ -7,6 +7,9 @@
 # the coordinator's status lists the relay with both sides bound. Then a stranger on the public
 # network sends datagrams to both relay ports (WireGuard-shaped and not): they reach neither
 # host (their WireGuard receive counters do not move by them) and the coordinator counts them.
+# Last, c behind a symmetric router and d behind a cone router: also relayed at once, as the
+# design says (d's router drops what it did not ask for, and c's mapping toward d cannot be
+# predicted, so d can never ask for it), and the relay is a second one.
 set -u
 . "$(dirname "$0")/lib.sh"
 tb_need python3 # status JSON
@@ -34,7 +37,10 @@ tb_init
 tb_side a symmetric
 tb_side b symmetric
 tb_side s public # the stranger
+tb_side c symmetric
+tb_side d cone
 tb_peers a b
+tb_peers c d
 tb_coord
 tb_node a
 tb_node b
@@ -89,5 +95,20 @@ rx_after_b=$(wg show "${TB_WGIF[b]}" transfer | awk '{ print $2 }')
 [ $((rx_after_b - rx_before_b)) -lt 3200 ] ||
 	tb_fail "b received $((rx_after_b - rx_before_b)) bytes while the stranger sent"
 tb_ping a b || tb_fail "no ping through the relay after the stranger"
+
+tb_node c
+tb_node d
+tb_assert_tunnel c d 20
+for h in c d; do
+	p=d
+	[ "$h" = d ] && p=c
+	relay_endpoint_ok "$h" "$p" ||
+		tb_fail "$h uses endpoint '$(tb_endpoint "$h" "$p")' for $p, expected the relay"
+	tb_wait_for 5 relay_path_is "$h" "$p" relay ||
+		tb_fail "node $h shows path '$(tb_peer_status "$h" "$p" path)' for $p, expected relay"
+done
+tb_json coord "len(d['relays']) == 2 and d['relay_counters']['relay_at_once'] == 2" >/dev/null ||
+	tb_fail "the coordinator does not show two relays allocated at once"
+tb_ping a b || tb_fail "no ping through the first relay after the second came"
 tb_alive "$TB_COORD_PID" || tb_fail "the coordinator exited"
-tb_pass "symmetric <-> symmetric through the relay; strangers dropped and counted"
+tb_pass "symmetric <-> symmetric and symmetric <-> cone through the relay; strangers dropped"
