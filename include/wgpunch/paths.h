@@ -86,8 +86,9 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 				  struct paths_peer **out, enum node_peer_action *act);
 /* A RELAY from link link_id: the peer (NULL: not ours) and the machine's action in *act. */
 struct paths_peer *paths_on_relay(struct paths *ps, unsigned int link_id,
-				  const struct proto_relay *relay, const struct node_peer_obs *obs,
-				  uint64_t now_ms, enum node_peer_action *act);
+				  const struct proto_relay *relay, uint32_t rnd,
+				  const struct node_peer_obs *obs, uint64_t now_ms,
+				  enum node_peer_action *act);
 /* The link went down: the attempts it opened are nobody's now. */
 void paths_link_down(struct paths *ps, unsigned int link_id);
 

@@ -204,6 +204,9 @@ struct proto_punch_ack {
 
 /* RELAY flags */
 #define PROTO_RELAY_F_AT_ONCE 0x01 /* allocated without a request: no direct path can work */
+/* The other side initiates: write the endpoint quietly and kick only if its handshake does
+ * not come (two initiations crossing in the relay would cost WireGuard's 5 s retry). */
+#define PROTO_RELAY_F_SECOND 0x02
 
 /*
  * RELAY: the coordinator allocated a relay for this node and peer_key. The node points its

@@ -77,8 +77,11 @@ static void coord_dir_changed(void *arg, struct reg_node *n, bool was_ready, boo
 {
 	struct coord *c = arg;
 
-	punch_after_change(&c->punch, n, was_ready, changed);
+	/* RELAY before PUNCH: a node that has its relay acks the PUNCH only, so WireGuard's
+	 * first initiation (the next comes 5 s later) goes to the relay, not to a direct
+	 * candidate that cannot work. */
 	relay_after_change(&c->relay, n, was_ready, changed);
+	punch_after_change(&c->punch, n, was_ready, changed);
 }
 
 static void coord_dir_forget(void *arg, struct reg_node *n)
@@ -161,7 +164,7 @@ int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
 		log_err_errno(r, "cannot start the coordinator");
 		goto fail;
 	}
-	filter_init(&c->filter, loop, &c->handles, &c->transport, &c->punch);
+	filter_init(&c->filter, loop, &c->handles, &c->transport, &c->punch, &c->relay);
 	r = hs_init(&c->hs, loop, conf, &c->transport, &c->dir, &c->filter);
 	if (r < 0)
 		goto fail;

@@ -75,7 +75,9 @@ static void send_relay(struct relay *r, struct reg_node *n, const struct reg_nod
 		return;
 	m.relay.attempt = r->attempt[id];
 	memcpy(m.relay.peer_key, peer->key, KEY_LEN);
-	m.relay.flags = flags;
+	/* Side 0 (the lower fingerprint) initiates; two initiations crossing in the relay would
+	 * each be answered and dropped, and WireGuard retries only after 5 s. */
+	m.relay.flags = flags | (n->fp > peer->fp ? PROTO_RELAY_F_SECOND : 0);
 	/* The listen address the node's session uses; a wildcard one (0.0.0.0, ::) tells the
 	 * node to use the address it reaches us at (PROTOCOL.md 6.10). */
 	m.relay.relay = cr->listen[n->sock];
@@ -136,14 +138,24 @@ static bool pair_allowed(const struct reg_node *a, const struct reg_node *b)
 
 void relay_after_change(struct relay *r, struct reg_node *n, bool was_ready, bool changed)
 {
-	if (!r->on || !dir_ready(n) || (was_ready && !changed))
+	bool resend = !was_ready || changed;
+
+	if (!r->on || !dir_ready(n))
 		return;
+	/* Any change may be the one that shows no direct path can work (mapping[1] comes with
+	 * changed false); an existing relay is announced again only on what punch also
+	 * counts as a change, so refreshes do not repeat RELAY. */
 	for (uint16_t i = 0; i < n->n_peers; i++) {
 		struct reg_node *m = NULL;
+		uint32_t id;
 
-		while ((m = dir_find_fp(r->d, n->peers[i], m)) != NULL)
-			if (dir_ready(m) && pair_allowed(n, m) && relay_no_direct(n, m))
-				relay_pair(r, n, m, PROTO_RELAY_F_AT_ONCE);
+		while ((m = dir_find_fp(r->d, n->peers[i], m)) != NULL) {
+			if (!dir_ready(m) || !pair_allowed(n, m) || !relay_no_direct(n, m))
+				continue;
+			if (!resend && rtab_find(&r->table, n->fp, m->fp, &id) == 0)
+				continue;
+			relay_pair(r, n, m, PROTO_RELAY_F_AT_ONCE);
+		}
 	}
 }
 

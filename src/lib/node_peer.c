@@ -149,8 +149,9 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 	return NODE_PEER_WRITE;
 }
 
-enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr *relay,
-					 const struct node_peer_obs *obs, uint64_t now_ms)
+enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr *relay, bool second,
+					 uint32_t rnd, const struct node_peer_obs *obs,
+					 uint64_t now_ms)
 {
 	/* A direct path that works stays: the coordinator relays on a guess (or on the other
 	 * side's request), WireGuard's handshake is proof. */
@@ -169,6 +170,11 @@ enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr 
 		return NODE_PEER_NOTHING;
 	}
 	start_attempt(p, obs, now_ms);
+	if (second) {
+		p->kick_ms =
+			now_ms + NODE_PEER_KICK_WAIT_MS + rnd % (NODE_PEER_KICK_JITTER_MS + 1u);
+		return NODE_PEER_WRITE_QUIET;
+	}
 	return NODE_PEER_WRITE;
 }
 

@@ -116,8 +116,9 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 }
 
 struct paths_peer *paths_on_relay(struct paths *ps, unsigned int link_id,
-				  const struct proto_relay *relay, const struct node_peer_obs *obs,
-				  uint64_t now_ms, enum node_peer_action *act)
+				  const struct proto_relay *relay, uint32_t rnd,
+				  const struct node_peer_obs *obs, uint64_t now_ms,
+				  enum node_peer_action *act)
 {
 	struct paths_peer *p = paths_find(ps, relay->peer_key);
 
@@ -125,7 +126,8 @@ struct paths_peer *paths_on_relay(struct paths *ps, unsigned int link_id,
 	if (!p)
 		return NULL;
 	ps->counters.relays++;
-	*act = node_peer_on_relay(&p->m, &relay->relay, obs, now_ms);
+	*act = node_peer_on_relay(&p->m, &relay->relay, relay->flags & PROTO_RELAY_F_SECOND, rnd,
+				  obs, now_ms);
 	p->link_id = attempt_open(p) ? link_id : 0;
 	memset(&p->punch, 0, sizeof(p->punch));
 	return p;

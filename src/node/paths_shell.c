@@ -440,7 +440,7 @@ bool paths_shell_on_relay(struct paths_shell *ps, unsigned int link_id,
 	char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
 
 	shell_obs(ps, relay->peer_key, &obs);
-	p = paths_on_relay(&ps->paths, link_id, relay, &obs, now_ms(), &act);
+	p = paths_on_relay(&ps->paths, link_id, relay, randombytes_random(), &obs, now_ms(), &act);
 	if (!p) {
 		log_debug("RELAY for %s, not a peer of %s: ignored", key_short(relay->peer_key, k),
 			  ps->conf->node.interface);
@@ -448,7 +448,7 @@ bool paths_shell_on_relay(struct paths_shell *ps, unsigned int link_id,
 	}
 	log_info("relay for peer %s at %s%s", key_short(p->m.key, k), addr_format(&relay->relay, a),
 		 relay->flags & PROTO_RELAY_F_AT_ONCE ? " (no direct path can work)" : "");
-	if (act == NODE_PEER_WRITE) {
+	if (act == NODE_PEER_WRITE || act == NODE_PEER_WRITE_QUIET) {
 		shell_write_candidate(ps, p, act, 0, 0, false);
 		if (!ps->get_pending)
 			shell_schedule_poll(ps);

@@ -739,8 +739,10 @@ static void test_proto_relay_messages(void)
 
 	/* an undefined flag, a truncated address, a trailing byte: refused both ways */
 	memcpy(buf, want, sizeof(want));
-	buf[37] = 0x02;
+	buf[37] = 0x04;
 	CHECK_EQ_INT(proto_decode_msg(buf, sizeof(want), &d), -EBADMSG);
+	buf[37] = PROTO_RELAY_F_AT_ONCE | PROTO_RELAY_F_SECOND; /* both defined */
+	CHECK_EQ_INT(proto_decode_msg(buf, sizeof(want), &d), 0);
 	buf[37] = 0x01;
 	CHECK_EQ_INT(proto_decode_msg(buf, sizeof(want) - 1, &d), -EBADMSG);
 	buf[sizeof(want)] = 0;
