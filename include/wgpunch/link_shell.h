@@ -70,6 +70,9 @@ void link_shell_resync(struct link_shell *s, bool now);
 void link_shell_punch_done(struct link_shell *s, uint32_t attempt);
 /* Relay-bind probes from the WireGuard port to relay (our relay port on the coordinator). */
 void link_shell_relay_bind(struct link_shell *s, const struct addr *relay);
+/* RELAY_REQUEST / RELAY_CLOSE (reason) for peer_key over this link's session. */
+void link_shell_relay_request(struct link_shell *s, const uint8_t peer_key[KEY_LEN]);
+void link_shell_relay_close(struct link_shell *s, const uint8_t peer_key[KEY_LEN], uint8_t reason);
 
 unsigned int link_shell_id(const struct link_shell *s);
 bool link_shell_same_conf(const struct link_shell *s, const struct config_coordinator *cc);

@@ -46,6 +46,8 @@ struct paths_shell_ops {
 			  const struct paths_shell_changes *ch);
 	/* The endpoint of PUNCH attempt from link link_id is written (or could not be): ack. */
 	void (*punch_done)(void *arg, unsigned int link_id, uint32_t attempt);
+	/* Every direct candidate of peer_key failed: ask link link_id for a relay. */
+	void (*relay_request)(void *arg, unsigned int link_id, const uint8_t *peer_key);
 	/* Peers want a PUNCH: every link's next REGISTER asks (RESYNC), sent now if now. */
 	void (*resync)(void *arg, bool now);
 	/* Every handle is closed. */

@@ -939,6 +939,23 @@ void link_on_event(struct link *l, const struct link_event *ev, const struct lin
 	case LINK_EV_RELAY_BIND:
 		send_relay_binds(&r, &ev->addr);
 		break;
+	case LINK_EV_RELAY_REQUEST: {
+		struct proto_msg m = { .type = PROTO_MSG_RELAY_REQUEST };
+
+		memcpy(m.relay_request.peer_key, ev->peer_key, KEY_LEN);
+		if (send_msg(&r, &m, 0) == 0)
+			l->counters.relay_requests++;
+		break;
+	}
+	case LINK_EV_RELAY_CLOSE: {
+		struct proto_msg m = { .type = PROTO_MSG_RELAY_CLOSE };
+
+		memcpy(m.relay_close.peer_key, ev->peer_key, KEY_LEN);
+		m.relay_close.reason = ev->reason;
+		if (send_msg(&r, &m, 0) == 0)
+			l->counters.relay_closes++;
+		break;
+	}
 	}
 
 	out->timer_at = 0;

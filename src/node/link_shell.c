@@ -527,6 +527,17 @@ void link_shell_relay_bind(struct link_shell *s, const struct addr *relay)
 	shell_run(s, &(struct link_event){ .type = LINK_EV_RELAY_BIND, .addr = *relay });
 }
 
+void link_shell_relay_request(struct link_shell *s, const uint8_t peer_key[KEY_LEN])
+{
+	shell_run(s, &(struct link_event){ .type = LINK_EV_RELAY_REQUEST, .peer_key = peer_key });
+}
+
+void link_shell_relay_close(struct link_shell *s, const uint8_t peer_key[KEY_LEN], uint8_t reason)
+{
+	shell_run(s, &(struct link_event){
+			     .type = LINK_EV_RELAY_CLOSE, .peer_key = peer_key, .reason = reason });
+}
+
 unsigned int link_shell_id(const struct link_shell *s)
 {
 	return s->id;

@@ -191,6 +191,14 @@ static void node_on_punch_done(void *arg, unsigned int link_id, uint32_t attempt
 		link_shell_punch_done(s, attempt);
 }
 
+static void node_on_relay_request(void *arg, unsigned int link_id, const uint8_t *peer_key)
+{
+	struct link_shell *s = node_find_link(arg, link_id);
+
+	if (s) /* NULL: the link is gone (reload) */
+		link_shell_relay_request(s, peer_key);
+}
+
 static void node_on_resync(void *arg, bool now)
 {
 	struct node *n = arg;
@@ -257,6 +265,7 @@ int node_start(uv_loop_t *loop, const struct config *conf, node_fatal_cb fatal, 
 		.fail = node_on_fail,
 		.on_device = node_on_device,
 		.punch_done = node_on_punch_done,
+		.relay_request = node_on_relay_request,
 		.resync = node_on_resync,
 		.closed = node_released,
 	};

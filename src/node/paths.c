@@ -106,6 +106,7 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 		return PATHS_MERGED;
 	}
 	*act = node_peer_on_punch(&p->m, punch, self, obs, now_ms);
+	p->punch_link = link_id;
 	if (attempt_open(p)) {
 		p->link_id = link_id;
 		p->punch = *punch;
@@ -137,9 +138,12 @@ void paths_link_down(struct paths *ps, unsigned int link_id)
 {
 	size_t i;
 
-	for (i = 0; i < ps->n; i++)
+	for (i = 0; i < ps->n; i++) {
 		if (ps->peers[i].link_id == link_id)
 			ps->peers[i].link_id = 0;
+		if (ps->peers[i].punch_link == link_id)
+			ps->peers[i].punch_link = 0;
+	}
 }
 
 size_t paths_updates(const struct paths_peer *p, enum node_peer_action act, uint16_t keepalive_s,

@@ -359,6 +359,14 @@ static void shell_peer_act(struct paths_shell *ps, struct paths_peer *p, enum no
 			 addr_format(wp ? &wp->endpoint : &cand->addr, a));
 		return;
 	case NODE_PEER_GIVE_UP:
+		/* The relay is the last candidate, on the coordinator that punched us. */
+		if (ps->conf->node.relay && p->punch_link && !addr_is_set(&p->m.relay)) {
+			log_info(
+				"no direct path to peer %s after %u candidates, asking for a relay",
+				key_short(p->m.key, k), p->m.n_cands);
+			ps->ops.relay_request(ps->ops.arg, p->punch_link, p->m.key);
+			return;
+		}
 		log_info("no path to peer %s after %u candidates, waiting for the next punch",
 			 key_short(p->m.key, k), p->m.n_cands);
 		return;
