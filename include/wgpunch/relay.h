@@ -42,7 +42,7 @@
 	X(relay_alloc_failed, "allocations that failed: ports, quota, or a socket")          \
 	X(relay_sent, "RELAY messages sent")                                                 \
 	X(relay_closed, "relays torn down on RELAY_CLOSE")                                   \
-	X(relay_gone, "relays torn down because a side left the directory")                  \
+	X(relay_gone, "relays torn down: a side left, or withdrew consent or relaying")      \
 	X(relay_idle, "relays torn down by the forwarder for idleness")                      \
 	X(bind_accepted, "relay-bind probes that bound a side")                              \
 	X(bind_malformed, "control datagrams at a relay port that are no PROBE")             \

@@ -136,11 +136,39 @@ static bool pair_allowed(const struct reg_node *a, const struct reg_node *b)
 	       dir_consent(a, b) && relay_node_allows(a) && relay_node_allows(b);
 }
 
+static void teardown(struct relay *r, uint32_t id);
+
+/* A REGISTER may withdraw consent (the peer left n's list) or relaying (NO_RELAY): n's relays
+ * that lost either go now rather than when idle. O(relays), on a change only. */
+static void drop_unwanted(struct relay *r, struct reg_node *n)
+{
+	for (uint32_t id = 0; rtab_node_relays(&r->table, n->fp) && id < r->table.max_relays;
+	     id++) {
+		const struct rtab_relay *rel = &r->table.relays[id];
+		struct reg_node *m;
+		int s;
+
+		if (!rel->used || (rel->side[0].node != n->fp && rel->side[1].node != n->fp))
+			continue;
+		s = rel->side[0].node == n->fp ? 1 : 0;
+		m = dir_find_fp(r->d, rel->side[s].node, NULL);
+		if (m && dir_consent(n, m) && relay_node_allows(n) && relay_node_allows(m))
+			continue;
+		log_info("relay %08x torn down: consent or relaying withdrawn", r->attempt[id]);
+		teardown(r, id);
+		r->ctr.relay_gone++;
+	}
+}
+
 void relay_after_change(struct relay *r, struct reg_node *n, bool was_ready, bool changed)
 {
 	bool resend = !was_ready || changed;
 
-	if (!r->on || !dir_ready(n))
+	if (!r->on)
+		return;
+	if (changed)
+		drop_unwanted(r, n);
+	if (!dir_ready(n))
 		return;
 	/* Any change may be the one that shows no direct path can work (mapping[1] comes with
 	 * changed false); an existing relay is announced again only on what punch also
