@@ -93,7 +93,7 @@ void relay_after_change(struct relay *r, struct reg_node *n, bool was_ready, boo
 void relay_forget(struct relay *r, struct reg_node *n);
 
 /*
- * Section 6 of rendezvous.md: true when no direct path can work between a and b, so the pair
+ * Section 5 of rendezvous.md: true when no direct path can work between a and b, so the pair
  * is relayed at once. One side maps per destination (its mappings toward P and P + 1 differ)
  * and the other does not accept unsolicited packets: it is no public host (its mapping's IP
  * is none of its LAN addresses) and its router is not poisonable.

@@ -711,6 +711,11 @@ cJSON *paths_shell_status_peers(const struct paths_shell *ps)
 		cJSON_AddNumberToObject(po, "latest_handshake",
 					wp ? (double)wp->last_handshake_s : 0);
 		cJSON_AddNumberToObject(po, "keepalive", wp ? wp->keepalive_s : 0);
+		/* The relay this peer has (in use when path is relay), or null. */
+		if (addr_is_set(&p->relay))
+			cJSON_AddStringToObject(po, "relay", addr_format(&p->relay, buf));
+		else
+			cJSON_AddNullToObject(po, "relay");
 		cJSON_AddItemToArray(arr, po);
 	}
 	return arr;

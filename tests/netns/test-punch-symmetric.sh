@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Two hosts, each behind a symmetric router (masquerade fully-random: a new public port for every
 # destination). A direct punch cannot work there, so the pair goes through the coordinator's
-# relay, at once (docs/rendezvous.md section 6): both nodes get a session, report the NAT as
+# relay, at once (docs/rendezvous.md section 5): both nodes get a session, report the NAT as
 # endpoint-dependent and its filter as unknown (the filter test's echo leaves a fully-random NAT
 # from a new port whether or not the router kept the poison, so it cannot tell; rendezvous.md
 # section 3.3), get their PUNCH and their RELAY, and show path "relay", true to what WireGuard

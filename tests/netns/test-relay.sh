@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # The relay end to end. Hosts a and b behind symmetric routers (a new public port for every
 # destination): no direct path can work, so the coordinator relays the pair at once
-# (docs/rendezvous.md section 6). Asserts: each side's WireGuard endpoint is the coordinator's
+# (docs/rendezvous.md section 5). Asserts: each side's WireGuard endpoint is the coordinator's
 # address with a port from relay_ports, both sides show path "relay", a ping goes through, and
 # the coordinator's status lists the relay with both sides bound. Then a stranger on the public
 # network sends datagrams to both relay ports (WireGuard-shaped and not): they reach neither

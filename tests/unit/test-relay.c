@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * relay: the decision to relay a pair at once (docs/rendezvous.md section 6), on directory
+ * relay: the decision to relay a pair at once (docs/rendezvous.md section 5), on directory
  * entries as the coordinator holds them. The service itself (allocation, the bind handler)
  * runs end to end in tests/netns/test-relay.sh and test-relay-request.sh.
  */
