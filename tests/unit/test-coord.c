@@ -331,6 +331,10 @@ static int cmp_key(const void *a, const void *b)
 	return memcmp(a, b, KEY_LEN);
 }
 
+/* handshake_cpu of the next harness: a small share makes a flood outrun the budget even when
+ * the test gets only part of a core (the budget refills by the wall clock). */
+static uint16_t harness_hs_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
+
 /* keys: NULL = any key may register; else only those n. priv: the coordinator's key, or
  * NULL for a new one. */
 static int harness_start_key(struct harness *h, const uint8_t (*keys)[KEY_LEN], size_t n,
@@ -356,7 +360,7 @@ static int harness_start_key(struct harness *h, const uint8_t (*keys)[KEY_LEN], 
 		key_generate_private(h->conf.coord.private_key);
 	key_public_from_private(h->conf.coord.public_key, h->conf.coord.private_key);
 	h->conf.coord.max_nodes = 1000;
-	h->conf.coord.handshake_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
+	h->conf.coord.handshake_cpu = harness_hs_cpu;
 	h->conf.coord.rekey_interval_s = 600;
 	if (keys) {
 		memcpy(h->auth, keys, n * KEY_LEN);
@@ -1330,8 +1334,14 @@ static void test_coord_survives_random_datagrams(void)
 	struct harness h;
 	struct client cl, noise;
 	uint8_t buf[1400];
+	int r;
 
-	if (harness_start(&h, NULL, 0) < 0)
+	/* A whole core for handshakes: a quarter of its budget (the unproven share) covers more
+	 * than 100 bad ones unless one handshake costs more than 2.5 ms. */
+	harness_hs_cpu = 100;
+	r = harness_start(&h, NULL, 0);
+	harness_hs_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
+	if (r < 0)
 		goto out;
 	client_init(&cl);
 	/* Another source: its 1000 handshakes never touch cl's. */
@@ -1691,9 +1701,12 @@ static void test_coord_hs_forged_flood_does_not_lock_out_victim(void)
 	unsigned types[8] = { 0 };
 	uint64_t t0, ms;
 	double rate;
-	int n;
+	int n, r;
 
-	if (harness_start(&h, NULL, 0) < 0)
+	harness_hs_cpu = 10;
+	r = harness_start(&h, NULL, 0);
+	harness_hs_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
+	if (r < 0)
 		goto out;
 	client_init(&victim);
 	client_init(&flood);
@@ -2093,6 +2106,68 @@ out:
 	close(sink);
 }
 
+/* A REGISTER page (of n_pages) with these peers; waits for its ack. */
+static int client_register_page(struct harness *h, struct client *cl, const uint64_t *peers,
+				size_t n_peers, uint16_t page, uint16_t n_pages)
+{
+	static uint32_t seq = 5000;
+	struct proto_msg m = { .type = PROTO_MSG_REGISTER }, ack;
+
+	m.reg.seq = ++seq;
+	m.reg.page = page;
+	m.reg.n_pages = n_pages;
+	m.reg.wg_port = addr_port(&cl->wg_addr);
+	m.reg.n_peers = (uint16_t)n_peers;
+	memcpy(m.reg.peers, peers, n_peers * sizeof(*peers));
+	client_msg(h, cl, &m);
+	if (client_take(h, cl, PROTO_MSG_REGISTER_ACK, 1000, &ack) < 0)
+		return -ETIMEDOUT;
+	CHECK_EQ_INT(ack.reg_ack.seq, m.reg.seq);
+	return 0;
+}
+
+/* More than PROTO_MAX_PEERS peers come in pages; a peer on page 1 counts as listed, and the
+ * same pages again are no change (no re-punch on every refresh). */
+static void test_coord_register_pages(void)
+{
+	struct harness h;
+	struct client a, b;
+	uint64_t p0[100], p1[50], fa, fb;
+
+	if (harness_start(&h, NULL, 0) < 0)
+		goto out;
+	client_init(&a);
+	client_init(&b);
+	fa = key_fingerprint(a.pub);
+	fb = key_fingerprint(b.pub);
+	for (int i = 0; i < 100; i++)
+		p0[i] = (uint64_t)i + 1;
+	for (int i = 0; i < 49; i++)
+		p1[i] = (uint64_t)i + 101;
+	p1[49] = fb; /* sorted: a fingerprint below 150 takes ~2^57 keys */
+	CHECK(fb > 149);
+	CHECK_EQ_INT(client_make_ready(&h, &a, NULL, 0, a.fd, PROTO_FILTER_SAFE), 0);
+	CHECK_EQ_INT(client_register_page(&h, &a, p0, 100, 0, 2), 0);
+	CHECK_EQ_INT(client_register_page(&h, &a, p1, 50, 1, 2), 0);
+	CHECK_EQ_INT(client_make_ready(&h, &b, &fa, 1, b.fd, PROTO_FILTER_SAFE), 0);
+	CHECK_EQ_INT(client_take(&h, &b, PROTO_MSG_PUNCH, 1000, NULL), 0);
+	CHECK_EQ_INT(counter(&h, "punch_pairs"), 1);
+	/* The refresh, unchanged: no new punch. */
+	CHECK_EQ_INT(client_register_page(&h, &a, p0, 100, 0, 2), 0);
+	CHECK_EQ_INT(client_register_page(&h, &a, p1, 50, 1, 2), 0);
+	pump(&h, 100);
+	CHECK_EQ_INT(counter(&h, "punch_pairs"), 1);
+	/* B dropped from page 1: the pair goes, so a RESYNC from B punches nothing. */
+	CHECK_EQ_INT(client_register_page(&h, &a, p1, 49, 1, 2), 0);
+	CHECK_EQ_INT(client_register(&h, &b, &fa, 1, NULL, 0, PROTO_REG_F_RESYNC), 0);
+	pump(&h, 100);
+	CHECK_EQ_INT(counter(&h, "punch_pairs"), 1);
+	client_close(&a);
+	client_close(&b);
+out:
+	harness_stop(&h);
+}
+
 static void test_coord_reload_and_status(void)
 {
 	struct harness h;
@@ -2133,7 +2208,18 @@ static void test_coord_reload_and_status(void)
 	next.coord.authorized_keys_file = (char *)"reloaded";
 	next.coord.authorized_keys = keys;
 	next.coord.n_authorized_keys = 1;
+	/* A new handshake_cpu sizes the budget again from the cost measured at start. */
+	next.coord.handshake_cpu = 25;
 	CHECK_EQ_INT(coord_reload(h.coord, &next), 0);
+	{
+		struct hs_budget_input in;
+		struct hs_budget_params p;
+
+		hs_budget_input_default(&in, (uint64_t)status_num(&h, "handshake_cost_ns"), 1000);
+		in.cpu_permille = 250;
+		CHECK_EQ_INT(hs_budget_params_from_input(&p, &in), 0);
+		CHECK_EQ_INT(status_num(&h, "handshake_budget_per_s"), p.all.rate_per_s);
+	}
 	CHECK_EQ_INT(status_num(&h, "nodes"), 1);
 	CHECK_EQ_INT(counter(&h, "nodes_dropped"), 1);
 	struct proto_msg m = { .type = PROTO_MSG_PUNCH_ACK };
@@ -2221,6 +2307,7 @@ int main(void)
 	TAP_RUN(test_coord_data_from_new_source_needs_addr_echo);
 	TAP_RUN(test_coord_repunch_bounded_per_node);
 	TAP_RUN(test_coord_pending_quota_per_node);
+	TAP_RUN(test_coord_register_pages);
 	TAP_RUN(test_coord_reload_and_status);
 	TAP_RUN(test_coord_bind_failure_cleans_up);
 	return tap_done();
