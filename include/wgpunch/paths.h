@@ -55,6 +55,7 @@ struct paths_peer {
 	struct node_peer m;
 	unsigned int link_id;     /* the link whose PUNCH opened the attempt; 0 = none */
 	unsigned int punch_link; /* the link of the last PUNCH (its coordinator relays); 0 = none */
+	unsigned int relay_link; /* the link of the last RELAY; 0 = none */
 	struct proto_punch punch; /* that PUNCH, to recognise the same one from another link */
 };
 

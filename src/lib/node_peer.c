@@ -216,6 +216,10 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 		}
 		p->state = NODE_PEER_FAILED;
 		p->path = NODE_PATH_NONE;
+		/* The relay did not come up (its bind probes lost, or it is gone): forget it, so
+		 * the node asks again and the next PUNCH is not taken for the relay's. */
+		if (p->cands[p->cur].path == NODE_PATH_RELAY)
+			memset(&p->relay, 0, sizeof(p->relay));
 		return NODE_PEER_GIVE_UP;
 	case NODE_PEER_UP:
 		/* With keepalive on, WireGuard re-handshakes every 2 minutes while the path works. */

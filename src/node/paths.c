@@ -102,6 +102,7 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 	 * candidate's: the relay stays until its path goes stale. RELAY and PUNCH of one pair
 	 * come in either order (the second side's PUNCH waits for the first side's ack). */
 	if (addr_is_set(&p->m.relay)) {
+		p->punch_link = link_id;
 		ps->counters.punches_on_relay++;
 		return PATHS_MERGED;
 	}
@@ -127,6 +128,7 @@ struct paths_peer *paths_on_relay(struct paths *ps, unsigned int link_id,
 	if (!p)
 		return NULL;
 	ps->counters.relays++;
+	p->relay_link = link_id;
 	*act = node_peer_on_relay(&p->m, &relay->relay, relay->flags & PROTO_RELAY_F_SECOND, rnd,
 				  obs, now_ms);
 	p->link_id = attempt_open(p) ? link_id : 0;
@@ -143,6 +145,8 @@ void paths_link_down(struct paths *ps, unsigned int link_id)
 			ps->peers[i].link_id = 0;
 		if (ps->peers[i].punch_link == link_id)
 			ps->peers[i].punch_link = 0;
+		if (ps->peers[i].relay_link == link_id)
+			ps->peers[i].relay_link = 0;
 	}
 }
 

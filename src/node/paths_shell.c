@@ -358,18 +358,24 @@ static void shell_peer_act(struct paths_shell *ps, struct paths_peer *p, enum no
 			 node_path_name(p->m.path),
 			 addr_format(wp ? &wp->endpoint : &cand->addr, a));
 		return;
-	case NODE_PEER_GIVE_UP:
-		/* The relay is the last candidate, on the coordinator that punched us. */
-		if (ps->conf->node.relay && p->punch_link && !addr_is_set(&p->m.relay)) {
-			log_info(
-				"no direct path to peer %s after %u candidates, asking for a relay",
-				key_short(p->m.key, k), p->m.n_cands);
-			ps->ops.relay_request(ps->ops.arg, p->punch_link, p->m.key);
+	case NODE_PEER_GIVE_UP: {
+		/* The relay is the last candidate, on the coordinator that punched us (or whose
+		 * relay did not come up: asked again, it announces the relay again). */
+		unsigned int link = p->punch_link ? p->punch_link : p->relay_link;
+		bool was_relay;
+
+		cand = node_peer_candidate(&p->m);
+		was_relay = cand && cand->path == NODE_PATH_RELAY;
+		if (ps->conf->node.relay && link && !addr_is_set(&p->m.relay)) {
+			log_info("no %s path to peer %s, asking for a relay",
+				 was_relay ? "relay" : "direct", key_short(p->m.key, k));
+			ps->ops.relay_request(ps->ops.arg, link, p->m.key);
 			return;
 		}
 		log_info("no path to peer %s after %u candidates, waiting for the next punch",
 			 key_short(p->m.key, k), p->m.n_cands);
 		return;
+	}
 	case NODE_PEER_DOWN:
 		/* The RESYNC timer asks for a new punch at once (shell_schedule_resync). */
 		log_info("path to peer %s down (no handshake for %d s), asking for a new punch",

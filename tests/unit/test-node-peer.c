@@ -512,6 +512,15 @@ static void test_node_peer_relay(void)
 	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 1000 + NODE_PEER_KICK_WAIT_MS + 7, true),
 		     NODE_PEER_KICK);
 
+	/* A relay whose handshake never comes (bind probes lost): given up after its 6 s, and
+	 * forgotten, so the node asks again. */
+	node_peer_init(&p, key, 0);
+	o = obs(NULL, 0, WALL0);
+	CHECK_EQ_INT(node_peer_on_relay(&p, &relay, false, 0, &o, 0), NODE_PEER_WRITE);
+	o = obs(&relay, 0, WALL0 + 6);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, NODE_PEER_ATTEMPT_MS, true), NODE_PEER_GIVE_UP);
+	CHECK(!addr_is_set(&p.relay));
+
 	/* A direct path that works is not given up for a RELAY. */
 	node_peer_init(&p, key, 0);
 	o = obs(NULL, 0, WALL0);
