@@ -35,6 +35,7 @@ struct filter_counters {
 COUNTER_TABLE_DECLARE(filter_counters);
 
 struct punch;
+struct relay;
 struct reg_addr;
 struct reg_node;
 struct transport;
@@ -43,6 +44,7 @@ struct filter {
 	uv_loop_t *loop;
 	struct transport *t;
 	struct punch *punch;
+	struct relay *relay;       /* a result may show that no direct path can work */
 	struct coord_handle timer; /* timer.uv.timer: the head's deadline */
 	/* Pending tests, oldest first: all share one timeout, so the head expires next. */
 	struct reg_node *head, *tail;
@@ -52,7 +54,7 @@ struct filter {
 
 /* Adds the timer to handles and routes FILTER_ECHO (P + 1) to itself. */
 void filter_init(struct filter *f, uv_loop_t *loop, struct coord_handles *handles,
-		 struct transport *t, struct punch *punch);
+		 struct transport *t, struct punch *punch, struct relay *relay);
 
 /* n's session address is new (a handshake, or NAT rebinding): tested unless this very
  * address was tested already. */

@@ -70,22 +70,24 @@
 #define LINK_RESOLVE_RETRY_MAX_MS (5 * 60 * 1000)
 
 /* Counters of the engine (the shell has its own: link_shell.h). */
-#define LINK_COUNTERS(X)                                                          \
-	X(rx_packets, "datagrams read from the session socket")                   \
-	X(rx_bad_decode, "outer or inner message that did not decode")            \
-	X(rx_bad_index, "datagrams naming no session or handshake of ours")       \
-	X(rx_bad_auth, "handshake responses or DATA that failed to authenticate") \
-	X(rx_replay, "DATA whose counter was already seen")                       \
-	X(rx_unexpected, "valid messages not meant for a node, or not now")       \
-	X(rx_poison, "filter test poison that reached the session socket")        \
-	X(rx_session_unknown, "SESSION_UNKNOWN received")                         \
-	X(handshakes_sent, "HS_INIT sent")                                        \
-	X(sessions_up, "sessions that came up (re-keys not counted)")             \
-	X(registers_sent, "REGISTER sent, retransmissions included")              \
+#define LINK_COUNTERS(X)                                                                \
+	X(rx_packets, "datagrams read from the session socket")                         \
+	X(rx_bad_decode, "outer or inner message that did not decode")                  \
+	X(rx_bad_index, "datagrams naming no session or handshake of ours")             \
+	X(rx_bad_auth, "handshake responses or DATA that failed to authenticate")       \
+	X(rx_replay, "DATA whose counter was already seen")                             \
+	X(rx_unexpected, "valid messages not meant for a node, or not now")             \
+	X(rx_poison, "filter test poison that reached the session socket")              \
+	X(rx_session_unknown, "SESSION_UNKNOWN received")                               \
+	X(handshakes_sent, "HS_INIT sent")                                              \
+	X(sessions_up, "sessions that came up (re-keys not counted)")                   \
+	X(registers_sent, "REGISTER sent, retransmissions included")                    \
 	X(rx_cookie, "COOKIE_REPLY that opened: the handshake is sent again with mac2") \
 	X(rx_cookie_bad, "COOKIE_REPLY that did not open (not ours, replayed, forged)") \
 	X(addr_checks, "ADDR_CHECK answered: the coordinator saw our session move")      \
-	X(rebinds, "times our session address changed while the session was up")
+	X(rebinds, "times our session address changed while the session was up")         \
+	X(relay_requests, "RELAY_REQUESTs sent: a peer's direct candidates failed")      \
+	X(relay_closes, "RELAY_CLOSEs sent: a relay is not needed any more")
 struct link_counters {
 	LINK_COUNTERS(COUNTER_FIELD)
 };
@@ -110,16 +112,21 @@ enum link_event_type {
 	LINK_EV_RESYNC,     /* a peer wants a PUNCH: next REGISTER carries RESYNC (now: at once) */
 	LINK_EV_PUNCH_DONE, /* the endpoint of PUNCH `attempt` (flag ACK) is written: ack it */
 	LINK_EV_ACTIVITY,   /* flag: the tunnels carry traffic (WireGuard's counters moved) */
+	LINK_EV_RELAY_BIND, /* send relay-bind probes to addr (our relay port) from the WG port */
+	LINK_EV_RELAY_REQUEST, /* peer_key's direct candidates failed: RELAY_REQUEST */
+	LINK_EV_RELAY_CLOSE,   /* peer_key's relay is not needed (reason): RELAY_CLOSE */
 };
 
 struct link_event {
 	enum link_event_type type;
-	struct addr addr;   /* RESOLVED */
+	struct addr addr;   /* RESOLVED; RELAY_BIND: the relay endpoint */
 	const uint8_t *buf; /* DATAGRAM */
 	size_t len;
 	bool truncated;
 	bool flag;        /* REGISTER: probe as well; RESYNC: now; ACTIVITY: active */
 	uint32_t attempt; /* PUNCH_DONE */
+	const uint8_t *peer_key; /* RELAY_REQUEST, RELAY_CLOSE */
+	uint8_t reason;          /* RELAY_CLOSE: enum proto_relay_close_reason */
 };
 
 /* What the engine needs from outside for one event, all of it injected. */
@@ -162,7 +169,11 @@ struct link_send {
 #define LINK_R_MOVED 0x40            /* the coordinator's address changed (not the first one) */
 #define LINK_R_RESOLVE_RETRY 0x80    /* resolving failed; retried in resolve_retry_ms */
 #define LINK_R_PROBES_GIVEN_UP 0x100 /* no complete MAPPING round: the next trigger probes again */
-#define LINK_R_REBOUND 0x200 /* our session address moved (NAT rebinding): probing again */
+#define LINK_R_RELAY 0x200           /* relay holds a RELAY for the node (endpoint resolved) */
+#define LINK_R_REBOUND 0x400 /* our session address moved (NAT rebinding): probing again */
+/* Bind probes sent back to back per RELAY_BIND: one lost probe must not cost a WireGuard
+ * retry (5 s); each has its own counter, so the coordinator takes the first to arrive. */
+#define LINK_RELAY_BINDS 3
 
 struct link_actions {
 	struct link_send sends[LINK_MAX_SENDS];
@@ -173,6 +184,7 @@ struct link_actions {
 	const char *down_why;
 	uint64_t resolve_retry_ms;
 	struct proto_punch punch;
+	struct proto_relay relay;
 };
 
 /* One direction pair of transport keys, as agreed by one handshake. */

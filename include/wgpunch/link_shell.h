@@ -39,6 +39,8 @@ struct link_shell_ops {
 	void (*fill_register)(void *arg, struct proto_register *reg);
 	/* A PUNCH from this link; link_shell_punch_done() acks it once carried out. */
 	void (*on_punch)(void *arg, struct link_shell *s, const struct proto_punch *punch);
+	/* A RELAY from this link (its endpoint resolved); link_shell_relay_bind() binds it. */
+	void (*on_relay)(void *arg, struct link_shell *s, const struct proto_relay *relay);
 	/* The session came up (up) or went down. */
 	void (*on_session)(void *arg, struct link_shell *s, bool up);
 	/* Every handle is closed and s is freed. */
@@ -68,6 +70,11 @@ void link_shell_probe(struct link_shell *s);
 void link_shell_activity(struct link_shell *s, bool active);
 void link_shell_resync(struct link_shell *s, bool now);
 void link_shell_punch_done(struct link_shell *s, uint32_t attempt);
+/* Relay-bind probes from the WireGuard port to relay (our relay port on the coordinator). */
+void link_shell_relay_bind(struct link_shell *s, const struct addr *relay);
+/* RELAY_REQUEST / RELAY_CLOSE (reason) for peer_key over this link's session. */
+void link_shell_relay_request(struct link_shell *s, const uint8_t peer_key[KEY_LEN]);
+void link_shell_relay_close(struct link_shell *s, const uint8_t peer_key[KEY_LEN], uint8_t reason);
 
 unsigned int link_shell_id(const struct link_shell *s);
 bool link_shell_same_conf(const struct link_shell *s, const struct config_coordinator *cc);

@@ -116,6 +116,7 @@ struct node_peer {
 	enum node_path path;
 	enum node_peer_state state;
 	bool stale; /* FAILED because a working path went stale, not because no candidate worked */
+	struct addr relay; /* our relay endpoint for this peer; unset: none */
 };
 
 void node_peer_init(struct node_peer *p, const uint8_t key[KEY_LEN], uint64_t now_ms);
@@ -140,6 +141,16 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 					 const struct node_peer_self *self,
 					 const struct node_peer_obs *obs, uint64_t now_ms);
 
+/*
+ * A RELAY for this peer: the one candidate is the relay endpoint (path relay). Returns
+ * NODE_PEER_WRITE (kick through the relay), NODE_PEER_WRITE_QUIET when second (the other
+ * side initiates; the kick is due NODE_PEER_KICK_WAIT_MS + jitter from rnd later unless its
+ * handshake came), or NODE_PEER_NOTHING when WireGuard already uses it with a fresh
+ * handshake, or a direct path works.
+ */
+enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr *relay, bool second,
+					 uint32_t rnd, const struct node_peer_obs *obs,
+					 uint64_t now_ms);
 /* No NAT in front of us: mapping's IP is one of local[] (ports ignored). */
 bool node_peer_no_nat(const struct addr *mapping, const struct addr *local, size_t n_local);
 

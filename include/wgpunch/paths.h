@@ -32,7 +32,9 @@
 #define PATHS_COUNTERS(X)                                                           \
 	X(punches, "PUNCH messages received, from every link")                      \
 	X(punches_ignored, "PUNCHes for a key that is not a peer of the interface") \
-	X(punches_merged, "PUNCHes for an attempt another link opened: acked only")
+	X(punches_merged, "PUNCHes for an attempt another link opened: acked only") \
+	X(punches_on_relay, "PUNCHes for a peer on a working relay: acked only")    \
+	X(relays, "RELAY messages for a peer of the interface")
 struct paths_counters {
 	PATHS_COUNTERS(COUNTER_FIELD)
 };
@@ -52,6 +54,8 @@ struct paths_write {
 struct paths_peer {
 	struct node_peer m;
 	unsigned int link_id;     /* the link whose PUNCH opened the attempt; 0 = none */
+	unsigned int punch_link; /* the link of the last PUNCH (its coordinator relays); 0 = none */
+	unsigned int relay_link; /* the link of the last RELAY; 0 = none */
 	struct proto_punch punch; /* that PUNCH, to recognise the same one from another link */
 };
 
@@ -94,6 +98,11 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 				  const struct node_peer_self *self,
 				  const struct node_peer_obs *obs, uint64_t now_ms,
 				  struct paths_peer **out, enum node_peer_action *act);
+/* A RELAY from link link_id: the peer (NULL: not ours) and the machine's action in *act. */
+struct paths_peer *paths_on_relay(struct paths *ps, unsigned int link_id,
+				  const struct proto_relay *relay, uint32_t rnd,
+				  const struct node_peer_obs *obs, uint64_t now_ms,
+				  enum node_peer_action *act);
 /* The link went down: the attempts it opened are nobody's now. */
 void paths_link_down(struct paths *ps, unsigned int link_id);
 
@@ -124,7 +133,7 @@ enum paths_reason {
 	PATHS_REASON_PEER_UNKNOWN,   /* no PUNCH comes: not registered, or does not list us */
 	PATHS_REASON_NO_HANDSHAKE,   /* every candidate written, WireGuard completed no handshake */
 	PATHS_REASON_RELAY_OFF,      /* ... and our NAT maps per destination; relay = no */
-	PATHS_REASON_NO_RELAY,       /* ... and our NAT maps per destination; no relay exists */
+	PATHS_REASON_NO_RELAY,       /* ... and our NAT maps per destination; no relay offered */
 	PATHS_REASON_PATH_LOST,      /* a working path went stale */
 };
 #define PATHS_REASON_COUNT (PATHS_REASON_PATH_LOST + 1)
@@ -142,7 +151,7 @@ enum paths_reason {
 struct paths_links_view {
 	size_t n_up;          /* links with a session up */
 	bool per_destination; /* a link up found our mapping endpoint-dependent */
-	bool relay;           /* `relay = yes` (there is no relay in this release either way) */
+	bool relay;           /* `relay = yes` */
 };
 
 struct paths_explain {

@@ -49,6 +49,8 @@ struct paths_shell_ops {
 			  const struct paths_shell_changes *ch);
 	/* The endpoint of PUNCH attempt from link link_id is written (or could not be): ack. */
 	void (*punch_done)(void *arg, unsigned int link_id, uint32_t attempt);
+	/* Every direct candidate of peer_key failed: ask link link_id for a relay. */
+	void (*relay_request)(void *arg, unsigned int link_id, const uint8_t *peer_key);
 	/* Peers want a PUNCH: every link's next REGISTER asks (RESYNC), sent now if now. */
 	void (*resync)(void *arg, bool now);
 	/* Every handle is closed. */
@@ -78,6 +80,10 @@ bool paths_shell_lan_refresh(struct paths_shell *ps);
 void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const struct addr *mapping,
 			  const struct proto_punch *punch);
 /* Link link_id went down. */
+/* A RELAY from link link_id: the peer's endpoint becomes the relay. true when the peer is
+ * ours and the endpoint is (being) written: the caller then sends the bind probes. */
+bool paths_shell_on_relay(struct paths_shell *ps, unsigned int link_id,
+			  const struct proto_relay *relay);
 void paths_shell_link_down(struct paths_shell *ps, unsigned int link_id);
 /* Fills the REGISTER content: port, LAN addresses, peer fingerprints, pages. */
 void paths_shell_fill_register(const struct paths_shell *ps, struct proto_register *reg);

@@ -119,6 +119,9 @@ enum proto_msg_type {
 	PROTO_MSG_PUNCH_ACK = 8,     /* node -> coord: my first packet to the peer is out */
 	PROTO_MSG_ADDR_CHECK = 9,    /* coord -> node, to a new source address: prove it is yours */
 	PROTO_MSG_ADDR_ECHO = 10,    /* node -> coord: the ADDR_CHECK's nonce, from that address */
+	PROTO_MSG_RELAY = 11,        /* coord -> node: reach this peer through this relay port */
+	PROTO_MSG_RELAY_REQUEST = 12, /* node -> coord: direct candidates failed, relay this peer */
+	PROTO_MSG_RELAY_CLOSE = 13,   /* node -> coord: this peer's relay is no longer needed */
 };
 
 /* What a node's NAT does with an unsolicited inbound packet (filter test). */
@@ -135,6 +138,7 @@ const char *proto_filter_name(uint8_t filter);
 
 /* REGISTER flags */
 #define PROTO_REG_F_RESYNC 0x02 /* some peers have no path and no recent PUNCH: punch again */
+#define PROTO_REG_F_NO_RELAY 0x04 /* `relay = no`: never allocate a relay for this node */
 
 /*
  * A node with more than PROTO_MAX_PEERS peers sends its sorted peer list as pages, one
@@ -198,6 +202,41 @@ struct proto_punch_ack {
 	uint32_t attempt;
 };
 
+/* RELAY flags */
+#define PROTO_RELAY_F_AT_ONCE 0x01 /* allocated without a request: no direct path can work */
+/* The other side initiates: write the endpoint quietly and kick only if its handshake does
+ * not come (two initiations crossing in the relay would cost WireGuard's 5 s retry). */
+#define PROTO_RELAY_F_SECOND 0x02
+
+/*
+ * RELAY: the coordinator allocated a relay for this node and peer_key. The node points its
+ * WireGuard endpoint for peer_key at `relay` (the coordinator's address, this node's own relay
+ * port) and binds that port with PROBEs of purpose PROTO_PROBE_RELAY. Each side of the pair gets
+ * its own port; attempt is the relay's id, the same in both sides' RELAY.
+ */
+struct proto_relay {
+	uint32_t attempt;
+	uint8_t peer_key[KEY_LEN];
+	uint8_t flags;
+	struct addr relay; /* coordinator address : this node's relay port */
+};
+
+/* RELAY_REQUEST: every direct candidate for peer_key failed; relay it if the peer agrees. */
+struct proto_relay_request {
+	uint8_t peer_key[KEY_LEN];
+};
+
+/* Why a node gives a relay back. */
+enum proto_relay_close_reason {
+	PROTO_RELAY_CLOSE_DIRECT = 0, /* a direct path works now */
+	PROTO_RELAY_CLOSE_GONE = 1,   /* the peer left the interface, or relay = no */
+};
+
+struct proto_relay_close {
+	uint8_t peer_key[KEY_LEN];
+	uint8_t reason; /* enum proto_relay_close_reason */
+};
+
 struct proto_msg {
 	uint8_t type; /* enum proto_msg_type */
 	union {
@@ -210,6 +249,9 @@ struct proto_msg {
 		struct proto_punch punch;
 		struct proto_punch_ack punch_ack;
 		struct proto_addr_check addr_check; /* ADDR_CHECK and ADDR_ECHO */
+		struct proto_relay relay;
+		struct proto_relay_request relay_request;
+		struct proto_relay_close relay_close;
 	};
 };
 

@@ -34,11 +34,12 @@
 #include "wgpunch/log.h"
 #include "wgpunch/metrics.h"
 #include "wgpunch/punch.h"
+#include "wgpunch/relay.h"
 #include "wgpunch/status.h"
 #include "wgpunch/transport.h"
 
-/* Bottom to top; each service gets only what is below it. A relay service (issue 8) goes
- * beside punch: it needs dir (consent) and the transport (its own sockets, by role). */
+/* Bottom to top; each service gets only what is below it. The relay service is beside
+ * punch: it needs dir (consent) and the transport (RELAY out); its sockets are its own. */
 struct coord {
 	uv_loop_t *loop;
 	const struct config *conf;
@@ -46,6 +47,7 @@ struct coord {
 	struct transport transport;
 	struct dir dir;
 	struct punch punch;
+	struct relay relay;
 	struct filter filter;
 	struct hs hs;
 	struct metrics_file *metrics; /* not in handles: it closes itself and never calls back */
@@ -78,6 +80,10 @@ static void coord_dir_changed(void *arg, struct reg_node *n, bool was_ready, boo
 {
 	struct coord *c = arg;
 
+	/* RELAY before PUNCH: a node that has its relay acks the PUNCH only, so WireGuard's
+	 * first initiation (the next comes 5 s later) goes to the relay, not to a direct
+	 * candidate that cannot work. */
+	relay_after_change(&c->relay, n, was_ready, changed);
 	punch_after_change(&c->punch, n, was_ready, changed);
 }
 
@@ -86,6 +92,7 @@ static void coord_dir_forget(void *arg, struct reg_node *n)
 	struct coord *c = arg;
 
 	filter_cancel(&c->filter, n);
+	relay_forget(&c->relay, n);
 }
 
 /* ---- lifetime ---- */
@@ -95,6 +102,7 @@ static void coord_on_closed(void *arg)
 {
 	struct coord *c = arg;
 
+	relay_destroy(&c->relay);
 	hs_destroy(&c->hs);
 	punch_destroy(&c->punch);
 	dir_destroy(&c->dir);
@@ -139,11 +147,20 @@ static void coord_render_metrics(void *arg, struct metrics_buf *b)
 
 void coord_stop(struct coord *c)
 {
+	bool relay;
+
 	if (!c)
 		return;
 	metrics_file_stop(c->metrics); /* the last write, before anything closes */
 	c->metrics = NULL;
+	/* The relay's poll handles and timer are its own, not in the list. Closed after the list
+	 * (libuv runs close callbacks last-closed first), they are done before the list's last
+	 * callback frees c. The list is not empty once the relay exists (the transport's sockets
+	 * came first), so c is still here after coord_handles_close_all(). */
+	relay = c->relay.inited;
 	coord_handles_close_all(&c->handles);
+	if (relay)
+		relay_stop(&c->relay);
 }
 
 int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
@@ -181,11 +198,13 @@ int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
 	r = dir_init(&c->dir, loop, &c->handles, conf, &c->transport, &h);
 	if (r == 0)
 		r = punch_init(&c->punch, loop, &c->handles, &c->transport, &c->dir);
+	if (r == 0)
+		r = relay_init(&c->relay, loop, conf, &c->transport, &c->dir);
 	if (r < 0) {
 		log_err_errno(r, "cannot start the coordinator");
 		goto fail;
 	}
-	filter_init(&c->filter, loop, &c->handles, &c->transport, &c->punch);
+	filter_init(&c->filter, loop, &c->handles, &c->transport, &c->punch, &c->relay);
 	r = hs_init(&c->hs, loop, conf, &c->transport, &c->dir, &c->filter);
 	if (r < 0)
 		goto fail;
@@ -220,6 +239,8 @@ int coord_reload(struct coord *c, const struct config *conf)
 	if (sodium_memcmp(c->conf->coord.private_key, conf->coord.private_key, KEY_LEN) != 0)
 		return -EAGAIN;
 	r = coord_handles_reload_check(&c->handles, conf);
+	if (r == 0)
+		r = relay_reload_check(&c->relay, conf);
 	if (r < 0)
 		return r;
 	r = dir_reload(&c->dir, conf);
@@ -281,5 +302,6 @@ cJSON *coord_status(struct coord *c)
 	for (i = 0; ctr && i < COORD_COUNTER_GROUPS; i++)
 		if (!status_add_counters(ctr, g[i].table, g[i].base))
 			break;
+	relay_status(&c->relay, st, uv_now(c->loop));
 	return st;
 }

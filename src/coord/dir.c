@@ -153,8 +153,9 @@ static void dir_on_probe(void *arg, const struct transport_rx *rx)
 	m.mapping.port_index = pi;
 	m.mapping.observed = *rx->from;
 	transport_send_msg(d->t, n, &m);
-	if (pi == PROTO_PROBE_MAP_P)
-		dir_changed(d, n, was_ready, changed);
+	/* Only mapping[0] is a change that needs a new punch (section 4.4); mapping[1] is told
+	 * too, with changed false, because it shows the mapping type the relay decides on. */
+	dir_changed(d, n, was_ready, pi == PROTO_PROBE_MAP_P && changed);
 }
 
 /* ---- expiry ---- */

@@ -16,6 +16,7 @@
 #include "wgpunch/proto.h"
 #include "wgpunch/punch.h"
 #include "wgpunch/registry.h"
+#include "wgpunch/relay.h"
 #include "wgpunch/transport.h"
 
 #define X(name, help) COUNTER_DEF(filter_counters, name, help)
@@ -104,6 +105,9 @@ static void filter_finish(struct filter *f, struct reg_node *n, uint8_t result)
 	m.filter_result.filter = result;
 	transport_send_msg(f->t, n, &m);
 	filter_arm_timer(f);
+	/* The relay first, as coord.c does for the directory's changes: a node with its RELAY
+	 * acks the PUNCH and spends no WireGuard initiation on a direct candidate. */
+	relay_after_change(f->relay, n, was_ready, false);
 	punch_after_change(f->punch, n, was_ready, false);
 }
 
@@ -169,11 +173,12 @@ void filter_cancel(struct filter *f, struct reg_node *n)
 static const struct coord_handle_ops filter_timer_ops = { .what = "filter test timer" };
 
 void filter_init(struct filter *f, uv_loop_t *loop, struct coord_handles *handles,
-		 struct transport *t, struct punch *punch)
+		 struct transport *t, struct punch *punch, struct relay *relay)
 {
 	f->loop = loop;
 	f->t = t;
 	f->punch = punch;
+	f->relay = relay;
 	f->head = f->tail = NULL;
 	f->n_pending = 0;
 	coord_handles_add_timer(handles, loop, &f->timer, &filter_timer_ops, f);

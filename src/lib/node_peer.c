@@ -30,6 +30,8 @@ static enum node_path classify_endpoint(const struct node_peer *p, const struct 
 	for (i = 0; i < p->n_cands; i++)
 		if (addr_equal(&p->cands[i].addr, ep))
 			return p->cands[i].path;
+	if (addr_is_set(&p->relay) && addr_equal(&p->relay, ep))
+		return NODE_PATH_RELAY;
 	return path_of_addr(ep, NODE_PATH_DIRECT);
 }
 
@@ -161,6 +163,35 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 	return NODE_PEER_WRITE;
 }
 
+enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr *relay, bool second,
+					 uint32_t rnd, const struct node_peer_obs *obs,
+					 uint64_t now_ms)
+{
+	/* A direct path that works stays: the coordinator relays on a guess (or on the other
+	 * side's request), WireGuard's handshake is proof. */
+	if (p->state == NODE_PEER_UP && p->path != NODE_PATH_RELAY && hs_fresh(obs))
+		return NODE_PEER_NOTHING;
+	p->relay = *relay;
+	p->seen_s = obs->handshake_s;
+	p->seen_ns = obs->handshake_ns;
+	p->n_cands = 0;
+	p->cur = 0;
+	add_cand(p, relay, NODE_PATH_RELAY);
+	if (p->n_cands == 0)
+		return NODE_PEER_NOTHING;
+	if (addr_is_set(&obs->endpoint) && addr_equal(&obs->endpoint, relay) && hs_fresh(obs)) {
+		set_up(p, NODE_PATH_RELAY);
+		return NODE_PEER_NOTHING;
+	}
+	start_attempt(p, obs, now_ms);
+	if (second) {
+		p->kick_ms =
+			now_ms + NODE_PEER_KICK_WAIT_MS + rnd % (NODE_PEER_KICK_JITTER_MS + 1u);
+		return NODE_PEER_WRITE_QUIET;
+	}
+	return NODE_PEER_WRITE;
+}
+
 enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_peer_obs *obs,
 					uint64_t now_ms, bool keepalive_on)
 {
@@ -173,8 +204,12 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 	case NODE_PEER_TRYING:
 		if (hs_newer(obs->handshake_s, obs->handshake_ns, p->base_s, p->base_ns)) {
 			bool kick_waiting = p->kick_ms != 0;
+			bool via_relay = addr_is_set(&p->relay) && addr_is_set(&obs->endpoint) &&
+					 addr_equal(&obs->endpoint, &p->relay);
 
-			set_up(p, p->cands[p->cur].path);
+			/* WireGuard roams to where its peer's packets come from: through the
+			 * relay they are the relay's, whatever candidate was written. */
+			set_up(p, via_relay ? NODE_PATH_RELAY : p->cands[p->cur].path);
 			return kick_waiting ? NODE_PEER_UP_KEEPALIVE : NODE_PEER_UP_NOW;
 		}
 		if (p->kick_ms) {
@@ -195,6 +230,10 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 		}
 		p->state = NODE_PEER_FAILED;
 		p->path = NODE_PATH_NONE;
+		/* The relay did not come up (its bind probes lost, or it is gone): forget it, so
+		 * the node asks again and the next PUNCH is not taken for the relay's. */
+		if (p->cands[p->cur].path == NODE_PATH_RELAY)
+			memset(&p->relay, 0, sizeof(p->relay));
 		return NODE_PEER_GIVE_UP;
 	case NODE_PEER_UP:
 		/* With keepalive on, WireGuard re-handshakes every 2 minutes while the path works. */
@@ -203,6 +242,9 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 			p->state = NODE_PEER_FAILED;
 			p->path = NODE_PATH_NONE;
 			p->stale = true;
+			/* A stale relay is gone too (idle teardown, a coordinator restart): the
+			 * next PUNCH or RELAY starts over. */
+			memset(&p->relay, 0, sizeof(p->relay));
 			return NODE_PEER_DOWN;
 		}
 		/* WireGuard roams to where authentic packets come from; follow it. */

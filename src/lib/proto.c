@@ -19,8 +19,9 @@
 #define ADDR4_WIRE_LEN (1 + 4 + 2)
 #define ADDR6_WIRE_LEN (1 + 16 + 2)
 
-#define REG_FLAGS_KNOWN (PROTO_REG_F_RESYNC)
+#define REG_FLAGS_KNOWN (PROTO_REG_F_RESYNC | PROTO_REG_F_NO_RELAY)
 #define PUNCH_FLAGS_KNOWN (PROTO_PUNCH_F_ACK)
+#define RELAY_FLAGS_KNOWN (PROTO_RELAY_F_AT_ONCE | PROTO_RELAY_F_SECOND)
 
 /* ---- read cursor ---- */
 
@@ -429,6 +430,21 @@ int proto_decode_msg(const uint8_t *buf, size_t len, struct proto_msg *out)
 	case PROTO_MSG_ADDR_ECHO:
 		out->addr_check.nonce = rd_be64(&r);
 		break;
+	case PROTO_MSG_RELAY:
+		out->relay.attempt = rd_be32(&r);
+		rd_bytes(&r, out->relay.peer_key, KEY_LEN);
+		out->relay.flags = rd_u8(&r);
+		rd_require(&r, !(out->relay.flags & ~RELAY_FLAGS_KNOWN));
+		rd_addr(&r, &out->relay.relay);
+		break;
+	case PROTO_MSG_RELAY_REQUEST:
+		rd_bytes(&r, out->relay_request.peer_key, KEY_LEN);
+		break;
+	case PROTO_MSG_RELAY_CLOSE:
+		rd_bytes(&r, out->relay_close.peer_key, KEY_LEN);
+		out->relay_close.reason = rd_u8(&r);
+		rd_require(&r, out->relay_close.reason <= PROTO_RELAY_CLOSE_GONE);
+		break;
 	default:
 		r.bad = true; /* unknown type, or an empty message */
 		break;
@@ -469,6 +485,11 @@ static bool msg_valid(const struct proto_msg *m)
 		return true;
 	case PROTO_MSG_REGISTER_ACK:
 		return addr_encodable(&m->reg_ack.observed);
+	case PROTO_MSG_RELAY:
+		return !(m->relay.flags & ~RELAY_FLAGS_KNOWN) && addr_encodable(&m->relay.relay);
+	case PROTO_MSG_RELAY_CLOSE:
+		return m->relay_close.reason <= PROTO_RELAY_CLOSE_GONE;
+	case PROTO_MSG_RELAY_REQUEST:
 	case PROTO_MSG_FILTER_GO:
 	case PROTO_MSG_FILTER_ECHO:
 	case PROTO_MSG_PUNCH_ACK:
@@ -538,6 +559,19 @@ ssize_t proto_encode_msg(uint8_t *buf, size_t cap, const struct proto_msg *m)
 	case PROTO_MSG_ADDR_CHECK:
 	case PROTO_MSG_ADDR_ECHO:
 		wr_be64(&w, m->addr_check.nonce);
+		break;
+	case PROTO_MSG_RELAY:
+		wr_be32(&w, m->relay.attempt);
+		wr_bytes(&w, m->relay.peer_key, KEY_LEN);
+		wr_u8(&w, m->relay.flags);
+		wr_addr(&w, &m->relay.relay);
+		break;
+	case PROTO_MSG_RELAY_REQUEST:
+		wr_bytes(&w, m->relay_request.peer_key, KEY_LEN);
+		break;
+	case PROTO_MSG_RELAY_CLOSE:
+		wr_bytes(&w, m->relay_close.peer_key, KEY_LEN);
+		wr_u8(&w, m->relay_close.reason);
 		break;
 	}
 	return wr_result(&w);

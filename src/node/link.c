@@ -450,6 +450,50 @@ static void send_probes(struct run *r)
 	}
 }
 
+/* 0.0.0.0 or ::: the coordinator listens on every address. */
+static bool addr_is_wildcard(const struct addr *a)
+{
+	static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+
+	if (a->sa.sa_family == AF_INET)
+		return a->in4.sin_addr.s_addr == 0;
+	return a->sa.sa_family == AF_INET6 && memcmp(&a->in6.sin6_addr, &any6, sizeof(any6)) == 0;
+}
+
+/* Relay-bind probes to our relay port `to` (PROTOCOL.md 2.4, relay.md section 2). */
+static void send_relay_binds(struct run *r, const struct addr *to)
+{
+	struct link *l = r->l;
+	size_t pre = proto_outer_prefix_len(PROTO_PROBE);
+
+	if (!l->cur.valid)
+		return;
+	for (unsigned int i = 0; i < LINK_RELAY_BINDS; i++) {
+		uint8_t mac[PROTO_PROBE_MAC_LEN] = { 0 };
+		struct proto_outer o = { .type = PROTO_PROBE };
+		struct link_send *s = out_slot(r);
+		ssize_t n;
+
+		if (!s)
+			return;
+		o.receiver_idx = l->cur.remote_idx;
+		o.counter = ++l->probe_seq;
+		o.dst_port = addr_port(to);
+		o.purpose = PROTO_PROBE_RELAY;
+		o.body = mac;
+		o.body_len = sizeof(mac);
+		n = proto_encode_outer(s->buf, sizeof(s->buf), &o);
+		if (n < 0)
+			return;
+		session_probe_mac(l->probe_key, s->buf, pre, s->buf + pre);
+		s->via = LINK_VIA_PROBER;
+		s->msg = 0;
+		s->to = *to;
+		s->len = (size_t)n;
+		r->out->n_sends++;
+	}
+}
+
 /*
  * A series of probe rounds: the first now, then again while no round of this series has
  * come back whole (both MAPPINGs), so one lost probe or MAPPING costs half a second rather
@@ -784,6 +828,17 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 		r->out->punch = m->punch;
 		r->out->reports |= LINK_R_PUNCH;
 		return;
+	case PROTO_MSG_RELAY:
+		r->out->relay = m->relay;
+		/* A wildcard listen address on the coordinator: the relay is where we reach it. */
+		if (addr_is_wildcard(&r->out->relay.relay)) {
+			uint16_t port = addr_port(&r->out->relay.relay);
+
+			r->out->relay.relay = l->addr;
+			addr_set_port(&r->out->relay.relay, port);
+		}
+		r->out->reports |= LINK_R_RELAY;
+		return;
 	case PROTO_MSG_ADDR_CHECK: {
 		/* Our DATA came from a new address (a NAT rebinding): the coordinator moves the
 		 * session there once this echo, sent from the same socket, arrives from it. */
@@ -976,6 +1031,26 @@ void link_on_event(struct link *l, const struct link_event *ev, const struct lin
 		    l->timers[LINK_T_REFRESH] > now_ms + LINK_REFRESH_ACTIVE_MS)
 			arm(&r, LINK_T_REFRESH, LINK_REFRESH_ACTIVE_MS);
 		break;
+	case LINK_EV_RELAY_BIND:
+		send_relay_binds(&r, &ev->addr);
+		break;
+	case LINK_EV_RELAY_REQUEST: {
+		struct proto_msg m = { .type = PROTO_MSG_RELAY_REQUEST };
+
+		memcpy(m.relay_request.peer_key, ev->peer_key, KEY_LEN);
+		if (send_msg(&r, &m, 0) == 0)
+			l->counters.relay_requests++;
+		break;
+	}
+	case LINK_EV_RELAY_CLOSE: {
+		struct proto_msg m = { .type = PROTO_MSG_RELAY_CLOSE };
+
+		memcpy(m.relay_close.peer_key, ev->peer_key, KEY_LEN);
+		m.relay_close.reason = ev->reason;
+		if (send_msg(&r, &m, 0) == 0)
+			l->counters.relay_closes++;
+		break;
+	}
 	}
 
 	out->timer_at = 0;

@@ -247,6 +247,7 @@ static void shell_report(struct link_shell *s, unsigned int rep, const char *why
 /* One event into the engine, and what it returns carried out. */
 static void shell_run(struct link_shell *s, const struct link_event *ev)
 {
+	struct proto_relay relay;
 	struct link_env env = {
 		.private_key = s->has_key ? s->private_key : NULL,
 		.random = shell_random,
@@ -283,9 +284,13 @@ static void shell_run(struct link_shell *s, const struct link_event *ev)
 	retry = o->resolve_retry_ms;
 	if (rep & LINK_R_PUNCH)
 		punch = o->punch;
+	if (rep & LINK_R_RELAY)
+		relay = o->relay;
 	if (o->resolve)
 		shell_resolve(s);
 	shell_report(s, rep, why, retry, &punch);
+	if (rep & LINK_R_RELAY)
+		s->ops.on_relay(s->ops.arg, s, &relay);
 }
 
 static void shell_on_timer(uv_timer_t *t)
@@ -521,6 +526,22 @@ void link_shell_resync(struct link_shell *s, bool now)
 void link_shell_punch_done(struct link_shell *s, uint32_t attempt)
 {
 	shell_run(s, &(struct link_event){ .type = LINK_EV_PUNCH_DONE, .attempt = attempt });
+}
+
+void link_shell_relay_bind(struct link_shell *s, const struct addr *relay)
+{
+	shell_run(s, &(struct link_event){ .type = LINK_EV_RELAY_BIND, .addr = *relay });
+}
+
+void link_shell_relay_request(struct link_shell *s, const uint8_t peer_key[KEY_LEN])
+{
+	shell_run(s, &(struct link_event){ .type = LINK_EV_RELAY_REQUEST, .peer_key = peer_key });
+}
+
+void link_shell_relay_close(struct link_shell *s, const uint8_t peer_key[KEY_LEN], uint8_t reason)
+{
+	shell_run(s, &(struct link_event){
+			     .type = LINK_EV_RELAY_CLOSE, .peer_key = peer_key, .reason = reason });
 }
 
 unsigned int link_shell_id(const struct link_shell *s)

@@ -128,6 +128,8 @@ static void node_fill_register(void *arg, struct proto_register *reg)
 	struct node *n = arg;
 
 	paths_shell_fill_register(n->paths, reg);
+	if (!n->conf->node.relay)
+		reg->flags |= PROTO_REG_F_NO_RELAY;
 }
 
 static void node_on_punch(void *arg, struct link_shell *s, const struct proto_punch *punch)
@@ -135,6 +137,20 @@ static void node_on_punch(void *arg, struct link_shell *s, const struct proto_pu
 	struct node *n = arg;
 
 	paths_shell_on_punch(n->paths, link_shell_id(s), &link_shell_link(s)->mapping[0], punch);
+}
+
+static void node_on_relay(void *arg, struct link_shell *s, const struct proto_relay *relay)
+{
+	struct node *n = arg;
+	char k[KEY_SHORT_LEN];
+
+	if (!n->conf->node.relay) {
+		/* REGISTER said NO_RELAY; a coordinator that relays anyway gets no bind. */
+		log_info("RELAY for peer %s ignored: relay = no", key_short(relay->peer_key, k));
+		return;
+	}
+	if (paths_shell_on_relay(n->paths, link_shell_id(s), relay))
+		link_shell_relay_bind(s, &relay->relay);
 }
 
 static void node_on_session(void *arg, struct link_shell *s, bool up)
@@ -181,6 +197,14 @@ static void node_on_punch_done(void *arg, unsigned int link_id, uint32_t attempt
 		link_shell_punch_done(s, attempt);
 }
 
+static void node_on_relay_request(void *arg, unsigned int link_id, const uint8_t *peer_key)
+{
+	struct link_shell *s = node_find_link(arg, link_id);
+
+	if (s) /* NULL: the link is gone (reload) */
+		link_shell_relay_request(s, peer_key);
+}
+
 static void node_on_resync(void *arg, bool now)
 {
 	struct node *n = arg;
@@ -220,6 +244,7 @@ static int node_add_link(struct node *n, const struct config_coordinator *cc)
 	const struct link_shell_ops ops = {
 		.fill_register = node_fill_register,
 		.on_punch = node_on_punch,
+		.on_relay = node_on_relay,
 		.on_session = node_on_session,
 		.closed = node_released,
 		.arg = n,
@@ -248,6 +273,7 @@ int node_start(uv_loop_t *loop, const struct config *conf, node_fatal_cb fatal, 
 		.fail = node_on_fail,
 		.on_device = node_on_device,
 		.punch_done = node_on_punch_done,
+		.relay_request = node_on_relay_request,
 		.resync = node_on_resync,
 		.closed = node_released,
 	};

@@ -166,7 +166,17 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 		ps->counters.punches_merged++;
 		return PATHS_MERGED;
 	}
+	/* With a relay a PUNCH would point WireGuard back at a direct candidate that failed (or
+	 * never could work), and a handshake through the relay would pass for the direct
+	 * candidate's: the relay stays until its path goes stale. RELAY and PUNCH of one pair
+	 * come in either order (the second side's PUNCH waits for the first side's ack). */
+	if (addr_is_set(&p->m.relay)) {
+		p->punch_link = link_id;
+		ps->counters.punches_on_relay++;
+		return PATHS_MERGED;
+	}
 	*act = node_peer_on_punch(&p->m, punch, self, obs, now_ms);
+	p->punch_link = link_id;
 	if (attempt_open(p)) {
 		p->link_id = link_id;
 		p->punch = *punch;
@@ -176,13 +186,37 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 	return PATHS_RUN;
 }
 
+struct paths_peer *paths_on_relay(struct paths *ps, unsigned int link_id,
+				  const struct proto_relay *relay, uint32_t rnd,
+				  const struct node_peer_obs *obs, uint64_t now_ms,
+				  enum node_peer_action *act)
+{
+	struct paths_peer *p = paths_find(ps, relay->peer_key);
+
+	*act = NODE_PEER_NOTHING;
+	if (!p)
+		return NULL;
+	ps->counters.relays++;
+	p->relay_link = link_id;
+	*act = node_peer_on_relay(&p->m, &relay->relay, relay->flags & PROTO_RELAY_F_SECOND, rnd,
+				  obs, now_ms);
+	p->link_id = attempt_open(p) ? link_id : 0;
+	memset(&p->punch, 0, sizeof(p->punch));
+	return p;
+}
+
 void paths_link_down(struct paths *ps, unsigned int link_id)
 {
 	size_t i;
 
-	for (i = 0; i < ps->n; i++)
+	for (i = 0; i < ps->n; i++) {
 		if (ps->peers[i].link_id == link_id)
 			ps->peers[i].link_id = 0;
+		if (ps->peers[i].punch_link == link_id)
+			ps->peers[i].punch_link = 0;
+		if (ps->peers[i].relay_link == link_id)
+			ps->peers[i].relay_link = 0;
+	}
 }
 
 size_t paths_updates(const struct paths_peer *p, enum node_peer_action act, uint16_t keepalive_s,
@@ -382,8 +416,9 @@ const char *paths_reason_text(enum paths_reason r)
 		       "is off (relay = no)";
 	case PATHS_REASON_NO_RELAY:
 		return "no direct candidate worked and this node's NAT maps per destination: "
-		       "if the peer's does too, only a relay can connect them, and this "
-		       "release has no relay";
+		       "if the peer's does too, only a relay can connect them, and no relay was "
+		       "offered (the peer or the coordinator has relay = no, or its relay quota "
+		       "is full)";
 	case PATHS_REASON_PATH_LOST:
 		return "the path went stale (no WireGuard handshake for 180 s); asking for a new "
 		       "punch";

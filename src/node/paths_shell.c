@@ -382,10 +382,24 @@ static void shell_peer_act(struct paths_shell *ps, struct paths_peer *p, enum no
 			 node_path_name(p->m.path),
 			 addr_format(wp ? &wp->endpoint : &cand->addr, a));
 		return;
-	case NODE_PEER_GIVE_UP:
+	case NODE_PEER_GIVE_UP: {
+		/* The relay is the last candidate, on the coordinator that punched us (or whose
+		 * relay did not come up: asked again, it announces the relay again). */
+		unsigned int link = p->punch_link ? p->punch_link : p->relay_link;
+		bool was_relay;
+
+		cand = node_peer_candidate(&p->m);
+		was_relay = cand && cand->path == NODE_PATH_RELAY;
+		if (ps->conf->node.relay && link && !addr_is_set(&p->m.relay)) {
+			log_info("no %s path to peer %s, asking for a relay",
+				 was_relay ? "relay" : "direct", key_short(p->m.key, k));
+			ps->ops.relay_request(ps->ops.arg, link, p->m.key);
+			return;
+		}
 		log_info("no path to peer %s after %u candidates, waiting for the next punch",
 			 key_short(p->m.key, k), p->m.n_cands);
 		return;
+	}
 	case NODE_PEER_DOWN:
 		/* The RESYNC timer asks for a new punch at once (shell_schedule_resync). */
 		log_info("path to peer %s down (no handshake for %d s), asking for a new punch",
@@ -458,6 +472,31 @@ void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const st
 		log_info("punch for peer %s without a usable candidate", key_short(p->m.key, k));
 	if (ack)
 		ps->ops.punch_done(ps->ops.arg, link_id, punch->attempt);
+}
+
+bool paths_shell_on_relay(struct paths_shell *ps, unsigned int link_id,
+			  const struct proto_relay *relay)
+{
+	struct node_peer_obs obs;
+	enum node_peer_action act;
+	struct paths_peer *p;
+	char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
+
+	shell_obs(ps, relay->peer_key, &obs);
+	p = paths_on_relay(&ps->paths, link_id, relay, randombytes_random(), &obs, now_ms(), &act);
+	if (!p) {
+		log_debug("RELAY for %s, not a peer of %s: ignored", key_short(relay->peer_key, k),
+			  ps->conf->node.interface);
+		return false;
+	}
+	log_info("relay for peer %s at %s%s", key_short(p->m.key, k), addr_format(&relay->relay, a),
+		 relay->flags & PROTO_RELAY_F_AT_ONCE ? " (no direct path can work)" : "");
+	if (act == NODE_PEER_WRITE || act == NODE_PEER_WRITE_QUIET) {
+		shell_write_candidate(ps, p, act, 0, 0, false);
+		if (!ps->get_pending)
+			shell_schedule_poll(ps);
+	}
+	return true;
 }
 
 void paths_shell_link_down(struct paths_shell *ps, unsigned int link_id)
@@ -735,6 +774,11 @@ cJSON *paths_shell_status_peers(const struct paths_shell *ps)
 		cJSON_AddNumberToObject(po, "latest_handshake",
 					wp ? (double)wp->last_handshake_s : 0);
 		cJSON_AddNumberToObject(po, "keepalive", wp ? wp->keepalive_s : 0);
+		/* The relay this peer has (in use when path is relay), or null. */
+		if (addr_is_set(&p->relay))
+			cJSON_AddStringToObject(po, "relay", addr_format(&p->relay, buf));
+		else
+			cJSON_AddNullToObject(po, "relay");
 		cJSON_AddItemToArray(arr, po);
 	}
 	return arr;

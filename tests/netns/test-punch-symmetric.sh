@@ -1,21 +1,25 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # Two hosts, each behind a symmetric router (masquerade fully-random: a new public port for every
-# destination). A direct punch cannot work there and there is no relay yet, so this checks that
-# wgpunch is honest about it: both nodes get a session, report the NAT as endpoint-dependent and
-# its filter as unknown (the filter test's echo leaves a fully-random NAT from a new port whether
-# or not the router kept the poison, so it cannot tell; docs/rendezvous.md section 3.3), try
-# the one candidate they have (the peer's mapping, which that peer's router does not keep for
-# us), give up after it and then show path "none", and nothing crashes. The coordinator then still
-# serves a fresh pair behind cone routers in the same test bed.
+# destination). A direct punch cannot work there, so the pair goes through the coordinator's
+# relay, at once (docs/rendezvous.md section 5): both nodes get a session, report the NAT as
+# endpoint-dependent and its filter as unknown (the filter test's echo leaves a fully-random NAT
+# from a new port whether or not the router kept the poison, so it cannot tell; rendezvous.md
+# section 3.3), get their PUNCH and their RELAY, and show path "relay", true to what WireGuard
+# does: its endpoint is a relay port of the coordinator, with a handshake and a ping through it.
+# Nothing crashes, and the coordinator still serves a fresh pair behind cone routers directly.
+# (Before the relay this test asserted path "none": the contract changed.)
 set -u
 . "$(dirname "$0")/lib.sh"
 tb_need python3 # status JSON
 
-# sym_gave_up HOST: HOST's node logged that its attempts for its peer ran out.
-sym_gave_up()
+# sym_on_relay HOST PEER: HOST's WireGuard reaches PEER at a relay port of the coordinator.
+sym_on_relay()
 {
-	grep -q "no path to peer .* candidates, waiting for the next punch" "$TB_DIR/$1.log"
+	local ep
+
+	ep=$(tb_endpoint "$1" "$2")
+	[ "${ep%:*}" = "$TB_COORD_IP" ] && [ "${ep##*:}" -ge 52000 ] && [ "${ep##*:}" -le 52999 ]
 }
 
 # sym_check_alive: every wgpunch process this test started is still running.
@@ -30,16 +34,18 @@ sym_check_alive()
 	done
 }
 
-# sym_check_none HOST PEER WHEN: HOST's node shows no path to PEER, its WireGuard has no
-# handshake with PEER (the node claims nothing it does not have), and its session is up.
-sym_check_none()
+# sym_check_relay HOST PEER WHEN: HOST's node shows path relay to PEER, and that is what its
+# WireGuard does (a handshake, the endpoint at a relay port), and its session is up.
+sym_check_relay()
 {
 	local path
 
 	path=$(tb_peer_status "$1" "$2" path)
-	[ "$path" = none ] || tb_fail "node $1 shows path '$path' for $2 $3, expected none"
-	[ "$(tb_handshake "$1" "$2")" = 0 ] ||
-		tb_fail "$1 has a handshake with $2 $3, but its node shows no path"
+	[ "$path" = relay ] || tb_fail "node $1 shows path '$path' for $2 $3, expected relay"
+	[ "$(tb_handshake "$1" "$2")" != 0 ] ||
+		tb_fail "$1 has no handshake with $2 $3, but its node shows the relay"
+	sym_on_relay "$1" "$2" ||
+		tb_fail "$1 uses endpoint '$(tb_endpoint "$1" "$2")' for $2 $3, not a relay port"
 	tb_node_session_up "$1" || tb_fail "node $1 has lost its coordinator session $3"
 }
 
@@ -78,15 +84,21 @@ for h in a b; do
 	[ "$f" = unknown ] || tb_fail "node $h shows NAT filter '$f', expected unknown"
 done
 
-# One candidate (the public IPs differ) for 6 s once the PUNCH arrives: allow 20 s for all of it.
-for h in a b; do
-	tb_wait_for 20 sym_gave_up "$h" || tb_fail "node $h never gave up on its peer within 20 s"
-done
-tb_json a "d['counters']['punches'] > 0" >/dev/null || tb_fail "node a gave up without a PUNCH"
-tb_json b "d['counters']['punches'] > 0" >/dev/null || tb_fail "node b gave up without a PUNCH"
-sym_check_none a b "after giving up"
-sym_check_none b a "after giving up"
-sym_check_alive "after the symmetric pair gave up" a b
+# The relay comes with the PUNCH: a handshake through it well within 20 s.
+tb_assert_tunnel a b 20
+tb_json a "d['counters']['punches'] > 0 and d['counters']['relays'] > 0" >/dev/null ||
+	tb_fail "node a is on the relay without a PUNCH and a RELAY"
+tb_json b "d['counters']['punches'] > 0 and d['counters']['relays'] > 0" >/dev/null ||
+	tb_fail "node b is on the relay without a PUNCH and a RELAY"
+sym_relay_path()
+{
+	[ "$(tb_peer_status "$1" "$2" path)" = relay ]
+}
+tb_wait_for 5 sym_relay_path a b || tb_fail "node a never showed path relay"
+tb_wait_for 5 sym_relay_path b a || tb_fail "node b never showed path relay"
+sym_check_relay a b "once up"
+sym_check_relay b a "once up"
+sym_check_alive "after the symmetric pair went to the relay" a b
 
 tb_node c
 tb_node d
@@ -94,8 +106,9 @@ tb_assert_tunnel c d 20
 tb_assert_endpoint c d
 tb_assert_endpoint d c
 sym_check_alive "after the cone pair" a b c d
-# Still honest after the retries (RESYNC) that ran meanwhile.
-sym_check_none a b "at the end"
-sym_check_none b a "at the end"
+# Still on the relay, and honest about it, after whatever ran meanwhile.
+sym_check_relay a b "at the end"
+sym_check_relay b a "at the end"
+tb_ping a b || tb_fail "no ping from a to b through the relay at the end"
 tb_log "node a counters: $(tb_json a "d['counters']")"
-tb_pass "symmetric <-> symmetric: no path, reported honestly; cone pair still served"
+tb_pass "symmetric <-> symmetric: through the relay, reported as such; cone pair served directly"

@@ -482,6 +482,61 @@ static void test_node_peer_second_side_kicks_at_once_behind_nat(void)
 	CHECK(!node_peer_no_nat(&self.mapping, local, 2));
 }
 
+static void test_node_peer_relay(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("203.0.113.5", 51820), relay = ip("198.51.100.1", 52000);
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+
+	/* A direct attempt under way, then RELAY: the relay is the one candidate, kicked. */
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_relay(&p, &relay, false, 0, &o, 100), NODE_PEER_WRITE);
+	CHECK(addr_equal(&node_peer_candidate(&p)->addr, &relay));
+	CHECK_EQ_INT(node_peer_candidate(&p)->path, NODE_PATH_RELAY);
+	/* The handshake comes through the relay: path relay, however it came. */
+	o = obs(&relay, WALL0 + 1, WALL0 + 1);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 400, true), NODE_PEER_UP_NOW);
+	CHECK_EQ_INT(p.path, NODE_PATH_RELAY);
+	/* The same RELAY again with the relay working: nothing to write. */
+	CHECK_EQ_INT(node_peer_on_relay(&p, &relay, false, 0, &o, 500), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.path, NODE_PATH_RELAY);
+	/* Stale: down, and the relay is forgotten (the next PUNCH or RELAY starts over). */
+	o = obs(&relay, WALL0 + 1, WALL0 + 1 + NODE_PEER_STALE_S + 1);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 200000, true), NODE_PEER_DOWN);
+	CHECK(!addr_is_set(&p.relay));
+
+	/* The second side of a relay writes quietly and kicks only if no handshake came. */
+	node_peer_init(&p, key, 0);
+	o = obs(NULL, 0, WALL0);
+	CHECK_EQ_INT(node_peer_on_relay(&p, &relay, true, 7, &o, 1000), NODE_PEER_WRITE_QUIET);
+	CHECK_EQ_INT(node_peer_kick_due(&p), 1000 + NODE_PEER_KICK_WAIT_MS + 7);
+	o = obs(&relay, 0, WALL0);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 1100, true), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 1000 + NODE_PEER_KICK_WAIT_MS + 7, true),
+		     NODE_PEER_KICK);
+
+	/* A relay whose handshake never comes (bind probes lost): given up after its 6 s, and
+	 * forgotten, so the node asks again. */
+	node_peer_init(&p, key, 0);
+	o = obs(NULL, 0, WALL0);
+	CHECK_EQ_INT(node_peer_on_relay(&p, &relay, false, 0, &o, 0), NODE_PEER_WRITE);
+	o = obs(&relay, 0, WALL0 + 6);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, NODE_PEER_ATTEMPT_MS, true), NODE_PEER_GIVE_UP);
+	CHECK(!addr_is_set(&p.relay));
+
+	/* A direct path that works is not given up for a RELAY. */
+	node_peer_init(&p, key, 0);
+	o = obs(NULL, 0, WALL0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
+	o = obs(&m.peer_public, WALL0 + 1, WALL0 + 1);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 300, true), NODE_PEER_UP_NOW);
+	CHECK_EQ_INT(node_peer_on_relay(&p, &relay, false, 0, &o, 400), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
+	CHECK(!addr_is_set(&p.relay));
+}
+
 static void test_node_peer_path_names(void)
 {
 	CHECK(strcmp(node_path_name(NODE_PATH_NONE), "none") == 0);
@@ -508,6 +563,7 @@ int main(void)
 	TAP_RUN(test_node_peer_second_side_lan_handshake_skips_kick);
 	TAP_RUN(test_node_peer_punch_during_kick_wait);
 	TAP_RUN(test_node_peer_second_side_kicks_at_once_behind_nat);
+	TAP_RUN(test_node_peer_relay);
 	TAP_RUN(test_node_peer_path_names);
 	return tap_done();
 }

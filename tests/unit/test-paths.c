@@ -459,7 +459,7 @@ static void test_reason_no_handshake_and_relay(void)
 	CHECK(strstr(paths_reason_text(PATHS_REASON_RELAY_OFF), "relay = no") != NULL);
 	CHECK_EQ_INT(why(pp, &per_dest_on, 9000), PATHS_REASON_NO_RELAY);
 	CHECK(strcmp(paths_reason_name(PATHS_REASON_NO_RELAY), "per_destination_no_relay") == 0);
-	CHECK(strstr(paths_reason_text(PATHS_REASON_NO_RELAY), "this release has no relay") !=
+	CHECK(strstr(paths_reason_text(PATHS_REASON_NO_RELAY), "no relay was offered") !=
 	      NULL);
 	paths_free(&ps);
 }

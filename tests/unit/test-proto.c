@@ -313,7 +313,7 @@ static void test_proto_msg_rejects_non_canonical(void)
 	CHECK_EQ_INT(proto_decode_msg(buf, 0, &d), -EBADMSG);
 	buf[0] = 0;
 	CHECK_EQ_INT(proto_decode_msg(buf, 1, &d), -EBADMSG);
-	buf[0] = 11;
+	buf[0] = 14; /* one past RELAY_CLOSE */
 	CHECK_EQ_INT(proto_decode_msg(buf, 1, &d), -EBADMSG);
 	buf[0] = PROTO_MSG_ADDR_CHECK; /* known, but its nonce is missing */
 	CHECK_EQ_INT(proto_decode_msg(buf, 1, &d), -EBADMSG);
@@ -329,8 +329,10 @@ static void test_proto_msg_rejects_non_canonical(void)
 	buf[12] = PROTO_MAX_LAN + 1;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
 	buf[12] = PROTO_MAX_LAN;
-	buf[7] = 0x04;
+	buf[7] = 0x08;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
+	buf[7] = PROTO_REG_F_NO_RELAY | PROTO_REG_F_RESYNC; /* both defined */
+	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), 0);
 	buf[7] = 0x80;
 	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
 	buf[7] = 0x01; /* version 1's MORE_PEERS: pages replace it */
@@ -705,6 +707,72 @@ static void test_proto_outer_rejects(void)
 	CHECK_EQ_INT(proto_encode_outer(buf + 200, 400, &o), -EINVAL);
 }
 
+static void test_proto_relay_messages(void)
+{
+	/* One row per field. */
+	/* clang-format off */
+	static const uint8_t want[] = {
+		PROTO_MSG_RELAY,
+		0x00, 0x00, 0x00, 0x07,                /* attempt */
+		0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,
+		0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,
+		0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,
+		0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, /* peer_key */
+		0x01,                                  /* flags: AT_ONCE */
+		0x04, 203, 0, 113, 1, 0xcb, 0x20,      /* 203.0.113.1:52000 */
+	};
+	/* clang-format on */
+	uint8_t buf[128];
+	struct proto_msg m, d;
+	ssize_t n;
+
+	zero_msg(&m, PROTO_MSG_RELAY);
+	m.relay.attempt = 7;
+	memset(m.relay.peer_key, 0xaa, KEY_LEN);
+	m.relay.flags = PROTO_RELAY_F_AT_ONCE;
+	m.relay.relay = mk4("203.0.113.1", 52000);
+	CHECK_EQ_INT(proto_encode_msg(buf, sizeof(buf), &m), sizeof(want));
+	CHECK(memcmp(buf, want, sizeof(want)) == 0);
+	CHECK_EQ_INT(msg_roundtrip(&m), 1 + 4 + 32 + 1 + 7);
+	m.relay.relay = mk6("2001:db8::1", 52001);
+	CHECK_EQ_INT(msg_roundtrip(&m), 1 + 4 + 32 + 1 + 19);
+
+	/* an undefined flag, a truncated address, a trailing byte: refused both ways */
+	memcpy(buf, want, sizeof(want));
+	buf[37] = 0x04;
+	CHECK_EQ_INT(proto_decode_msg(buf, sizeof(want), &d), -EBADMSG);
+	buf[37] = PROTO_RELAY_F_AT_ONCE | PROTO_RELAY_F_SECOND; /* both defined */
+	CHECK_EQ_INT(proto_decode_msg(buf, sizeof(want), &d), 0);
+	buf[37] = 0x01;
+	CHECK_EQ_INT(proto_decode_msg(buf, sizeof(want) - 1, &d), -EBADMSG);
+	buf[sizeof(want)] = 0;
+	CHECK_EQ_INT(proto_decode_msg(buf, sizeof(want) + 1, &d), -EBADMSG);
+	CHECK_EQ_INT(proto_decode_msg(buf, sizeof(want), &d), 0);
+	m.relay.flags = 0x80;
+	CHECK_EQ_INT(proto_encode_msg(buf, sizeof(buf), &m), -EINVAL);
+	m.relay.flags = 0;
+	m.relay.relay.sa.sa_family = AF_UNSPEC;
+	CHECK_EQ_INT(proto_encode_msg(buf, sizeof(buf), &m), -EINVAL);
+
+	zero_msg(&m, PROTO_MSG_RELAY_REQUEST);
+	memset(m.relay_request.peer_key, 0x11, KEY_LEN);
+	CHECK_EQ_INT(msg_roundtrip(&m), 1 + 32);
+	n = proto_encode_msg(buf, sizeof(buf), &m);
+	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n - 1, &d), -EBADMSG);
+
+	for (int r = PROTO_RELAY_CLOSE_DIRECT; r <= PROTO_RELAY_CLOSE_GONE; r++) {
+		zero_msg(&m, PROTO_MSG_RELAY_CLOSE);
+		memset(m.relay_close.peer_key, 0x22, KEY_LEN);
+		m.relay_close.reason = (uint8_t)r;
+		CHECK_EQ_INT(msg_roundtrip(&m), 1 + 32 + 1);
+	}
+	n = proto_encode_msg(buf, sizeof(buf), &m);
+	buf[33] = 2; /* no such reason */
+	CHECK_EQ_INT(proto_decode_msg(buf, (size_t)n, &d), -EBADMSG);
+	m.relay_close.reason = 2;
+	CHECK_EQ_INT(proto_encode_msg(buf, sizeof(buf), &m), -EINVAL);
+}
+
 int main(void)
 {
 	TAP_RUN(test_proto_register_roundtrip);
@@ -712,6 +780,7 @@ int main(void)
 	TAP_RUN(test_proto_small_messages_roundtrip);
 	TAP_RUN(test_proto_mapping_bytes);
 	TAP_RUN(test_proto_punch_roundtrip);
+	TAP_RUN(test_proto_relay_messages);
 	TAP_RUN(test_proto_max_sizes_fit_datagram);
 	TAP_RUN(test_proto_msg_rejects_non_canonical);
 	TAP_RUN(test_proto_msg_encode_rejects_invalid);
