@@ -615,7 +615,8 @@ tb_capture()
 	tb_bg "$TB_DIR/capture-$1.log" "$1" python3 -c '
 import socket, struct, sys, time
 out, deadline = open(sys.argv[1], "w", buffering=1), time.time() + float(sys.argv[2])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+# ETH_P_ALL: a tap for one protocol sees only what comes in.
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3))
 s.settimeout(0.2)
 open(sys.argv[1] + ".ready", "w").close()
 while time.time() < deadline:
@@ -623,7 +624,7 @@ while time.time() < deadline:
         pkt, addr = s.recvfrom(65535)
     except socket.timeout:
         continue
-    if addr[0] == "lo" or len(pkt) < 28 or pkt[9] != 17:
+    if addr[0] == "lo" or addr[1] != 0x0800 or len(pkt) < 28 or pkt[9] != 17:
         continue
     ihl = (pkt[0] & 15) * 4
     sport, dport = struct.unpack("!HH", pkt[ihl:ihl + 4])

@@ -38,6 +38,7 @@ start_timed()
 	tb_wait_for 2 tb_node_session_up "$1" ||
 		tb_fail "node $1 has no session 2 s after starting, under the flood"
 	ms=$(((${EPOCHREALTIME/./} - t0) / 1000))
+	[ "$ms" -le 2000 ] || tb_fail "node $1 has its session only $ms ms after starting"
 	tb_log "node $1: session up $ms ms after starting, under the flood"
 	eval "hs_ms_$1=$ms"
 }
@@ -53,6 +54,8 @@ flood=$(cat "$TB_DIR/flood.log")
 tb_log "$flood"
 tb_log "coordinator VmRSS: $rss_before kB before, $rss_during kB during, $rss_after kB after"
 tb_log "coordinator counters: $(tb_json coord "d.get('counters')")"
+rx=$(tb_coord_counter rx_datagrams)
+tb_log "the coordinator read $rx datagrams: $((rx / SECONDS_FLOOD)) a second on average"
 for rss in "$rss_during" "$rss_after"; do
 	[ "$((rss - rss_before))" -le "$RSS_GROWTH_MAX_KB" ] ||
 		tb_fail "the coordinator grew from $rss_before kB to $rss kB under the flood"

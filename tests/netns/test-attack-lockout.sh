@@ -43,6 +43,7 @@ start_timed()
 	tb_wait_for 2 tb_node_session_up "$1" ||
 		tb_fail "node $1 behind the flooded NAT has no session 2 s after starting"
 	ms=$(((${EPOCHREALTIME/./} - t0) / 1000))
+	[ "$ms" -le 2000 ] || tb_fail "node $1 has its session only $ms ms after starting"
 	tb_log "node $1 (behind $victim): session up $ms ms after starting, under the flood"
 }
 start_timed v1

@@ -99,7 +99,7 @@ struct raw {
 	struct iovec iov[BATCH];
 	struct sockaddr_in dst[BATCH];
 	uint8_t pkt[BATCH][PKT_MAX];
-	unsigned int n;
+	unsigned int n, batch; /* flush at batch datagrams (1 to BATCH) */
 	unsigned long sent, bytes, errors;
 };
 
@@ -108,6 +108,7 @@ static int raw_open(struct raw *r)
 	int one = 1;
 
 	memset(r, 0, sizeof(*r));
+	r->batch = BATCH;
 	r->fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
 	if (r->fd < 0 || setsockopt(r->fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof(one)) < 0) {
 		perror("raw socket");
@@ -167,7 +168,7 @@ static void raw_queue(struct raw *r, const struct addr *src, const struct addr *
 	r->msgs[r->n].msg_hdr.msg_iovlen = 1;
 	r->msgs[r->n].msg_hdr.msg_name = &r->dst[r->n];
 	r->msgs[r->n].msg_hdr.msg_namelen = sizeof(r->dst[r->n]);
-	if (++r->n == BATCH)
+	if (++r->n >= r->batch)
 		raw_flush(r);
 }
 
@@ -351,6 +352,9 @@ static int cmd_flood(int argc, char **argv)
 			if (make_junk(pool[i], &ck, bad_mac1, false, coord_pub) < 0)
 				return 1;
 
+	/* Batches of about half a millisecond: a slow flood is spread evenly, as a limiter that
+	 * refills between bursts would otherwise let everything else through. */
+	r->batch = rate / 2000 < 1 ? 1 : rate / 2000 > BATCH ? BATCH : (unsigned int)(rate / 2000);
 	want = (unsigned long)(rate * seconds);
 	t0 = now_s();
 	for (unsigned long i = 0; i < want; i++) {
@@ -589,6 +593,7 @@ static int cmd_collude(int argc, char **argv)
 	if (n_up < 2)
 		return 1;
 
+	r->batch = rate / 2000 < 1 ? 1 : rate / 2000 > BATCH ? BATCH : (unsigned int)(rate / 2000);
 	/* The attack: each round, every colluder sends one authentic DATA (REGISTER, RESYNC) and
 	 * one authentic PROBE to each port, from the victim's address. */
 	t0 = now_s();
