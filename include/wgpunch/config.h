@@ -23,6 +23,9 @@
 #define CONFIG_DEFAULT_RELAY_PORT_MIN 52000
 #define CONFIG_DEFAULT_RELAY_PORT_MAX 52999
 #define CONFIG_DEFAULT_MAX_NODES 1048576u
+/* Half a core for handshakes; a re-key every 15 min: 1M nodes need ~1,170 handshakes a second. */
+#define CONFIG_DEFAULT_HANDSHAKE_CPU 50
+#define CONFIG_DEFAULT_REKEY_INTERVAL_S 900
 #define CONFIG_RUN_DIR "/run/wgpunch"
 #define CONFIG_IFNAMSIZ 16
 
@@ -68,6 +71,8 @@ struct config_coordinator_role {
 	uint16_t relay_port_min, relay_port_max;
 	char *control_socket;
 	uint32_t max_nodes; /* registry bound */
+	uint16_t handshake_cpu;   /* percent of one core the handshake budget may use */
+	uint16_t rekey_interval_s; /* nodes re-key this often (REGISTER_ACK rekey_s) */
 };
 
 struct config {

@@ -31,6 +31,9 @@
 #define DIR_EXPIRE_MS (3 * DIR_REFRESH_S * 1000) /* not refreshed for 3 x refresh_s */
 #define DIR_SWEEP_MS 1000
 #define DIR_SWEEP_MAX 4096 /* expiries per sweep: bounded work per tick */
+/* Peers kept from a paged REGISTER (the union of its pages): 8 KiB of fingerprints at most,
+ * against the 512 bytes a node budget of a node with 8. */
+#define DIR_MAX_PEERS 1024
 
 #define DIR_COUNTERS(X)                                                       \
 	X(probe_accepted, "PROBEs that authenticated: answered with MAPPING") \

@@ -6,9 +6,8 @@
  * It owns the limiter and the "over budget" warning's clock. A handshake that
  * passes creates or finds the node in the directory, installs the session
  * through the transport, answers HS_RESP through it, and hands the new session
- * address to the filter test. Issue 7's cheap checks (a MAC1 that proves the
- * sender knows our key, a cookie that proves its address under load) go in
- * hs_on_init() before the limiter charges anything. Counters: hs_counters_table.
+ * address to the filter test. Counters: hs_counters_table (and the budget's,
+ * hs_budget_counters_table).
  */
 #ifndef WGPUNCH_HS_H
 #define WGPUNCH_HS_H
@@ -18,50 +17,37 @@
 
 #include "wgpunch/addr.h"
 #include "wgpunch/config.h"
+#include "wgpunch/cookie.h"
 #include "wgpunch/counters.h"
+#include "wgpunch/hs_budget.h"
+#include "wgpunch/ratelimit.h"
+#include "wgpunch/ts_table.h"
 
 /*
- * Handshake flood protection. Every HS_INIT costs four X25519 operations
- * (about 0.2 ms) before the coordinator knows whether its sender is real,
- * so HS_INIT passes two cheap checks first; what fails one is dropped and
- * counted (hs_rate_limited, hs_over_budget). Nodes retry with backoff and
- * keep their old session meanwhile, so dropping is safe.
+ * Handshake flood protection, in the order every HS_INIT meets it (rendezvous.md section 1):
  *
- *  - Per source: a token bucket (GCRA) per source IP, IPv6 by its /64 (one
- *    site's hosts share it, as hosts behind one NAT share an IPv4 address).
- *    HS_SOURCE_BURST lets 128 hosts behind one NAT that restart together all
- *    through at once; after that HS_SOURCE_PER_S a second. Sources map to
- *    HS_SLOTS slots by a keyed hash (SipHash, random key), with no eviction:
- *    sources that collide share a bucket, which an attacker cannot aim at
- *    without the key. Constant memory, O(1).
- *  - Global: HS_GLOBAL_PER_S handshakes a second in all (burst: one second's
- *    worth), about half a core; this is what holds against floods from many
- *    (spoofed) sources, and keeps the loop free for live sessions.
- *
- * Pure: time is passed in.
+ *  1. mac1 (cookie.h): the sender knows our public key. Bad mac1: dropped, counted, no answer,
+ *     no state, nothing charged: one BLAKE2b, no X25519.
+ *  2. mac2 proves the source receives at its address. Only then is the source's prefix
+ *     charged (ratelimit.h: HS_SOURCE_PER_S a second, burst HS_SOURCE_BURST, IPv6 by /64), so a
+ *     forged flood with a victim's address can never spend the victim's bucket.
+ *  3. The global budget (hs_budget.h), sized at start from the measured cost of one responder
+ *     handshake and the operator's handshake_cpu: process, answer a cookie reply (under load,
+ *     unproven), or drop.
+ *  4. Noise, authorized_keys, the timestamp against ts_table (survives registry expiry).
+ *  5. Without mac2, a handshake that would create state or move it (no registry entry, no
+ *     known timestamp, another source than the session's) gets a cookie reply instead: the
+ *     registry only holds senders that showed they receive at their address.
+ * A cookie reply (64 bytes) is always smaller than the HS_INIT (148) it answers.
  */
-#define HS_SLOTS 8192
-#define HS_SOURCE_BURST 128
+#define HS_SOURCE_BURST 128 /* 128 hosts behind one NAT restarting together */
 #define HS_SOURCE_PER_S 50
-#define HS_GLOBAL_PER_S 2500
-#define HS_HASH_KEY_LEN 16
+#define HS_SOURCE_SLOTS 65536 /* prefixes the per-source table tracks (24 B each) */
+#define HS_MEASURE_RESPONDER_N 20
+#define HS_MEASURE_COOKIE_N 200
 
-enum hs_verdict {
-	HS_ALLOW = 0,
-	HS_SOURCE_LIMITED, /* this source's bucket is empty */
-	HS_OVER_BUDGET,    /* the global budget is spent (the source is not charged) */
-};
-
-struct hs_limit {
-	uint8_t hash_key[HS_HASH_KEY_LEN];
-	uint64_t global_tat_us; /* GCRA: the theoretical arrival time of the next one */
-	uint64_t source_tat_us[HS_SLOTS];
-};
-
-/* key: random, so that nobody can choose sources that share a slot. */
-void hs_limit_init(struct hs_limit *l, const uint8_t key[HS_HASH_KEY_LEN]);
-/* Decides about one HS_INIT from `from` at now_ms (monotonic) and charges it if allowed. */
-enum hs_verdict hs_limit_check(struct hs_limit *l, const struct addr *from, uint64_t now_ms);
+/* The per-source limiter's shape, as hs_init() sets it up (for tests). */
+void hs_source_params(struct ratelimit_params *p);
 
 #define HS_COUNTERS(X)                                                   \
 	X(hs_accepted, "handshakes answered: a new session")             \
@@ -70,8 +56,11 @@ enum hs_verdict hs_limit_check(struct hs_limit *l, const struct addr *from, uint
 	X(hs_replayed, "timestamp not later than the last accepted one") \
 	X(hs_full, "registry at max_nodes: new node refused")            \
 	X(hs_failed, "local failure (memory, index)")                    \
-	X(hs_rate_limited, "dropped unread: its source sent too many")   \
-	X(hs_over_budget, "dropped unread: the global handshake budget is spent")
+	X(hs_bad_mac1, "dropped unread: mac1 wrong (sender does not know our key)") \
+	X(hs_rate_limited, "dropped unread: its proven source sent too many")   \
+	X(hs_over_budget, "dropped unread: the global handshake budget is spent") \
+	X(hs_cookie_sent, "cookie replies sent") \
+	X(hs_cookie_required, "authentic, but would create or move state without mac2: cookie")
 
 struct hs_counters {
 	HS_COUNTERS(COUNTER_FIELD)
@@ -89,13 +78,23 @@ struct hs {
 	struct dir *dir;
 	struct filter *filter;
 	uint64_t budget_warned_ms; /* the last "over budget" warning (0 = never) */
-	struct hs_limit limit;
+	uint64_t hs_cost_ns, cookie_cost_ns; /* measured at start */
+	struct cookie_responder cookie;
+	struct ratelimit source;  /* proven sources only */
+	struct hs_budget budget;
+	struct ts_table ts;       /* last TAI64N per key, apart from the registry */
 	struct hs_counters ctr;
 };
 
-/* Keys the limiter at random and routes HS_INIT (P only) to itself. */
-void hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct transport *t,
-	     struct dir *dir, struct filter *filter);
+/*
+ * Measures the handshake and cookie costs (a few ms; logged at info), sizes the budget from
+ * conf's handshake_cpu, keys the tables at random and routes HS_INIT (P only) to itself.
+ * 0, or -ENOMEM / -errno (nothing left allocated).
+ */
+int hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct transport *t,
+	    struct dir *dir, struct filter *filter);
+/* Frees the tables and wipes the cookie secrets. */
+void hs_destroy(struct hs *h);
 /* The private key and authorized_keys of conf from now on (the key itself cannot change). */
 void hs_reload(struct hs *h, const struct config *conf);
 

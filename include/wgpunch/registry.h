@@ -81,8 +81,12 @@ struct reg_node {
 	uint8_t recv_key[SESSION_KEY_LEN];
 	uint8_t probe_key[SESSION_KEY_LEN]; /* MAC key of the node's probes */
 	struct session_replay replay;       /* the node's DATA counters */
-	uint64_t probe_seq[2];              /* last accepted probe per port index (P, P + 1) */
-	uint8_t hs_timestamp[PROTO_TIMESTAMP_LEN]; /* last accepted TAI64N: refuses replays */
+	uint64_t probe_seq[2]; /* last accepted probe per purpose (MAP_P, MAP_P1) */
+	/* When the outstanding ADDR_CHECK was sent (0: none); its nonce is a keyed hash of
+	 * this, the index and the address it went to, so it needs no more room here. The last
+	 * accepted TAI64N lives in the coordinator's ts_table, which outlives entries. */
+	uint64_t addr_check_ms;
+	uint64_t punch_tat_ms; /* GCRA of the pairs this node's changes punch (punch.c) */
 
 	struct reg_addr session_addr; /* where the session's handshake / latest DATA came from */
 	struct reg_addr mapping[2];   /* public ip:port of the WireGuard port seen on P and P + 1 */
@@ -99,6 +103,7 @@ struct reg_node {
 	uint8_t filter_state; /* enum reg_filter_state */
 	uint8_t reg_flags;    /* flags of the last REGISTER */
 	bool registered;      /* a REGISTER has been accepted */
+	uint16_t n_pending;   /* punch attempts it caused, waiting for an ack (punch.c) */
 };
 
 /* What struct reg_node may cost, so that node + peers + buckets stay near 512 bytes. */
@@ -156,6 +161,11 @@ struct reg_node *registry_first(const struct registry *r);
 /* Stores a peer list (sorted and deduplicated here). Returns 1 when the set
  * changed, 0 when it is the same, -ENOMEM (n keeps its old list). */
 int registry_set_peers(struct reg_node *n, const uint64_t *fps, size_t count);
+/* One page of a paged peer list: the fingerprints of fps within [lo, hi] replace those of the
+ * stored list within [lo, hi], the rest stays; at most cap distinct ones are kept (the
+ * lowest). Returns as registry_set_peers(). */
+int registry_set_peer_range(struct reg_node *n, const uint64_t *fps, size_t count, uint64_t lo,
+			    uint64_t hi, size_t cap);
 /* Consent test: does n list fp? Binary search. */
 bool registry_lists(const struct reg_node *n, uint64_t fp);
 

@@ -14,9 +14,10 @@
  * Sessions. The transport frames what travels under a node's session (the
  * session fields of struct reg_node: index, keys, counters, replay window,
  * session address): it decrypts DATA, checks its replay window, follows NAT
- * rebinding on P, checks a PROBE's MAC and sequence per port, answers an index
- * it does not know with SESSION_UNKNOWN (rate-limited), and encrypts DATA for
- * transport_send_msg(). Which entry an index names it asks the directory
+ * rebinding on P once the node proved the new address (ADDR_CHECK / ADDR_ECHO),
+ * checks a PROBE's port, purpose, MAC and sequence per purpose, answers DATA
+ * for an index it does not know with SESSION_UNKNOWN (rate-limited; never a
+ * PROBE), and encrypts DATA for transport_send_msg(). Which entry an index names it asks the directory
  * through struct transport_sessions; it never calls a service by name.
  *
  * Dispatch. Services register a handler per message type and the roles
@@ -52,6 +53,9 @@
 
 #define TRANSPORT_MAX_LISTEN 64
 #define TRANSPORT_UNKNOWN_PER_S 1000 /* SESSION_UNKNOWN replies a second, all sources together */
+/* ADDR_CHECK: at most one a node per TRANSPORT_ADDR_CHECK_MS; its echo counts this long. */
+#define TRANSPORT_ADDR_CHECK_MS 1000
+#define TRANSPORT_ADDR_CHECK_TTL_MS 5000
 /* Larger than any valid datagram, so a longer one shows up as UV_UDP_PARTIAL. */
 #define TRANSPORT_RXBUF (PROTO_MAX_DATAGRAM + 256)
 
@@ -96,6 +100,11 @@ struct transport_listen {
 	X(data_unexpected, "authentic DATA, but not a message for this port")               \
 	X(probe_bad_mac, "PROBE whose MAC did not verify")                                  \
 	X(probe_replayed, "PROBE whose sequence number was not above the last on its port") \
+	X(probe_wrong_port, "PROBE whose dst_port or purpose is not this socket's")         \
+	X(addr_check_sent, "ADDR_CHECKs sent to a new source of authentic DATA")           \
+	X(addr_check_limited, "new sources not checked: one outstanding, or DATA too small") \
+	X(addr_echo_bad, "ADDR_ECHOs that answer no outstanding check from their source")  \
+	X(addr_moved, "sessions moved to a new address after its ADDR_ECHO")               \
 	X(tx_datagrams, "datagrams handed to the kernel")                                   \
 	X(tx_errors, "datagrams not sent: no memory, or the kernel refused")
 
@@ -131,7 +140,8 @@ struct transport_sessions {
 	struct reg_node *(*find)(void *arg, uint32_t idx);
 	/* Authentic DATA from n: it is alive (refresh). */
 	void (*seen)(void *arg, struct reg_node *n);
-	/* n's session address changed on P (NAT rebinding): the new one is in n already. */
+	/* n's session address changed on P (NAT rebinding, proven by ADDR_ECHO): the new one
+	 * is in n already. */
 	void (*moved)(void *arg, struct reg_node *n);
 	void *arg;
 };
@@ -149,6 +159,7 @@ struct transport {
 	struct transport_route msg[TRANSPORT_MSG_TYPES];
 	uint32_t unknown_tokens;
 	uint64_t unknown_refill_ms;
+	uint8_t addr_key[16]; /* keys the ADDR_CHECK nonces (crypto_shorthash) */
 	struct transport_counters ctr;
 	uint8_t rxbuf[TRANSPORT_RXBUF]; /* one loop, one read at a time */
 };

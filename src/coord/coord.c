@@ -92,6 +92,7 @@ static void coord_on_closed(void *arg)
 {
 	struct coord *c = arg;
 
+	hs_destroy(&c->hs);
 	punch_destroy(&c->punch);
 	dir_destroy(&c->dir);
 	transport_destroy(&c->transport);
@@ -144,7 +145,9 @@ int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
 		goto fail;
 	}
 	filter_init(&c->filter, loop, &c->handles, &c->transport, &c->punch);
-	hs_init(&c->hs, loop, conf, &c->transport, &c->dir, &c->filter);
+	r = hs_init(&c->hs, loop, conf, &c->transport, &c->dir, &c->filter);
+	if (r < 0)
+		goto fail;
 
 	r = transport_bind(&c->transport);
 	if (r < 0)
@@ -212,11 +215,16 @@ cJSON *coord_status(struct coord *c)
 	cJSON_AddNumberToObject(st, "max_nodes", reg->max_nodes);
 	cJSON_AddNumberToObject(st, "sessions", reg->n_sessions);
 	cJSON_AddNumberToObject(st, "pending_punches", c->punch.pending.n);
+	cJSON_AddNumberToObject(st, "handshake_cost_ns", (double)c->hs.hs_cost_ns);
+	cJSON_AddNumberToObject(st, "handshake_budget_per_s", c->hs.budget.p.all.rate_per_s);
+	cJSON_AddNumberToObject(st, "handshake_under_load",
+				hs_budget_under_load(&c->hs.budget, uv_now(c->loop)));
 	cJSON_AddNumberToObject(st, "pending_filter_tests", c->filter.n_pending);
 	/* One flat object, as before the split: the names are unique across the tables. */
 	ctr = cJSON_AddObjectToObject(st, "counters");
 	if (ctr && status_add_counters(ctr, &transport_counters_table, &c->transport.ctr) &&
 	    status_add_counters(ctr, &hs_counters_table, &c->hs.ctr) &&
+	    status_add_counters(ctr, &hs_budget_counters_table, &c->hs.budget.ctr) &&
 	    status_add_counters(ctr, &dir_counters_table, &c->dir.ctr) &&
 	    status_add_counters(ctr, &filter_counters_table, &c->filter.ctr))
 		status_add_counters(ctr, &punch_counters_table, &c->punch.ctr);

@@ -81,7 +81,24 @@ static void dir_on_register(void *arg, const struct transport_rx *rx)
 	bool was_ready = dir_ready(n), changed;
 	int rp, rl;
 
-	rp = registry_set_peers(n, reg->peers, reg->n_peers);
+	if (reg->n_pages <= 1) {
+		rp = registry_set_peers(n, reg->peers, reg->n_peers);
+	} else {
+		/* Pages are cut from the sorted list in order: page k stands for the fingerprints
+		 * from its first to its last (page 0 from 0, the last page to the top), so each
+		 * page replaces its range and a repeated REGISTER changes nothing. */
+		uint64_t lo = 0, hi = UINT64_MAX;
+
+		for (size_t i = 0; i < reg->n_peers; i++) {
+			if (reg->page && (i == 0 || reg->peers[i] < lo))
+				lo = reg->peers[i];
+			if (reg->page + 1u < reg->n_pages && (i == 0 || reg->peers[i] > hi))
+				hi = reg->peers[i];
+		}
+		if (reg->n_peers == 0)
+			lo = 1, hi = 0; /* an empty page stands for nothing */
+		rp = registry_set_peer_range(n, reg->peers, reg->n_peers, lo, hi, DIR_MAX_PEERS);
+	}
 	rl = registry_set_lan(n, reg->lan, reg->n_lan);
 	if (rp < 0 || rl < 0) {
 		/* No ack: the node sends it again in 1 s. */
@@ -103,6 +120,9 @@ static void dir_on_register(void *arg, const struct transport_rx *rx)
 	}
 	ack.reg_ack.seq = reg->seq;
 	ack.reg_ack.refresh_s = DIR_REFRESH_S;
+	ack.reg_ack.rekey_s = d->conf->coord.rekey_interval_s ? d->conf->coord.rekey_interval_s
+							      : CONFIG_DEFAULT_REKEY_INTERVAL_S;
+	ack.reg_ack.observed = *rx->from;
 	transport_send_msg(d->t, n, &ack);
 	dir_changed(d, n, was_ready, changed || (reg->flags & PROTO_REG_F_RESYNC));
 }
@@ -114,7 +134,7 @@ static void dir_on_probe(void *arg, const struct transport_rx *rx)
 	struct dir *d = arg;
 	struct reg_node *n = rx->node;
 	struct proto_msg m = { .type = PROTO_MSG_MAPPING };
-	uint8_t pi = rx->sock->id.role;
+	uint8_t pi = rx->outer->purpose; /* the transport checked it is this socket's */
 	struct reg_addr src;
 	bool was_ready, changed;
 
@@ -133,7 +153,7 @@ static void dir_on_probe(void *arg, const struct transport_rx *rx)
 	m.mapping.port_index = pi;
 	m.mapping.observed = *rx->from;
 	transport_send_msg(d->t, n, &m);
-	if (pi == TRANSPORT_MAIN)
+	if (pi == PROTO_PROBE_MAP_P)
 		dir_changed(d, n, was_ready, changed);
 }
 

@@ -24,96 +24,90 @@
 COUNTER_TABLE_DEFINE(hs_counters, HS_COUNTERS(X));
 #undef X
 
-/* ---- handshake flood protection (pure) ---- */
-
-/*
- * GCRA, a token bucket kept as one number: tat is when the bucket would be
- * full again. One more is allowed while that lies at most (burst - 1)
- * intervals ahead. *tat is only advanced by the caller (on allow), so a
- * handshake the other check refuses is not charged here.
- */
-static bool gcra_allows(uint64_t tat_us, uint64_t now_us, uint64_t interval_us, uint64_t burst,
-			uint64_t *next_us)
+void hs_source_params(struct ratelimit_params *p)
 {
-	uint64_t t = tat_us > now_us ? tat_us : now_us;
-
-	if (t - now_us > (burst - 1) * interval_us)
-		return false;
-	*next_us = t + interval_us;
-	return true;
+	ratelimit_params_default(p, HS_SOURCE_PER_S, HS_SOURCE_BURST);
 }
 
-void hs_limit_init(struct hs_limit *l, const uint8_t key[HS_HASH_KEY_LEN])
+/* The operator should know: a flood, or more nodes re-keying than the budget serves. */
+static void hs_warn_budget(struct hs *h, uint64_t now)
 {
-	memset(l, 0, sizeof(*l));
-	memcpy(l->hash_key, key, HS_HASH_KEY_LEN);
+	if (h->budget_warned_ms && now - h->budget_warned_ms < 60000)
+		return;
+	h->budget_warned_ms = now;
+	log_warn("handshakes above the budget of %u a second: %llu dropped, %llu cookie replies "
+		 "so far; nodes retry",
+		 h->budget.p.all.rate_per_s, (unsigned long long)h->ctr.hs_over_budget,
+		 (unsigned long long)h->ctr.hs_cookie_sent);
 }
 
-/* The source's slot: its IPv4 address, or the /64 of its IPv6 address. */
-static size_t hs_slot(const struct hs_limit *l, const struct addr *from)
+/* COOKIE_REPLY to the HS_INIT in rx: receiver_idx is its sender_idx, the body binds its mac1.
+ * 64 bytes for 148: never an amplifier. */
+static void hs_send_cookie(struct hs *h, const struct transport_rx *rx, uint64_t now)
 {
-	uint8_t in[1 + 8] = { 0 }, h[crypto_shorthash_BYTES];
-	size_t len;
-	uint64_t v = 0;
+	uint8_t rnd[COOKIE_SECRET_LEN], nonce[COOKIE_NONCE_LEN], body[COOKIE_REPLY_BODY_LEN];
+	uint8_t out[PROTO_HDR_LEN + 4 + COOKIE_REPLY_BODY_LEN];
+	struct proto_outer o = { .type = PROTO_COOKIE_REPLY };
+	int r;
+	ssize_t len;
 
-	if (addr_family(from) == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(&from->in6.sin6_addr)) {
-		in[0] = 6;
-		memcpy(in + 1, from->in6.sin6_addr.s6_addr, 8);
-		len = 9;
-	} else if (addr_family(from) == AF_INET6) {
-		in[0] = 4; /* the IPv4 host, whichever socket it came through */
-		memcpy(in + 1, from->in6.sin6_addr.s6_addr + 12, 4);
-		len = 5;
-	} else {
-		in[0] = 4;
-		memcpy(in + 1, &from->in4.sin_addr, 4);
-		len = 5;
+	randombytes_buf(nonce, sizeof(nonce));
+	r = cookie_reply_make(&h->cookie, rx->buf + PROTO_HS_INIT_MAC1_OFF, rx->from, nonce, now,
+			      body);
+	if (r == -ESTALE) {
+		randombytes_buf(rnd, sizeof(rnd));
+		cookie_responder_rotate(&h->cookie, rnd, now);
+		sodium_memzero(rnd, sizeof(rnd));
+		r = cookie_reply_make(&h->cookie, rx->buf + PROTO_HS_INIT_MAC1_OFF, rx->from,
+				      nonce, now, body);
 	}
-	crypto_shorthash(h, in, len, l->hash_key);
-	for (size_t i = 0; i < sizeof(h); i++)
-		v = v << 8 | h[i];
-	return (size_t)(v % HS_SLOTS);
+	if (r != COOKIE_REPLY_BODY_LEN)
+		return;
+	o.receiver_idx = rx->outer->sender_idx;
+	o.body = body;
+	o.body_len = sizeof(body);
+	len = proto_encode_outer(out, sizeof(out), &o);
+	if (len <= 0 || (size_t)len >= rx->len)
+		return;
+	h->ctr.hs_cookie_sent++;
+	transport_send(h->t, rx->sock->id, rx->from, out, (size_t)len);
 }
 
-enum hs_verdict hs_limit_check(struct hs_limit *l, const struct addr *from, uint64_t now_ms)
+/* Steps 1-3 of the header, before any X25519: true when the Noise message may be read. */
+static bool hs_admit(struct hs *h, const struct transport_rx *rx, uint64_t now, bool *proven)
 {
-	uint64_t now_us = now_ms * 1000, *src = &l->source_tat_us[hs_slot(l, from)];
-	uint64_t src_next, global_next;
+	enum cookie_verdict v;
 
-	/* The source first: one loud source must not spend the budget of all. */
-	if (!gcra_allows(*src, now_us, 1000000 / HS_SOURCE_PER_S, HS_SOURCE_BURST, &src_next))
-		return HS_SOURCE_LIMITED;
-	if (!gcra_allows(l->global_tat_us, now_us, 1000000 / HS_GLOBAL_PER_S, HS_GLOBAL_PER_S,
-			 &global_next))
-		return HS_OVER_BUDGET;
-	*src = src_next;
-	l->global_tat_us = global_next;
-	return HS_ALLOW;
-}
+	if (cookie_responder_due(&h->cookie, now)) {
+		uint8_t rnd[COOKIE_SECRET_LEN];
 
-/* Both before any X25519 work; what is dropped is counted, and logged at debug level. */
-static bool hs_allowed(struct hs *h, const struct addr *from)
-{
-	uint64_t now = uv_now(h->loop);
-
-	switch (hs_limit_check(&h->limit, from, now)) {
-	case HS_ALLOW:
-		return true;
-	case HS_SOURCE_LIMITED:
-		transport_drop(&h->ctr.hs_rate_limited, from,
+		randombytes_buf(rnd, sizeof(rnd));
+		cookie_responder_rotate(&h->cookie, rnd, now);
+		sodium_memzero(rnd, sizeof(rnd));
+	}
+	v = cookie_check(&h->cookie, rx->buf, rx->len, rx->from, now);
+	if (v == COOKIE_BAD_MAC1) {
+		transport_drop(&h->ctr.hs_bad_mac1, rx->from, "handshake mac1 wrong");
+		return false;
+	}
+	*proven = v == COOKIE_MAC2_OK;
+	/* Only a proven source is charged: a forged one cannot spend a victim's bucket. */
+	if (*proven && !ratelimit_allow(&h->source, rx->from, now)) {
+		transport_drop(&h->ctr.hs_rate_limited, rx->from,
 			       "too many handshakes from its source");
 		return false;
-	case HS_OVER_BUDGET:
+	}
+	switch (hs_budget_decide(&h->budget, *proven, now)) {
+	case HS_PROCESS:
+		return true;
+	case HS_SEND_COOKIE:
+		hs_send_cookie(h, rx, now);
+		return false;
+	case HS_DROP:
 		break;
 	}
-	transport_drop(&h->ctr.hs_over_budget, from, "handshake budget spent");
-	/* The operator should know: a flood, or more nodes re-keying than one core serves. */
-	if (!h->budget_warned_ms || now - h->budget_warned_ms >= 60000) {
-		h->budget_warned_ms = now;
-		log_warn("more than %d handshakes a second: dropping the excess (%llu so far), "
-			 "nodes retry",
-			 HS_GLOBAL_PER_S, (unsigned long long)h->ctr.hs_over_budget);
-	}
+	transport_drop(&h->ctr.hs_over_budget, rx->from, "handshake budget spent");
+	hs_warn_budget(h, now);
 	return false;
 }
 
@@ -123,7 +117,7 @@ static bool hs_allowed(struct hs *h, const struct addr *from)
  * HS_INIT on P. Past the flood protection and the Noise checks (authentic, authorised key,
  * timestamp newer than the last accepted), it answers HS_RESP; the new session replaces the
  * node's old one, its entry (mapping, filter, peers) stays, and a new session address starts a
- * filter test. What fails a check is dropped and counted.
+ * filter test. What fails a check is dropped and counted. The order is the header's.
  */
 static void hs_on_init(void *arg, const struct transport_rx *rx)
 {
@@ -135,10 +129,13 @@ static void hs_on_init(void *arg, const struct transport_rx *rx)
 	struct session_keys keys;
 	struct session_hs hs;
 	struct reg_node *n;
-	bool created = false;
+	struct reg_addr src;
+	enum ts_verdict tv;
+	uint64_t now = uv_now(h->loop), fp;
+	bool created = false, proven = false;
 	ssize_t r;
 
-	if (!hs_allowed(h, from))
+	if (!hs_admit(h, rx, now, &proven))
 		return;
 	if (session_hs_init(&hs, false, (const uint8_t *)SESSION_PROLOGUE, strlen(SESSION_PROLOGUE),
 			    h->conf->coord.private_key, NULL) < 0) {
@@ -155,9 +152,22 @@ static void hs_on_init(void *arg, const struct transport_rx *rx)
 			       "handshake from a key not authorised");
 		goto out;
 	}
-	n = dir_find(h->dir, hs.rs);
-	if (n && !session_tai64n_after(ts, n->hs_timestamp)) {
+	fp = key_fingerprint(hs.rs);
+	tv = ts_table_check(&h->ts, fp, ts);
+	if (tv == TS_REPLAY) {
 		transport_drop(&h->ctr.hs_replayed, from, "handshake timestamp not newer (replay)");
+		goto out;
+	}
+	n = dir_find(h->dir, hs.rs);
+	registry_addr_pack(&src, from);
+	/* Step 5: state only for a sender that showed it receives where it claims to be. A
+	 * replay of a captured HS_INIT (after expiry, or after a restart emptied the table)
+	 * lands here too: its source cannot read the cookie. */
+	if (!proven && (!n || tv == TS_UNKNOWN || !registry_addr_equal(&src, &n->session_addr) ||
+			n->sock != rx->sock->id.listen)) {
+		h->ctr.hs_cookie_required++;
+		if (hs_budget_take_cookie(&h->budget, now))
+			hs_send_cookie(h, rx, now);
 		goto out;
 	}
 	if (!n) {
@@ -181,7 +191,7 @@ static void hs_on_init(void *arg, const struct transport_rx *rx)
 	session_hs_split(&hs, &keys);
 
 	/* The new session replaces the old one; the entry (mapping, filter, peers) stays. */
-	memcpy(n->hs_timestamp, ts, sizeof(ts));
+	ts_table_commit(&h->ts, fp, ts);
 	transport_session_install(h->t, n, &keys, o->sender_idx, rx->sock->id, from);
 	dir_touch(h->dir, n);
 	h->ctr.hs_accepted++;
@@ -207,22 +217,80 @@ out:
 	sodium_memzero(e_priv, sizeof(e_priv));
 }
 
-void hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct transport *t,
-	     struct dir *dir, struct filter *filter)
+static uint64_t hs_clock(void *arg)
 {
-	uint8_t key[HS_HASH_KEY_LEN];
+	(void)arg;
+	return uv_hrtime();
+}
 
+int hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct transport *t,
+	    struct dir *dir, struct filter *filter)
+{
+	uint8_t key[RATELIMIT_KEY_LEN], secret[COOKIE_SECRET_LEN];
+	struct ratelimit_params rp;
+	struct hs_budget_input in;
+	struct hs_budget_params bp;
+	uint32_t max_nodes = conf->coord.max_nodes ? conf->coord.max_nodes
+						    : CONFIG_DEFAULT_MAX_NODES;
+	size_t ts_cap;
+	int e;
+
+	memset(h, 0, sizeof(*h));
 	h->loop = loop;
 	h->conf = conf;
 	h->t = t;
 	h->dir = dir;
 	h->filter = filter;
-	h->budget_warned_ms = 0;
+
+	/* What this machine can do, now: the median of a few batches (hs_budget.h). */
+	e = hs_budget_measure_responder(HS_MEASURE_RESPONDER_N, hs_clock, NULL, &h->hs_cost_ns);
+	if (e == 0)
+		e = hs_budget_measure_cookie(HS_MEASURE_COOKIE_N, hs_clock, NULL,
+					     &h->cookie_cost_ns);
+	if (e < 0)
+		return log_err_errno(e, "cannot measure the handshake cost");
+	hs_budget_input_default(&in, h->hs_cost_ns, h->cookie_cost_ns);
+	in.cpu_permille = (conf->coord.handshake_cpu ? conf->coord.handshake_cpu
+						     : CONFIG_DEFAULT_HANDSHAKE_CPU) *
+			  10u;
+	e = hs_budget_params_from_input(&bp, &in);
+	if (e < 0)
+		return log_err_errno(e, "cannot size the handshake budget");
+	hs_budget_init(&h->budget, &bp, uv_now(loop));
+	log_info("handshake costs %llu us, a cookie reply %llu ns: budget %u handshakes and %u "
+		 "cookie replies a second (handshake_cpu %u%%)",
+		 (unsigned long long)(h->hs_cost_ns / 1000), (unsigned long long)h->cookie_cost_ns,
+		 bp.all.rate_per_s, bp.cookie.rate_per_s, in.cpu_permille / 10);
+
+	randombytes_buf(secret, sizeof(secret));
+	cookie_responder_init(&h->cookie, conf->coord.public_key, secret, uv_now(loop));
+	sodium_memzero(secret, sizeof(secret));
+	hs_source_params(&rp);
 	randombytes_buf(key, sizeof(key));
-	hs_limit_init(&h->limit, key);
+	e = ratelimit_init(&h->source, HS_SOURCE_SLOTS, &rp, key);
+	/* Room above max_nodes, so evictions do not happen in normal operation (ts_table.h);
+	 * untouched pages of the calloc cost no memory. */
+	ts_cap = (size_t)max_nodes + max_nodes / 4;
+	if (ts_cap > TS_TABLE_MAX_CAPACITY)
+		ts_cap = TS_TABLE_MAX_CAPACITY;
+	randombytes_buf(key, sizeof(key));
+	if (e == 0)
+		e = ts_table_init(&h->ts, ts_cap, key);
 	sodium_memzero(key, sizeof(key));
+	if (e < 0) {
+		hs_destroy(h);
+		return log_err_errno(e, "cannot start the coordinator");
+	}
 	/* Handshakes only on P: P + 1 never starts a session. */
 	transport_route_outer(t, PROTO_HS_INIT, TRANSPORT_ROLE_BIT(TRANSPORT_MAIN), hs_on_init, h);
+	return 0;
+}
+
+void hs_destroy(struct hs *h)
+{
+	ratelimit_destroy(&h->source);
+	ts_table_destroy(&h->ts);
+	cookie_responder_wipe(&h->cookie);
 }
 
 void hs_reload(struct hs *h, const struct config *conf)

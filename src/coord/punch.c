@@ -43,30 +43,84 @@ static void punch_send(struct punch *p, struct reg_node *to, const struct proto_
 	transport_send_msg(p->t, to, &m);
 }
 
+bool punch_node_allow(struct reg_node *n, uint64_t now_ms)
+{
+	const uint64_t interval = 1000 / PUNCH_NODE_PER_S;
+	uint64_t t = n->punch_tat_ms > now_ms ? n->punch_tat_ms : now_ms;
+
+	/* GCRA: tat is when the bucket would be full again. */
+	if (t - now_ms > (uint64_t)(PUNCH_NODE_BURST - 1) * interval)
+		return false;
+	n->punch_tat_ms = t + interval;
+	return true;
+}
+
+/* One line per pair would be one per pair an attacker makes: pairs are logged at debug
+ * level, and a counted summary at info at most every PUNCH_SUMMARY_MS. */
+static void punch_summary(struct punch *p, uint64_t now)
+{
+	if (now - p->summary_ms < PUNCH_SUMMARY_MS || !(p->summary_pairs || p->summary_limited))
+		return;
+	log_info("punched %llu pairs in %llu s (%llu not punched: re-punch limits); %u pending",
+		 (unsigned long long)p->summary_pairs,
+		 (unsigned long long)((now - p->summary_ms) / 1000),
+		 (unsigned long long)p->summary_limited, p->pending.n);
+	p->summary_ms = now;
+	p->summary_pairs = p->summary_limited = 0;
+}
+
 static void punch_pair(struct punch *p, struct reg_node *cause, struct reg_node *other)
 {
 	struct coord_pair_plan plan;
 	struct reg_node *first, *second;
 	char k1[KEY_SHORT_LEN], k2[KEY_SHORT_LEN];
+	uint64_t now = uv_now(p->loop);
 
-	coord_pair_start(&p->pending, cause, other, uv_now(p->loop), &plan);
+	if (cause->n_pending >= PUNCH_PENDING_PER_NODE) {
+		p->ctr.punch_deferred++;
+		p->summary_limited++;
+		punch_summary(p, now);
+		return;
+	}
+	if (!punch_node_allow(cause, now)) {
+		p->ctr.punch_limited++;
+		p->summary_limited++;
+		punch_summary(p, now);
+		return;
+	}
+	coord_pair_start(&p->pending, cause, other, now, &plan);
 	first = plan.first == cause ? cause : other;
 	second = first == cause ? other : cause;
 	p->ctr.punch_pairs++;
+	p->summary_pairs++;
 	/* The reason comes with the decision (coord_pair), so the log cannot drift from it. */
 	if (plan.second_now)
-		log_info("punch %s and %s both at once: attempt table full",
-			 key_short(first->key, k1), key_short(second->key, k2));
+		log_debug("punch %s and %s both at once: attempt table full",
+			  key_short(first->key, k1), key_short(second->key, k2));
 	else
-		log_info("punch %s first, then %s (%s)", key_short(first->key, k1),
-			 key_short(second->key, k2), coord_pair_why_text(plan.why));
+		log_debug("punch %s first, then %s (%s)", key_short(first->key, k1),
+			  key_short(second->key, k2), coord_pair_why_text(plan.why));
 	punch_send(p, first, &plan.to_first);
 	if (plan.second_now) {
 		p->ctr.punch_unordered++;
 		punch_send(p, second, &plan.to_second);
 	} else {
+		p->cause_first[(plan.attempt & 0xffffu) % PUNCH_PENDING_MAX] = first == cause;
+		cause->n_pending++;
 		punch_arm_timer(p);
 	}
+	punch_summary(p, now);
+}
+
+/* An attempt left the table: its cause may start another. */
+static void punch_give_back(struct punch *p, const struct coord_pair_release *rel)
+{
+	bool cf = p->cause_first[(rel->attempt & 0xffffu) % PUNCH_PENDING_MAX];
+	struct reg_node *cause = dir_find(p->dir, cf ? rel->first_key : rel->second_key);
+
+	/* An entry that left and came back started again at 0. */
+	if (cause && cause->n_pending)
+		cause->n_pending--;
 }
 
 /* A ready node's event: punch every ready peer that consents (both list each other). */
@@ -95,6 +149,7 @@ static void punch_release(struct punch *p, const struct coord_pair_release *rel)
 	struct reg_node *second = dir_find(p->dir, rel->second_key);
 	struct proto_punch pp;
 
+	punch_give_back(p, rel);
 	/* Consent is checked again: either side may have changed its list since. */
 	if (!first || !second || !dir_ready(first) || !second->local_idx ||
 	    !dir_consent(first, second))
@@ -139,6 +194,7 @@ int punch_init(struct punch *p, uv_loop_t *loop, struct coord_handles *handles, 
 	p->loop = loop;
 	p->t = t;
 	p->dir = dir;
+	p->summary_ms = uv_now(loop);
 	coord_handles_add_timer(handles, loop, &p->timer, &punch_timer_ops, p);
 	transport_route_msg(t, PROTO_MSG_PUNCH_ACK, TRANSPORT_ROLE_BIT(TRANSPORT_MAIN),
 			    punch_on_ack, p);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include <sodium.h>
+
 #include "wgpunch/key.h"
 #include "wgpunch/log.h"
 #include "wgpunch/registry.h"
@@ -95,21 +97,23 @@ void transport_send(struct transport *t, struct transport_sock_id id, const stru
 	transport_tx(t, s, to, buf, len);
 }
 
-void transport_send_msg(struct transport *t, struct reg_node *n, const struct proto_msg *m)
+/* DATA{m} under n's session to `to` from P of listen address `listen`; its length, or 0. */
+static size_t transport_send_msg_to(struct transport *t, struct reg_node *n,
+				    const struct proto_msg *m, uint8_t listen,
+				    const struct addr *to, size_t max_len)
 {
 	size_t pre = proto_outer_prefix_len(PROTO_DATA);
 	uint8_t pt[PROTO_MAX_DATAGRAM], out[PROTO_MAX_DATAGRAM];
-	struct transport_sock_id id = { .listen = n->sock, .role = TRANSPORT_MAIN };
+	struct transport_sock_id id = { .listen = listen, .role = TRANSPORT_MAIN };
 	struct proto_outer o;
-	struct addr to;
 	ssize_t pl, len;
 
 	if (!n->local_idx)
-		return;
+		return 0;
 	pl = proto_encode_msg(pt, sizeof(pt) - pre - PROTO_TAG_LEN, m);
 	if (pl < 0) {
 		log_debug("cannot encode message type %u: %s", m->type, strerror((int)-pl));
-		return;
+		return 0;
 	}
 	/* The outer encoder copies pt as a placeholder body; the AEAD then
 	 * overwrites it with the ciphertext, with the finished prefix as AD. */
@@ -120,12 +124,20 @@ void transport_send_msg(struct transport *t, struct reg_node *n, const struct pr
 	o.body = pt;
 	o.body_len = (size_t)pl + PROTO_TAG_LEN;
 	len = proto_encode_outer(out, sizeof(out), &o);
-	if (len < 0)
-		return;
+	if (len < 0 || (size_t)len > max_len)
+		return 0;
 	session_encrypt(n->send_key, n->send_counter, out, pre, pt, (size_t)pl, out + pre);
 	n->send_counter++;
+	transport_send(t, id, to, out, (size_t)len);
+	return (size_t)len;
+}
+
+void transport_send_msg(struct transport *t, struct reg_node *n, const struct proto_msg *m)
+{
+	struct addr to;
+
 	registry_addr_unpack(&to, &n->session_addr);
-	transport_send(t, id, &to, out, (size_t)len);
+	transport_send_msg_to(t, n, m, n->sock, &to, PROTO_MAX_DATAGRAM);
 }
 
 /* ---- sessions ---- */
@@ -142,6 +154,7 @@ void transport_session_install(struct transport *t, struct reg_node *n,
 	session_probe_key(keys, n->probe_key);
 	memset(&n->replay, 0, sizeof(n->replay));
 	memset(n->probe_seq, 0, sizeof(n->probe_seq));
+	n->addr_check_ms = 0;
 	registry_addr_pack(&n->session_addr, from);
 	n->sock = id.listen;
 }
@@ -183,6 +196,83 @@ static void transport_send_unknown(struct transport *t, const struct transport_s
 	transport_send(t, s->id, to, out, (size_t)len);
 }
 
+/*
+ * The ADDR_CHECK nonce for n's check sent at `sent_ms` to `to` (listen address `listen`): a
+ * keyed hash, so the check needs no state beyond its time, and an echo proves the node read
+ * a datagram sent to exactly that address.
+ */
+static uint64_t transport_addr_nonce(const struct transport *t, const struct reg_node *n,
+				     const struct reg_addr *to, uint8_t listen, uint64_t sent_ms)
+{
+	uint8_t in[4 + 16 + 2 + 1 + 1 + 8], h[crypto_shorthash_BYTES];
+	uint64_t v = 0;
+
+	memcpy(in, &n->local_idx, 4);
+	memcpy(in + 4, to->ip, 16);
+	memcpy(in + 20, &to->port, 2);
+	in[22] = to->family;
+	in[23] = listen;
+	memcpy(in + 24, &sent_ms, 8);
+	crypto_shorthash(h, in, sizeof(in), t->addr_key);
+	for (size_t i = 0; i < sizeof(h); i++)
+		v = v << 8 | h[i];
+	return v;
+}
+
+/*
+ * Authentic DATA on P from another address than n's session address: a NAT rebinding, or a
+ * captured datagram sent on from a forged source. The session moves only when the node
+ * echoes the nonce sent there (transport_on_addr_echo). At most one check outstanding per
+ * node and one per TRANSPORT_ADDR_CHECK_MS, never larger than the DATA that caused it.
+ */
+static void transport_addr_check(struct transport *t, struct reg_node *n,
+				 const struct transport_rx *rx, const struct reg_addr *src)
+{
+	uint64_t now = uv_now(t->loop);
+	struct proto_msg m = { .type = PROTO_MSG_ADDR_CHECK };
+
+	if (n->addr_check_ms && now - n->addr_check_ms < TRANSPORT_ADDR_CHECK_MS) {
+		t->ctr.addr_check_limited++;
+		return;
+	}
+	m.addr_check.nonce = transport_addr_nonce(t, n, src, rx->sock->id.listen, now);
+	if (!transport_send_msg_to(t, n, &m, rx->sock->id.listen, rx->from, rx->len)) {
+		t->ctr.addr_check_limited++;
+		return;
+	}
+	n->addr_check_ms = now;
+	t->ctr.addr_check_sent++;
+	if (log_enabled(LOG_LEVEL_DEBUG)) {
+		char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
+
+		log_debug("node %s heard from %s: checking the address", key_short(n->key, k),
+			  addr_format(rx->from, a));
+	}
+}
+
+/* ADDR_ECHO, authentic, from rx->from: moves n there if it answers the outstanding check. */
+static void transport_on_addr_echo(struct transport *t, struct reg_node *n,
+				   const struct transport_rx *rx, const struct reg_addr *src,
+				   uint64_t nonce)
+{
+	uint64_t now = uv_now(t->loop);
+	uint8_t listen = rx->sock->id.listen;
+	char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
+
+	if (!n->addr_check_ms || now - n->addr_check_ms > TRANSPORT_ADDR_CHECK_TTL_MS ||
+	    nonce != transport_addr_nonce(t, n, src, listen, n->addr_check_ms)) {
+		transport_drop(&t->ctr.addr_echo_bad, rx->from,
+			       "ADDR_ECHO answers no check sent to its source");
+		return;
+	}
+	n->addr_check_ms = 0;
+	t->ctr.addr_moved++;
+	log_debug("node %s moved to %s", key_short(n->key, k), addr_format(rx->from, a));
+	n->session_addr = *src;
+	n->sock = listen;
+	t->sessions.moved(t->sessions.arg, n);
+}
+
 static void transport_on_data(struct transport *t, struct transport_rx *rx)
 {
 	size_t pre = proto_outer_prefix_len(PROTO_DATA);
@@ -192,6 +282,7 @@ static void transport_on_data(struct transport *t, struct transport_rx *rx)
 	const struct transport_route *d;
 	struct reg_addr src;
 	struct proto_msg m;
+	bool elsewhere;
 	ssize_t pl;
 
 	if (!n) {
@@ -210,22 +301,23 @@ static void transport_on_data(struct transport *t, struct transport_rx *rx)
 	session_replay_commit(&n->replay, o->counter);
 	t->sessions.seen(t->sessions.arg, n);
 
-	/* NAT rebinding: follow the node, but only on P; P + 1 sees the remapped echo. */
-	registry_addr_pack(&src, rx->from);
-	if (rx->sock->id.role == TRANSPORT_MAIN &&
-	    (!registry_addr_equal(&src, &n->session_addr) || n->sock != rx->sock->id.listen)) {
-		char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
-
-		log_debug("node %s moved to %s", key_short(n->key, k), addr_format(rx->from, a));
-		n->session_addr = src;
-		n->sock = rx->sock->id.listen;
-		t->sessions.moved(t->sessions.arg, n);
-	}
-
 	if (proto_decode_msg(pt, (size_t)pl, &m) < 0) {
 		transport_drop(&t->ctr.data_malformed, rx->from, "inner message does not decode");
 		return;
 	}
+	/* NAT rebinding: follow the node, but only on P (P + 1 sees the remapped echo), and only
+	 * once it proved it receives at the new address. */
+	registry_addr_pack(&src, rx->from);
+	elsewhere = rx->sock->id.role == TRANSPORT_MAIN &&
+		    (!registry_addr_equal(&src, &n->session_addr) || n->sock != rx->sock->id.listen);
+	if (m.type == PROTO_MSG_ADDR_ECHO) {
+		if (elsewhere)
+			transport_on_addr_echo(t, n, rx, &src, m.addr_check.nonce);
+		return;
+	}
+	if (elsewhere)
+		transport_addr_check(t, n, rx, &src);
+
 	d = m.type < TRANSPORT_MSG_TYPES ? &t->msg[m.type] : NULL;
 	if (!d || !d->fn || !(d->roles & TRANSPORT_ROLE_BIT(rx->sock->id.role))) {
 		transport_drop(&t->ctr.data_unexpected, rx->from,
@@ -237,16 +329,39 @@ static void transport_on_data(struct transport *t, struct transport_rx *rx)
 	d->fn(d->arg, rx);
 }
 
-/* A PROBE's sender: its session's MAC over the datagram, and a sequence above the last one
- * accepted on this port. */
+/* The purpose a probe must carry on a socket of this role. */
+static int transport_probe_purpose(uint8_t role)
+{
+	switch (role) {
+	case TRANSPORT_MAIN:
+		return PROTO_PROBE_MAP_P;
+	case TRANSPORT_PROBE:
+		return PROTO_PROBE_MAP_P1;
+	}
+	return -1; /* relay purposes go to the relay's own sockets (issue 8) */
+}
+
+/*
+ * A PROBE's sender: meant for this very socket (dst_port is its port, the purpose its role's),
+ * its session's MAC over all of that, and a sequence above the last one accepted for that
+ * purpose. So a probe captured on its way to P + 1 and replayed to P fails (finding 1).
+ * An unknown index gets no SESSION_UNKNOWN: the node cannot read it on its WireGuard port.
+ */
 static struct reg_node *transport_check_probe(struct transport *t, const struct transport_rx *rx)
 {
 	const struct proto_outer *o = rx->outer;
-	struct reg_node *n = t->sessions.find(t->sessions.arg, o->receiver_idx);
+	struct reg_node *n;
 	uint8_t role = rx->sock->id.role;
 
+	if (o->purpose != transport_probe_purpose(role) ||
+	    o->dst_port != addr_port(&rx->sock->bound)) {
+		transport_drop(&t->ctr.probe_wrong_port, rx->from,
+			       "probe meant for another port or purpose");
+		return NULL;
+	}
+	n = t->sessions.find(t->sessions.arg, o->receiver_idx);
 	if (!n) {
-		transport_send_unknown(t, rx->sock, rx->from, o->receiver_idx);
+		transport_drop(&t->ctr.unknown_index, rx->from, "probe for an unknown index");
 		return NULL;
 	}
 	if (!session_probe_mac_ok(n->probe_key, rx->buf, proto_outer_prefix_len(PROTO_PROBE),
@@ -254,12 +369,12 @@ static struct reg_node *transport_check_probe(struct transport *t, const struct 
 		transport_drop(&t->ctr.probe_bad_mac, rx->from, "probe MAC does not verify");
 		return NULL;
 	}
-	if (o->counter <= n->probe_seq[role]) {
+	if (o->counter <= n->probe_seq[o->purpose]) {
 		transport_drop(&t->ctr.probe_replayed, rx->from,
 			       "probe sequence not above the last");
 		return NULL;
 	}
-	n->probe_seq[role] = o->counter;
+	n->probe_seq[o->purpose] = o->counter;
 	return n;
 }
 
@@ -383,6 +498,7 @@ int transport_init(struct transport *t, uv_loop_t *loop, struct coord_handles *h
 	t->handles = handles;
 	t->sessions = *s;
 	t->unknown_tokens = TRANSPORT_UNKNOWN_PER_S;
+	randombytes_buf(t->addr_key, sizeof(t->addr_key));
 	t->unknown_refill_ms = uv_now(loop);
 	if (cr->n_listen == 0 || cr->n_listen > TRANSPORT_MAX_LISTEN)
 		return log_err_errno(-EINVAL, "coordinator needs 1 to %d listen addresses",

@@ -604,6 +604,10 @@ static const struct conf_key conf_keys[] = {
 	{ SEC_COORD, "control_socket", conf_parse_socket, COORD(control_socket), 0, 0, 0 },
 	{ SEC_COORD, "max_nodes", conf_parse_int_key, COORD(max_nodes), 0, 1,
 	  CONF_MAX_NODES_LIMIT },
+	{ SEC_COORD, "handshake_cpu", conf_parse_int_key, COORD(handshake_cpu), 0, 1, 100 },
+	/* The node clamps what it is told to 60 s - 1 day (link.h): refuse what it would not
+	 * follow. */
+	{ SEC_COORD, "rekey_interval", conf_parse_int_key, COORD(rekey_interval_s), 0, 60, 65535 },
 	{ SEC_COORD, "log_level", conf_parse_log_level, offsetof(struct config, log_level), 0, 0,
 	  0 },
 };
@@ -813,6 +817,8 @@ static void conf_set_defaults(struct config *c)
 	c->coord.relay_port_min = CONFIG_DEFAULT_RELAY_PORT_MIN;
 	c->coord.relay_port_max = CONFIG_DEFAULT_RELAY_PORT_MAX;
 	c->coord.max_nodes = CONFIG_DEFAULT_MAX_NODES;
+	c->coord.handshake_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
+	c->coord.rekey_interval_s = CONFIG_DEFAULT_REKEY_INTERVAL_S;
 }
 
 int config_load(const char *path, FILE *errors, struct config **out)
@@ -948,6 +954,8 @@ void config_print(const struct config *c, FILE *out)
 	fprintf(out, "relay_ports = %u-%u\n", cr->relay_port_min, cr->relay_port_max);
 	fprintf(out, "control_socket = %s\n", cr->control_socket);
 	fprintf(out, "max_nodes = %u\n", cr->max_nodes);
+	fprintf(out, "handshake_cpu = %u\n", cr->handshake_cpu);
+	fprintf(out, "rekey_interval = %u\n", cr->rekey_interval_s);
 	fprintf(out, "log_level = %s\n", log_level_name(c->log_level));
 }
 

@@ -363,6 +363,41 @@ int registry_set_peers(struct reg_node *n, const uint64_t *fps, size_t count)
 	return 1;
 }
 
+int registry_set_peer_range(struct reg_node *n, const uint64_t *fps, size_t count, uint64_t lo,
+			    uint64_t hi, size_t cap)
+{
+	size_t total = n->n_peers + count, m = 0;
+	uint64_t *all;
+	int r;
+
+	if (total == 0)
+		return 0;
+	all = malloc(total * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	for (size_t i = 0; i < n->n_peers; i++)
+		if (n->peers[i] < lo || n->peers[i] > hi)
+			all[m++] = n->peers[i];
+	for (size_t i = 0; i < count; i++)
+		if (fps[i] >= lo && fps[i] <= hi)
+			all[m++] = fps[i];
+	qsort(all, m, sizeof(*all), registry_cmp_u64);
+	/* Deduplicated before the cap, so the cap counts distinct peers. */
+	{
+		size_t u = 0;
+
+		for (size_t i = 0; i < m; i++)
+			if (u == 0 || all[u - 1] != all[i])
+				all[u++] = all[i];
+		m = u;
+	}
+	if (m > cap)
+		m = cap; /* the lowest fingerprints: the same choice every time */
+	r = registry_set_peers(n, all, m);
+	free(all);
+	return r;
+}
+
 bool registry_lists(const struct reg_node *n, uint64_t fp)
 {
 	size_t lo = 0, hi = n->n_peers;
