@@ -72,8 +72,9 @@ kill "$TB_COORD_PID"
 tb_wait_for 5 bash -c "! kill -0 $TB_COORD_PID 2>/dev/null" || tb_fail "the coordinator did not stop"
 rm -f "$TB_DIR/coord.sock"
 tb_coord
-# B comes back, A cannot: the registry then holds exactly B.
-tb_wait_for 20 tb_json coord "d['nodes'] == 1" >/dev/null ||
+# B comes back (at its next REGISTER, within its 20 s refresh), A cannot: the registry then
+# holds exactly B.
+tb_wait_for 45 tb_json coord "d['nodes'] == 1" >/dev/null ||
 	tb_fail "node B did not register again after the restart"
 replay_and_check "after a restart"
 [ "$(nodes)" = 1 ] || tb_fail "the registry holds $(nodes) nodes, expected B only"
