@@ -71,7 +71,7 @@ struct config_coordinator_role {
 	uint16_t relay_port_min, relay_port_max;
 	char *control_socket;
 	uint32_t max_nodes; /* registry bound */
-	uint16_t handshake_cpu;   /* percent of one core the handshake budget may use */
+	uint16_t handshake_cpu;    /* percent of one core the handshake budget may use */
 	uint16_t rekey_interval_s; /* nodes re-key this often (REGISTER_ACK rekey_s) */
 };
 

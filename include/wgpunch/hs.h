@@ -49,17 +49,17 @@
 /* The per-source limiter's shape, as hs_init() sets it up (for tests). */
 void hs_source_params(struct ratelimit_params *p);
 
-#define HS_COUNTERS(X)                                                   \
-	X(hs_accepted, "handshakes answered: a new session")             \
-	X(hs_bad, "Noise message 1 failed to authenticate")              \
-	X(hs_unauthorized, "key not in authorized_keys")                 \
-	X(hs_replayed, "timestamp not later than the last accepted one") \
-	X(hs_full, "registry at max_nodes: new node refused")            \
-	X(hs_failed, "local failure (memory, index)")                    \
+#define HS_COUNTERS(X)                                                              \
+	X(hs_accepted, "handshakes answered: a new session")                        \
+	X(hs_bad, "Noise message 1 failed to authenticate")                         \
+	X(hs_unauthorized, "key not in authorized_keys")                            \
+	X(hs_replayed, "timestamp not later than the last accepted one")            \
+	X(hs_full, "registry at max_nodes: new node refused")                       \
+	X(hs_failed, "local failure (memory, index)")                               \
 	X(hs_bad_mac1, "dropped unread: mac1 wrong (sender does not know our key)") \
-	X(hs_rate_limited, "dropped unread: its proven source sent too many")   \
-	X(hs_over_budget, "dropped unread: the global handshake budget is spent") \
-	X(hs_cookie_sent, "cookie replies sent") \
+	X(hs_rate_limited, "dropped unread: its proven source sent too many")       \
+	X(hs_over_budget, "dropped unread: the global handshake budget is spent")   \
+	X(hs_cookie_sent, "cookie replies sent")                                    \
 	X(hs_cookie_required, "authentic, but would create or move state without mac2: cookie")
 
 struct hs_counters {
@@ -80,9 +80,9 @@ struct hs {
 	uint64_t budget_warned_ms; /* the last "over budget" warning (0 = never) */
 	uint64_t hs_cost_ns, cookie_cost_ns; /* measured at start */
 	struct cookie_responder cookie;
-	struct ratelimit source;  /* proven sources only */
+	struct ratelimit source; /* proven sources only */
 	struct hs_budget budget;
-	struct ts_table ts;       /* last TAI64N per key, apart from the registry */
+	struct ts_table ts; /* last TAI64N per key, apart from the registry */
 	struct hs_counters ctr;
 };
 

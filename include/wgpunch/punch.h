@@ -35,11 +35,11 @@
 #define PUNCH_PENDING_PER_NODE 128
 #define PUNCH_SUMMARY_MS 10000 /* one info line about punches per this, with counts */
 
-#define PUNCH_COUNTERS(X)                                                         \
-	X(ack_unknown, "PUNCH_ACK for no pending attempt of that node")           \
-	X(punch_pairs, "pairs punched")                                           \
-	X(punch_unordered, "pairs told both at once: the pending table was full") \
-	X(punch_released, "second PUNCHes sent after an ack or a timeout")            \
+#define PUNCH_COUNTERS(X)                                                                  \
+	X(ack_unknown, "PUNCH_ACK for no pending attempt of that node")                    \
+	X(punch_pairs, "pairs punched")                                                    \
+	X(punch_unordered, "pairs told both at once: the pending table was full")          \
+	X(punch_released, "second PUNCHes sent after an ack or a timeout")                 \
 	X(punch_limited, "pairs not punched: the causing node's re-punch budget is spent") \
 	X(punch_deferred, "pairs not punched: the causing node has its quota of pending attempts")
 
@@ -61,7 +61,7 @@ struct punch {
 	/* Per slot of the pending table (an attempt's low 16 bits): whether its first side
 	 * caused it, so the cause's n_pending is given back on release. */
 	uint8_t cause_first[PUNCH_PENDING_MAX];
-	uint64_t summary_ms; /* the last summary line */
+	uint64_t summary_ms;                     /* the last summary line */
 	uint64_t summary_pairs, summary_limited; /* since then */
 	struct punch_counters ctr;
 };

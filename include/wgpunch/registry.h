@@ -81,7 +81,7 @@ struct reg_node {
 	uint8_t recv_key[SESSION_KEY_LEN];
 	uint8_t probe_key[SESSION_KEY_LEN]; /* MAC key of the node's probes */
 	struct session_replay replay;       /* the node's DATA counters */
-	uint64_t probe_seq[2]; /* last accepted probe per purpose (MAP_P, MAP_P1) */
+	uint64_t probe_seq[2];              /* last accepted probe per purpose (MAP_P, MAP_P1) */
 	/* When the outstanding ADDR_CHECK was sent (0: none); its nonce is a keyed hash of
 	 * this, the index and the address it went to, so it needs no more room here. The last
 	 * accepted TAI64N lives in the coordinator's ts_table, which outlives entries. */

@@ -17,8 +17,9 @@
  * rebinding on P once the node proved the new address (ADDR_CHECK / ADDR_ECHO),
  * checks a PROBE's port, purpose, MAC and sequence per purpose, answers DATA
  * for an index it does not know with SESSION_UNKNOWN (rate-limited; never a
- * PROBE), and encrypts DATA for transport_send_msg(). Which entry an index names it asks the directory
- * through struct transport_sessions; it never calls a service by name.
+ * PROBE), and encrypts DATA for transport_send_msg(). Which entry an index
+ * names it asks the directory through struct transport_sessions; it never
+ * calls a service by name.
  *
  * Dispatch. Services register a handler per message type and the roles
  * (ports) it may arrive on:
@@ -87,25 +88,25 @@ struct transport_listen {
 	struct transport_sock sock[TRANSPORT_LISTEN_ROLES];
 };
 
-#define TRANSPORT_COUNTERS(X)                                                               \
-	X(rx_datagrams, "every datagram received")                                          \
-	X(rx_malformed, "bad outer message, or truncated")                                  \
-	X(rx_unexpected, "a type or port this side never receives")                         \
-	X(unknown_index, "DATA or PROBE for an index we do not know")                       \
-	X(session_unknown_sent, "SESSION_UNKNOWN answers sent")                             \
-	X(session_unknown_limited, "SESSION_UNKNOWN not sent: rate limit")                  \
-	X(data_replayed, "DATA whose counter was seen before")                              \
-	X(data_bad_auth, "DATA that failed to authenticate (AEAD)")                         \
-	X(data_malformed, "authentic DATA whose inner message did not decode")              \
-	X(data_unexpected, "authentic DATA, but not a message for this port")               \
-	X(probe_bad_mac, "PROBE whose MAC did not verify")                                  \
-	X(probe_replayed, "PROBE whose sequence number was not above the last on its port") \
-	X(probe_wrong_port, "PROBE whose dst_port or purpose is not this socket's")         \
-	X(addr_check_sent, "ADDR_CHECKs sent to a new source of authentic DATA")           \
+#define TRANSPORT_COUNTERS(X)                                                                \
+	X(rx_datagrams, "every datagram received")                                           \
+	X(rx_malformed, "bad outer message, or truncated")                                   \
+	X(rx_unexpected, "a type or port this side never receives")                          \
+	X(unknown_index, "DATA or PROBE for an index we do not know")                        \
+	X(session_unknown_sent, "SESSION_UNKNOWN answers sent")                              \
+	X(session_unknown_limited, "SESSION_UNKNOWN not sent: rate limit")                   \
+	X(data_replayed, "DATA whose counter was seen before")                               \
+	X(data_bad_auth, "DATA that failed to authenticate (AEAD)")                          \
+	X(data_malformed, "authentic DATA whose inner message did not decode")               \
+	X(data_unexpected, "authentic DATA, but not a message for this port")                \
+	X(probe_bad_mac, "PROBE whose MAC did not verify")                                   \
+	X(probe_replayed, "PROBE whose sequence number was not above the last on its port")  \
+	X(probe_wrong_port, "PROBE whose dst_port or purpose is not this socket's")          \
+	X(addr_check_sent, "ADDR_CHECKs sent to a new source of authentic DATA")             \
 	X(addr_check_limited, "new sources not checked: one outstanding, or DATA too small") \
-	X(addr_echo_bad, "ADDR_ECHOs that answer no outstanding check from their source")  \
-	X(addr_moved, "sessions moved to a new address after its ADDR_ECHO")               \
-	X(tx_datagrams, "datagrams handed to the kernel")                                   \
+	X(addr_echo_bad, "ADDR_ECHOs that answer no outstanding check from their source")    \
+	X(addr_moved, "sessions moved to a new address after its ADDR_ECHO")                 \
+	X(tx_datagrams, "datagrams handed to the kernel")                                    \
 	X(tx_errors, "datagrams not sent: no memory, or the kernel refused")
 
 struct transport_counters {

@@ -58,8 +58,8 @@ static void hs_send_cookie(struct hs *h, const struct transport_rx *rx, uint64_t
 		randombytes_buf(rnd, sizeof(rnd));
 		cookie_responder_rotate(&h->cookie, rnd, now);
 		sodium_memzero(rnd, sizeof(rnd));
-		r = cookie_reply_make(&h->cookie, rx->buf + PROTO_HS_INIT_MAC1_OFF, rx->from,
-				      nonce, now, body);
+		r = cookie_reply_make(&h->cookie, rx->buf + PROTO_HS_INIT_MAC1_OFF, rx->from, nonce,
+				      now, body);
 	}
 	if (r != COOKIE_REPLY_BODY_LEN)
 		return;
@@ -230,8 +230,8 @@ int hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct tra
 	struct ratelimit_params rp;
 	struct hs_budget_input in;
 	struct hs_budget_params bp;
-	uint32_t max_nodes = conf->coord.max_nodes ? conf->coord.max_nodes
-						    : CONFIG_DEFAULT_MAX_NODES;
+	uint32_t max_nodes =
+		conf->coord.max_nodes ? conf->coord.max_nodes : CONFIG_DEFAULT_MAX_NODES;
 	size_t ts_cap;
 	int e;
 

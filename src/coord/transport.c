@@ -308,8 +308,9 @@ static void transport_on_data(struct transport *t, struct transport_rx *rx)
 	/* NAT rebinding: follow the node, but only on P (P + 1 sees the remapped echo), and only
 	 * once it proved it receives at the new address. */
 	registry_addr_pack(&src, rx->from);
-	elsewhere = rx->sock->id.role == TRANSPORT_MAIN &&
-		    (!registry_addr_equal(&src, &n->session_addr) || n->sock != rx->sock->id.listen);
+	elsewhere =
+		rx->sock->id.role == TRANSPORT_MAIN &&
+		(!registry_addr_equal(&src, &n->session_addr) || n->sock != rx->sock->id.listen);
 	if (m.type == PROTO_MSG_ADDR_ECHO) {
 		if (elsewhere)
 			transport_on_addr_echo(t, n, rx, &src, m.addr_check.nonce);

@@ -4,7 +4,8 @@
 #  - node B is not in authorized_keys: B gets no endpoint and no handshake, A is still served;
 #  - node C lists A but A does not list C: C learns nothing about A;
 #  - forged probes (A's probe with a wrong MAC and a higher sequence number, and A's genuine
-#    probe replayed) sent from another address do not move A's mapping;
+#    probe replayed, to the port it names and to the other one) sent from another address do
+#    not move A's mapping;
 #  - a few thousand random and half-valid datagrams to both coordinator ports leave it serving
 #    (node D, started afterwards, still gets a tunnel to A) and show in its drop counters.
 set -u
@@ -43,7 +44,9 @@ while time.time() < deadline:
     ihl = (pkt[0] & 15) * 4
     dport = struct.unpack("!H", pkt[ihl + 2:ihl + 4])[0]
     data = pkt[ihl + 8:]
-    if dport == 51900 and len(data) == 32 and data[0] == 1 and data[1] == 4:
+    # Protocol v2: 36 bytes, version 2, type 4, and the port it names is the port it went to.
+    if (dport == 51900 and len(data) == 36 and data[0] == 2 and data[1] == 4 and
+            struct.unpack("!H", data[16:18])[0] == dport and data[18] == 0):
         open(out, "w").write(data.hex() + "\n")
         sys.exit(0)
 sys.exit(1)' "${TB_WAN[ra]}" "$TB_DIR/probe.hex"
@@ -76,25 +79,32 @@ counter()
 }
 bad_mac_before=$(counter probe_bad_mac)
 replayed_before=$(counter probe_replayed)
+wrong_port_before=$(counter probe_wrong_port)
 
-# Forged probes from the attacker: a wrong MAC with a higher sequence number, and the genuine
-# probe replayed, to both ports.
+# Forged probes from the attacker: a wrong MAC with a higher sequence number (each naming the
+# port it is sent to, so that the MAC is what refuses it), and the genuine probe replayed, to
+# both ports: to P it is a replay, to P + 1 a probe meant for another port.
 tb_exec x python3 -c '
 import os, socket, sys
 coord, probe = sys.argv[1], bytes.fromhex(sys.argv[2])
 seq = int.from_bytes(probe[8:16], "big")
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for port in (51900, 51901):
+    names = port.to_bytes(2, "big") + bytes([port - 51900, 0])
     for bump in (1, 2, 1000):
-        s.sendto(probe[:8] + (seq + bump).to_bytes(8, "big") + os.urandom(16), (coord, port))
+        s.sendto(probe[:8] + (seq + bump).to_bytes(8, "big") + names + os.urandom(16),
+                 (coord, port))
     s.sendto(probe, (coord, port))' "$TB_COORD_IP" "$probe" || tb_fail "cannot send forged probes"
 sleep 1.5
 [ "$(counter probe_bad_mac)" -ge $((bad_mac_before + 6)) ] ||
 	tb_fail "6 probes with a wrong MAC: probe_bad_mac went from $bad_mac_before to" \
 		"$(counter probe_bad_mac)"
-[ "$(counter probe_replayed)" -ge $((replayed_before + 2)) ] ||
-	tb_fail "2 replayed probes: probe_replayed went from $replayed_before to" \
+[ "$(counter probe_replayed)" -ge $((replayed_before + 1)) ] ||
+	tb_fail "the probe replayed to P: probe_replayed went from $replayed_before to" \
 		"$(counter probe_replayed)"
+[ "$(counter probe_wrong_port)" -ge $((wrong_port_before + 1)) ] ||
+	tb_fail "the probe replayed to P + 1: probe_wrong_port went from $wrong_port_before to" \
+		"$(counter probe_wrong_port)"
 [ "$(mapping_of_a)" = "$mapping_before" ] ||
 	tb_fail "forged probes moved A's mapping from $mapping_before to $(mapping_of_a)"
 tb_json a "'${TB_ADDR[x]}' not in json.dumps(d)" >/dev/null ||
@@ -104,9 +114,9 @@ tb_json a "'${TB_ADDR[x]}' not in json.dumps(d)" >/dev/null ||
 drops()
 {
 	tb_json coord "str(sum(d['counters'][k] for k in ('rx_malformed', 'rx_unexpected', \
-		'hs_bad', 'hs_unauthorized', 'hs_replayed', 'unknown_index', 'data_replayed', \
-		'data_bad_auth', 'data_malformed', 'data_unexpected', 'probe_bad_mac', \
-		'probe_replayed', 'echo_unexpected')))"
+		'hs_bad', 'hs_bad_mac1', 'hs_unauthorized', 'hs_replayed', 'unknown_index', \
+		'data_replayed', 'data_bad_auth', 'data_malformed', 'data_unexpected', \
+		'probe_bad_mac', 'probe_replayed', 'probe_wrong_port', 'echo_unexpected')))"
 }
 drops_before=$(drops) || tb_fail "no drop counters in the coordinator's status"
 
@@ -121,9 +131,9 @@ for i in range(n):
     if k == 0:
         buf = os.urandom(random.randint(0, 300))
     elif k == 1:
-        buf = bytes([1, random.randint(0, 8), 0, 0]) + os.urandom(random.randint(0, 200))
+        buf = bytes([2, random.randint(0, 8), 0, 0]) + os.urandom(random.randint(0, 200))
     else:
-        buf = bytes([1, 3, 0, 0]) + idx + os.urandom(8 + random.randint(16, 120))
+        buf = bytes([2, 3, 0, 0]) + idx + os.urandom(8 + random.randint(16, 120))
     s.sendto(buf, (coord, 51900 + (i & 1)))
     if i % 20 == 19:
         time.sleep(0.002)' "$TB_COORD_IP" "$probe" "$FLOOD" || tb_fail "cannot send the flood"

@@ -20,8 +20,12 @@
 
 #include "wgpunch/coord.h"
 #include "wgpunch/coord_handles.h"
+#include "wgpunch/dir.h"
+#include "wgpunch/filter.h"
+#include "wgpunch/hs.h"
 #include "wgpunch/key.h"
 #include "wgpunch/log.h"
+#include "wgpunch/punch.h"
 #include "wgpunch/registry.h"
 #include "wgpunch/session.h"
 
@@ -235,12 +239,17 @@ static size_t build_data(struct reg_node *n, uint32_t idx, uint64_t ctr, const s
 	return (size_t)len;
 }
 
-static size_t build_probe(struct reg_node *n, uint64_t seq, bool forge, uint8_t *out, size_t cap)
+/* A probe as the node sends it to the socket of `role` (its port and purpose). */
+static size_t build_probe_to(struct bench *b, struct reg_node *n, uint8_t role, uint64_t seq,
+			     bool forge, uint8_t *out, size_t cap)
 {
 	uint8_t mac[PROTO_PROBE_MAC_LEN] = { 0 };
 	struct proto_outer o = { .type = PROTO_PROBE,
 				 .receiver_idx = n->local_idx,
 				 .counter = seq };
+
+	o.dst_port = addr_port(&sock_of(b, role)->bound);
+	o.purpose = role == TRANSPORT_MAIN ? PROTO_PROBE_MAP_P : PROTO_PROBE_MAP_P1;
 	size_t pre = proto_outer_prefix_len(PROTO_PROBE);
 	ssize_t len;
 
@@ -260,7 +269,7 @@ static void test_transport_each_type_reaches_its_service(void)
 {
 	struct bench b;
 	struct seen hs = { 0 }, probe = { 0 }, reg = { 0 }, ack = { 0 }, echo = { 0 };
-	struct proto_msg m = { .type = PROTO_MSG_REGISTER };
+	struct proto_msg m = { .type = PROTO_MSG_REGISTER, .reg.n_pages = 1 };
 	uint8_t buf[PROTO_MAX_DATAGRAM];
 	size_t len;
 	uint64_t ctr = 0;
@@ -288,14 +297,15 @@ static void test_transport_each_type_reaches_its_service(void)
 	CHECK(hs.node == NULL);
 
 	/* PROBE on each port, authenticated first; the node comes with it. */
-	len = build_probe(&b.node, 1, false, buf, sizeof(buf));
+	len = build_probe_to(&b, &b.node, TRANSPORT_MAIN, 1, false, buf, sizeof(buf));
 	input(&b, TRANSPORT_MAIN, buf, len);
+	len = build_probe_to(&b, &b.node, TRANSPORT_PROBE, 1, false, buf, sizeof(buf));
 	input(&b, TRANSPORT_PROBE, buf, len);
 	CHECK_EQ_INT(probe.calls, 2);
 	CHECK_EQ_INT(probe.role, TRANSPORT_PROBE);
 	CHECK(probe.node == &b.node);
-	CHECK_EQ_INT(b.node.probe_seq[TRANSPORT_MAIN], 1);
-	CHECK_EQ_INT(b.node.probe_seq[TRANSPORT_PROBE], 1);
+	CHECK_EQ_INT(b.node.probe_seq[PROTO_PROBE_MAP_P], 1);
+	CHECK_EQ_INT(b.node.probe_seq[PROTO_PROBE_MAP_P1], 1);
 
 	/* Inner messages by their type, each to its own service. */
 	len = build_data(&b.node, b.node.local_idx, ctr++, &m, buf, sizeof(buf));
@@ -330,7 +340,7 @@ static void test_transport_unknown_type_and_wrong_port_dropped(void)
 {
 	struct bench b;
 	struct seen hs = { 0 }, reg = { 0 }, echo = { 0 }, probe = { 0 };
-	struct proto_msg m = { .type = PROTO_MSG_REGISTER };
+	struct proto_msg m = { .type = PROTO_MSG_REGISTER, .reg.n_pages = 1 };
 	struct proto_outer resp = { .type = PROTO_HS_RESP, .sender_idx = 1, .receiver_idx = 2 };
 	uint8_t buf[PROTO_MAX_DATAGRAM], noise[PROTO_HS_RESP_NOISE_LEN] = { 0 };
 	size_t len;
@@ -361,7 +371,7 @@ static void test_transport_unknown_type_and_wrong_port_dropped(void)
 	CHECK(r > 0);
 	input(&b, TRANSPORT_MAIN, buf, r > 0 ? (size_t)r : 0);
 	CHECK_EQ_INT(b.t.ctr.rx_unexpected, 2);
-	len = build_probe(&b.node, 1, false, buf, sizeof(buf));
+	len = build_probe_to(&b, &b.node, TRANSPORT_MAIN, 1, false, buf, sizeof(buf));
 	input(&b, TRANSPORT_MAIN, buf, len);
 	CHECK_EQ_INT(b.t.ctr.rx_unexpected, 3);
 	CHECK_EQ_INT(probe.calls, 0);
@@ -379,13 +389,14 @@ static void test_transport_unknown_type_and_wrong_port_dropped(void)
 	len = build_data(&b.node, b.node.local_idx, ctr++, &m, buf, sizeof(buf));
 	input(&b, TRANSPORT_MAIN, buf, len);
 	m.type = PROTO_MSG_REGISTER_ACK;
+	m.reg_ack.observed = b.peer;
 	len = build_data(&b.node, b.node.local_idx, ctr++, &m, buf, sizeof(buf));
 	input(&b, TRANSPORT_MAIN, buf, len);
 	CHECK_EQ_INT(b.t.ctr.data_unexpected, 3);
 	CHECK_EQ_INT(reg.calls + echo.calls, 0);
 
 	/* The session checks come first: a replayed counter, a forged MAC, an unknown index. */
-	m.type = PROTO_MSG_REGISTER;
+	m = (struct proto_msg){ .type = PROTO_MSG_REGISTER, .reg.n_pages = 1 };
 	len = build_data(&b.node, b.node.local_idx, 0, &m, buf, sizeof(buf));
 	input(&b, TRANSPORT_MAIN, buf, len);
 	CHECK_EQ_INT(b.t.ctr.data_replayed, 1);
@@ -408,7 +419,7 @@ static void test_transport_session_framing_and_rebinding(void)
 {
 	struct bench b;
 	struct seen reg = { 0 };
-	struct proto_msg m = { .type = PROTO_MSG_REGISTER }, got;
+	struct proto_msg m = { .type = PROTO_MSG_REGISTER, .reg.n_pages = 1 }, got;
 	uint8_t buf[PROTO_MAX_DATAGRAM], pt[PROTO_MAX_DATAGRAM];
 	struct sockaddr_in from;
 	socklen_t sl = sizeof(from);
@@ -426,6 +437,7 @@ static void test_transport_session_framing_and_rebinding(void)
 	m.type = PROTO_MSG_REGISTER_ACK;
 	m.reg_ack.seq = 77;
 	m.reg_ack.refresh_s = 20;
+	m.reg_ack.observed = b.peer;
 	transport_send_msg(&b.t, &b.node, &m);
 	for (int i = 0; i < 200 && n < 0; i++) {
 		struct pollfd p = { .fd = b.peer_fd, .events = POLLIN };
@@ -452,24 +464,126 @@ static void test_transport_session_framing_and_rebinding(void)
 	}
 	CHECK_EQ_INT(b.node.send_counter, 1);
 
-	/* NAT rebinding: authentic DATA on P from a new address moves the session there;
-	 * on P + 1 it does not. */
-	make_addr(&moved, "127.0.0.1", (uint16_t)(addr_port(&b.peer) ^ 0x4000));
-	m.type = PROTO_MSG_REGISTER;
+	/* NAT rebinding: authentic DATA on P from a new address moves nothing yet (on P + 1
+	 * nothing at all): an ADDR_CHECK goes there, and only its echo from there moves the
+	 * session (finding 5). */
+	int moved_fd = bind_udp(0, &moved);
+	struct proto_msg echo = { .type = PROTO_MSG_ADDR_ECHO };
+
+	m = (struct proto_msg){ .type = PROTO_MSG_REGISTER, .reg.n_pages = 1 };
 	len = build_data(&b.node, b.node.local_idx, 0, &m, buf, sizeof(buf));
 	transport_input(&b.t, sock_of(&b, TRANSPORT_PROBE), &moved, buf, len, false);
 	CHECK_EQ_INT(b.dir.moved, 0);
+	CHECK_EQ_INT(b.t.ctr.addr_check_sent, 0);
 	len = build_data(&b.node, b.node.local_idx, 1, &m, buf, sizeof(buf));
+	transport_input(&b.t, sock_of(&b, TRANSPORT_MAIN), &moved, buf, len, false);
+	CHECK_EQ_INT(b.dir.moved, 0);
+	CHECK(b.node.session_addr.port != addr_port(&moved));
+	CHECK_EQ_INT(reg.calls, 1); /* authentic: delivered, but the session stays */
+	CHECK_EQ_INT(b.t.ctr.addr_check_sent, 1);
+	CHECK_EQ_INT(b.t.ctr.data_unexpected, 1); /* the REGISTER that came to P + 1 */
+
+	/* The ADDR_CHECK, at the new address, no larger than the DATA that caused it. */
+	n = -1;
+	for (int i = 0; i < 200 && n < 0; i++) {
+		struct pollfd p = { .fd = moved_fd, .events = POLLIN };
+
+		uv_run(&b.loop, UV_RUN_NOWAIT);
+		if (poll(&p, 1, 5) > 0)
+			n = recv(moved_fd, buf, sizeof(buf), 0);
+	}
+	CHECK(n > 0 && (size_t)n <= len);
+	memset(&got, 0, sizeof(got));
+	if (n > 0 && proto_decode_outer(buf, (size_t)n, &o) == 0) {
+		pl = session_decrypt(b.node.send_key, o.counter, buf,
+				     proto_outer_prefix_len(PROTO_DATA), o.body, o.body_len, pt);
+		CHECK(pl > 0 && proto_decode_msg(pt, (size_t)pl, &got) == 0);
+	}
+	CHECK_EQ_INT(got.type, PROTO_MSG_ADDR_CHECK);
+	/* Its echo from the old address, or a wrong nonce from the new one: nothing. */
+	echo.addr_check.nonce = got.addr_check.nonce;
+	len = build_data(&b.node, b.node.local_idx, 2, &echo, buf, sizeof(buf));
+	transport_input(&b.t, sock_of(&b, TRANSPORT_MAIN), &b.peer, buf, len, false);
+	echo.addr_check.nonce = got.addr_check.nonce + 1;
+	len = build_data(&b.node, b.node.local_idx, 3, &echo, buf, sizeof(buf));
+	transport_input(&b.t, sock_of(&b, TRANSPORT_MAIN), &moved, buf, len, false);
+	CHECK_EQ_INT(b.dir.moved, 0);
+	CHECK_EQ_INT(b.t.ctr.addr_echo_bad, 1);
+	/* The right one from the new address: moved. */
+	echo.addr_check.nonce = got.addr_check.nonce;
+	len = build_data(&b.node, b.node.local_idx, 4, &echo, buf, sizeof(buf));
 	transport_input(&b.t, sock_of(&b, TRANSPORT_MAIN), &moved, buf, len, false);
 	CHECK_EQ_INT(b.dir.moved, 1);
 	CHECK_EQ_INT(b.node.session_addr.port, addr_port(&moved));
-	CHECK_EQ_INT(reg.calls, 1);
-	CHECK_EQ_INT(b.t.ctr.data_unexpected, 1); /* the REGISTER that came to P + 1 */
+	/* And its replay changes nothing more (the DATA counter). */
+	transport_input(&b.t, sock_of(&b, TRANSPORT_MAIN), &moved, buf, len, false);
+	CHECK_EQ_INT(b.dir.moved, 1);
+	CHECK_EQ_INT(b.t.ctr.data_replayed, 1);
 
 	/* Once the handles close, nothing more is sent. */
 	coord_handles_close_all(&b.handles);
 	transport_send_msg(&b.t, &b.node, &m);
-	CHECK_EQ_INT(b.t.ctr.tx_datagrams, 1);
+	CHECK_EQ_INT(b.t.ctr.tx_datagrams, 2);
+	close(moved_fd);
+out:
+	bench_stop(&b);
+}
+
+/*
+ * Finding 1: a probe is accepted only on the socket it names (dst_port and purpose), so one
+ * captured on its way to P + 1 and replayed to P is refused, whatever its sequence; each
+ * purpose has its own sequence; a relay purpose is refused on these sockets; and an unknown
+ * index in a probe gets no SESSION_UNKNOWN (finding 7).
+ */
+static void test_transport_probe_bound_to_its_port(void)
+{
+	struct bench b;
+	struct seen probe = { 0 };
+	uint8_t buf[PROTO_MAX_DATAGRAM];
+	size_t len;
+
+	if (bench_start(&b) < 0)
+		goto out;
+	transport_route_outer(&b.t, PROTO_PROBE,
+			      TRANSPORT_ROLE_BIT(TRANSPORT_MAIN) |
+				      TRANSPORT_ROLE_BIT(TRANSPORT_PROBE),
+			      fake_service, &probe);
+	/* To P + 1 with seq 5: accepted there, refused when replayed to P. */
+	len = build_probe_to(&b, &b.node, TRANSPORT_PROBE, 5, false, buf, sizeof(buf));
+	input(&b, TRANSPORT_PROBE, buf, len);
+	CHECK_EQ_INT(probe.calls, 1);
+	input(&b, TRANSPORT_MAIN, buf, len);
+	CHECK_EQ_INT(probe.calls, 1);
+	CHECK_EQ_INT(b.t.ctr.probe_wrong_port, 1);
+	CHECK_EQ_INT(b.node.probe_seq[PROTO_PROBE_MAP_P], 0);
+	/* Its bytes rewritten to name P fail the MAC (dst_port is covered). */
+	uint16_t p = addr_port(&sock_of(&b, TRANSPORT_MAIN)->bound);
+
+	buf[16] = (uint8_t)(p >> 8);
+	buf[17] = (uint8_t)p;
+	buf[18] = PROTO_PROBE_MAP_P;
+	input(&b, TRANSPORT_MAIN, buf, len);
+	CHECK_EQ_INT(probe.calls, 1);
+	CHECK_EQ_INT(b.t.ctr.probe_bad_mac, 1);
+	/* P's own sequence starts apart: seq 1 on P is fresh. */
+	len = build_probe_to(&b, &b.node, TRANSPORT_MAIN, 1, false, buf, sizeof(buf));
+	input(&b, TRANSPORT_MAIN, buf, len);
+	CHECK_EQ_INT(probe.calls, 2);
+	CHECK_EQ_INT(b.node.probe_seq[PROTO_PROBE_MAP_P], 1);
+	CHECK_EQ_INT(b.node.probe_seq[PROTO_PROBE_MAP_P1], 5);
+	/* A relay purpose on P: refused. */
+	len = build_probe_to(&b, &b.node, TRANSPORT_MAIN, 2, false, buf, sizeof(buf));
+	buf[18] = PROTO_PROBE_RELAY;
+	input(&b, TRANSPORT_MAIN, buf, len);
+	CHECK_EQ_INT(probe.calls, 2);
+	/* An unknown index: counted, no SESSION_UNKNOWN. */
+	b.node.local_idx ^= 0xff;
+	len = build_probe_to(&b, &b.node, TRANSPORT_MAIN, 3, false, buf, sizeof(buf));
+	b.node.local_idx ^= 0xff;
+	input(&b, TRANSPORT_MAIN, buf, len);
+	CHECK_EQ_INT(b.t.ctr.unknown_index, 1);
+	CHECK_EQ_INT(b.t.ctr.session_unknown_sent + b.t.ctr.session_unknown_limited, 0);
+	CHECK_EQ_INT(b.t.ctr.tx_datagrams, 0);
 out:
 	bench_stop(&b);
 }
@@ -568,8 +682,12 @@ static void test_coord_start_reload_stop(void)
 	CHECK_EQ_INT(coord_reload(c, &next), 0);
 	st = coord_status(c);
 	CHECK_EQ_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(st, "max_nodes")), 200);
-	/* Every counter of every layer, in one flat object. */
-	CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(st, "counters")), 34);
+	/* Every counter of every layer, in one flat object, names unique across them. */
+	CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(st, "counters")),
+		     transport_counters_table.n + hs_counters_table.n + hs_budget_counters_table.n +
+			     dir_counters_table.n + filter_counters_table.n +
+			     punch_counters_table.n);
+	CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(st, "counters")), 50);
 	cJSON_Delete(st);
 
 	/* A socket that would have to move, or one more listen address: a restart. */
@@ -626,6 +744,7 @@ int main(void)
 	log_set_level(getenv("WGPUNCH_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
 	TAP_RUN(test_transport_each_type_reaches_its_service);
 	TAP_RUN(test_transport_unknown_type_and_wrong_port_dropped);
+	TAP_RUN(test_transport_probe_bound_to_its_port);
 	TAP_RUN(test_transport_session_framing_and_rebinding);
 	TAP_RUN(test_coord_handles_lifecycle);
 	TAP_RUN(test_coord_start_reload_stop);
