@@ -55,4 +55,5 @@ tb_log "amplification: the victim received $recv bytes for $sent sent in its nam
 tb_log "coordinator counters: $(tb_json coord "d.get('counters')")"
 [ "$recv" -le "$sent" ] || tb_fail "amplification x$ratio: $recv bytes at the victim for $sent"
 [ "$log_kb" -le 2048 ] || tb_fail "the coordinator wrote $log_kb kB of log during the attack"
-tb_pass "$KEYS colluders: x$ratio at the victim ($recv / $sent bytes); the open-router pair connects"
+tb_pass "$KEYS colluders: x$ratio at the victim ($recv / $sent bytes); the open-router pair" \
+	"connects"

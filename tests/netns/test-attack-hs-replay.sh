@@ -69,7 +69,8 @@ replay_and_check()
 replay_and_check "A stopped, timestamp known"
 
 kill "$TB_COORD_PID"
-tb_wait_for 5 bash -c "! kill -0 $TB_COORD_PID 2>/dev/null" || tb_fail "the coordinator did not stop"
+tb_wait_for 5 bash -c "! kill -0 $TB_COORD_PID 2>/dev/null" ||
+	tb_fail "the coordinator did not stop"
 rm -f "$TB_DIR/coord.sock"
 tb_coord
 # B comes back (at its next REGISTER, within its 20 s refresh), A cannot: the registry then

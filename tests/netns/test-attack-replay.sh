@@ -29,12 +29,14 @@ sleep 3
 kill "$TB_CAPTURE_PID" 2>/dev/null
 
 wan=${TB_WAN[ra]}
-awk -v src="$wan" -v dst="$TB_COORD_IP" '$1 == "in" && $2 == src && $4 == dst { print $3, $5, $6 }' \
+awk -v src="$wan" -v dst="$TB_COORD_IP" \
+	'$1 == "in" && $2 == src && $4 == dst { print $3, $5, $6 }' \
 	"$TB_DIR/capture.txt" >"$TB_DIR/replay.txt"
 n_captured=$(wc -l <"$TB_DIR/replay.txt")
 [ "$n_captured" -ge 5 ] || tb_fail "captured only $n_captured datagrams from A"
 kinds=$(cut -d' ' -f3 "$TB_DIR/replay.txt" | cut -c1-4 | sort | uniq -c | tr -s ' \n' ' ')
-tb_log "captured $n_captured datagrams from A ($wan) to the coordinator (count, version+type): $kinds"
+tb_log "captured $n_captured datagrams from A ($wan) to the coordinator" \
+	"(count, version+type): $kinds"
 for t in 0201 0203 0204; do
 	grep -q " $t" <(cut -d' ' -f3 "$TB_DIR/replay.txt" | cut -c1-4 | sed 's/^/ /') ||
 		tb_fail "the capture has no datagram of type $t from A"
@@ -65,7 +67,8 @@ tb_ping a b || tb_fail "no ping from A to B after the replay"
 tb_ping b a || tb_fail "no ping from B to A after the replay"
 for h in a b; do
 	tb_json "$h" "not any(s in json.dumps(d) for s in ('${TB_ADDR[x]}', '198.18.7.7', \
-		':$((a_port + 7))'))" >/dev/null || tb_fail "an attacker's address shows in $h's status"
+		':$((a_port + 7))'))" >/dev/null ||
+		tb_fail "an attacker's address shows in $h's status"
 done
 tb_log "coordinator counters after the replay: $(tb_json coord "d.get('counters')")"
 tb_pass "$n_captured captured datagrams replayed to ports $ports from 4 sources changed nothing"

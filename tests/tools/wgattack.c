@@ -375,7 +375,7 @@ static int cmd_flood(int argc, char **argv)
 			ahead = t0 + (double)(i + 1) / rate - now_s();
 			sleep_s(ahead);
 			if (now_s() - t0 >= seconds)
-				break; /* bounded in time too: behind the schedule, fewer are sent */
+				break; /* bounded in time: behind the schedule, fewer are sent */
 		}
 	}
 	raw_flush(r);
