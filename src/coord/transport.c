@@ -311,7 +311,9 @@ static void transport_on_data(struct transport *t, struct transport_rx *rx)
 	elsewhere =
 		rx->sock->id.role == TRANSPORT_MAIN &&
 		(!registry_addr_equal(&src, &n->session_addr) || n->sock != rx->sock->id.listen);
-	if (m.type == PROTO_MSG_ADDR_ECHO) {
+	/* The transport's own, on P only (elsewhere: dropped as unexpected below). From the
+	 * session address itself it is a late copy of an echo that already moved it. */
+	if (m.type == PROTO_MSG_ADDR_ECHO && rx->sock->id.role == TRANSPORT_MAIN) {
 		if (elsewhere)
 			transport_on_addr_echo(t, n, rx, &src, m.addr_check.nonce);
 		return;

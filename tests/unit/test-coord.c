@@ -2093,6 +2093,68 @@ out:
 	close(sink);
 }
 
+/* A REGISTER page (of n_pages) with these peers; waits for its ack. */
+static int client_register_page(struct harness *h, struct client *cl, const uint64_t *peers,
+				size_t n_peers, uint16_t page, uint16_t n_pages)
+{
+	static uint32_t seq = 5000;
+	struct proto_msg m = { .type = PROTO_MSG_REGISTER }, ack;
+
+	m.reg.seq = ++seq;
+	m.reg.page = page;
+	m.reg.n_pages = n_pages;
+	m.reg.wg_port = addr_port(&cl->wg_addr);
+	m.reg.n_peers = (uint16_t)n_peers;
+	memcpy(m.reg.peers, peers, n_peers * sizeof(*peers));
+	client_msg(h, cl, &m);
+	if (client_take(h, cl, PROTO_MSG_REGISTER_ACK, 1000, &ack) < 0)
+		return -ETIMEDOUT;
+	CHECK_EQ_INT(ack.reg_ack.seq, m.reg.seq);
+	return 0;
+}
+
+/* More than PROTO_MAX_PEERS peers come in pages; a peer on page 1 counts as listed, and the
+ * same pages again are no change (no re-punch on every refresh). */
+static void test_coord_register_pages(void)
+{
+	struct harness h;
+	struct client a, b;
+	uint64_t p0[100], p1[50], fa, fb;
+
+	if (harness_start(&h, NULL, 0) < 0)
+		goto out;
+	client_init(&a);
+	client_init(&b);
+	fa = key_fingerprint(a.pub);
+	fb = key_fingerprint(b.pub);
+	for (int i = 0; i < 100; i++)
+		p0[i] = (uint64_t)i + 1;
+	for (int i = 0; i < 49; i++)
+		p1[i] = (uint64_t)i + 101;
+	p1[49] = fb; /* sorted: a fingerprint below 150 takes ~2^57 keys */
+	CHECK(fb > 149);
+	CHECK_EQ_INT(client_make_ready(&h, &a, NULL, 0, a.fd, PROTO_FILTER_SAFE), 0);
+	CHECK_EQ_INT(client_register_page(&h, &a, p0, 100, 0, 2), 0);
+	CHECK_EQ_INT(client_register_page(&h, &a, p1, 50, 1, 2), 0);
+	CHECK_EQ_INT(client_make_ready(&h, &b, &fa, 1, b.fd, PROTO_FILTER_SAFE), 0);
+	CHECK_EQ_INT(client_take(&h, &b, PROTO_MSG_PUNCH, 1000, NULL), 0);
+	CHECK_EQ_INT(counter(&h, "punch_pairs"), 1);
+	/* The refresh, unchanged: no new punch. */
+	CHECK_EQ_INT(client_register_page(&h, &a, p0, 100, 0, 2), 0);
+	CHECK_EQ_INT(client_register_page(&h, &a, p1, 50, 1, 2), 0);
+	pump(&h, 100);
+	CHECK_EQ_INT(counter(&h, "punch_pairs"), 1);
+	/* B dropped from page 1: the pair goes, so a RESYNC from B punches nothing. */
+	CHECK_EQ_INT(client_register_page(&h, &a, p1, 49, 1, 2), 0);
+	CHECK_EQ_INT(client_register(&h, &b, &fa, 1, NULL, 0, PROTO_REG_F_RESYNC), 0);
+	pump(&h, 100);
+	CHECK_EQ_INT(counter(&h, "punch_pairs"), 1);
+	client_close(&a);
+	client_close(&b);
+out:
+	harness_stop(&h);
+}
+
 static void test_coord_reload_and_status(void)
 {
 	struct harness h;
@@ -2221,6 +2283,7 @@ int main(void)
 	TAP_RUN(test_coord_data_from_new_source_needs_addr_echo);
 	TAP_RUN(test_coord_repunch_bounded_per_node);
 	TAP_RUN(test_coord_pending_quota_per_node);
+	TAP_RUN(test_coord_register_pages);
 	TAP_RUN(test_coord_reload_and_status);
 	TAP_RUN(test_coord_bind_failure_cleans_up);
 	return tap_done();

@@ -255,6 +255,62 @@ static void test_registry_consent(void)
 	registry_destroy(&r);
 }
 
+/*
+ * A paged peer list (REGISTER pages, as dir.c stores them): page k replaces the range from its
+ * first to its last fingerprint (page 0 from 0, the last page to the top), so the stored list
+ * is the union, and sending the same pages again changes nothing (no re-punch every refresh).
+ */
+static int set_page(struct reg_node *n, const uint64_t *fps, size_t count, unsigned page,
+		    unsigned n_pages, size_t cap)
+{
+	uint64_t lo = page ? fps[0] : 0, hi = page + 1 < n_pages ? fps[count - 1] : UINT64_MAX;
+
+	return registry_set_peer_range(n, fps, count, lo, hi, cap);
+}
+
+static void test_registry_peer_pages(void)
+{
+	struct registry r;
+	struct reg_node *n;
+	uint8_t k[KEY_LEN];
+	uint64_t all[250];
+
+	CHECK_EQ_INT(registry_init(&r, 4), 0);
+	make_key(k, 1);
+	registry_add(&r, k, 0, &n);
+	for (size_t i = 0; i < 250; i++)
+		all[i] = 10 * (i + 1); /* sorted, as a node sends them */
+	CHECK_EQ_INT(set_page(n, all, 100, 0, 3, 1024), 1);
+	CHECK_EQ_INT(set_page(n, all + 100, 100, 1, 3, 1024), 1);
+	CHECK_EQ_INT(set_page(n, all + 200, 50, 2, 3, 1024), 1);
+	CHECK_EQ_INT(n->n_peers, 250);
+	for (size_t i = 0; i < 250; i++)
+		CHECK(registry_lists(n, all[i]));
+	/* The refresh: the same pages again, nothing changed. */
+	CHECK_EQ_INT(set_page(n, all, 100, 0, 3, 1024), 0);
+	CHECK_EQ_INT(set_page(n, all + 100, 100, 1, 3, 1024), 0);
+	CHECK_EQ_INT(set_page(n, all + 200, 50, 2, 3, 1024), 0);
+	/* A peer removed inside page 1 goes with that page alone. */
+	uint64_t p1[99];
+
+	memcpy(p1, all + 100, 50 * sizeof(uint64_t));
+	memcpy(p1 + 50, all + 151, 49 * sizeof(uint64_t));
+	CHECK_EQ_INT(set_page(n, p1, 99, 1, 3, 1024), 1);
+	CHECK(!registry_lists(n, all[150]));
+	CHECK_EQ_INT(n->n_peers, 249);
+	CHECK(registry_lists(n, all[0]) && registry_lists(n, all[249]));
+	/* The cap keeps the lowest fingerprints, the same ones every time. */
+	CHECK_EQ_INT(set_page(n, all + 200, 50, 2, 3, 120), 1);
+	CHECK_EQ_INT(n->n_peers, 120);
+	CHECK(registry_lists(n, all[0]));
+	CHECK(!registry_lists(n, all[249]));
+	CHECK_EQ_INT(set_page(n, all + 200, 50, 2, 3, 120), 0);
+	/* A single page replaces everything. */
+	CHECK_EQ_INT(set_page(n, all, 3, 0, 1, 1024), 1);
+	CHECK_EQ_INT(n->n_peers, 3);
+	registry_destroy(&r);
+}
+
 static void test_registry_addr_pack(void)
 {
 	struct addr a, b;
@@ -382,6 +438,7 @@ int main(void)
 	TAP_RUN(test_registry_expiry_order);
 	TAP_RUN(test_registry_bound);
 	TAP_RUN(test_registry_consent);
+	TAP_RUN(test_registry_peer_pages);
 	TAP_RUN(test_registry_addr_pack);
 	TAP_RUN(test_registry_many_nodes);
 	return tap_done();
