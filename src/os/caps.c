@@ -31,9 +31,12 @@ static int caps_get(struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3])
 static bool caps_has(const struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3], int cap,
 		     bool permitted)
 {
-	uint32_t set = permitted ? d[cap / 32].permitted : d[cap / 32].effective;
+	uint32_t set;
 
-	return cap >= 0 && cap < 32 * _LINUX_CAPABILITY_U32S_3 && (set >> (cap % 32) & 1);
+	if (cap < 0 || cap >= 32 * _LINUX_CAPABILITY_U32S_3)
+		return false;
+	set = permitted ? d[cap / 32].permitted : d[cap / 32].effective;
+	return set >> (cap % 32) & 1;
 }
 
 int caps_effective(uint64_t *eff)
