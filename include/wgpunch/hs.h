@@ -95,7 +95,8 @@ int hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct tra
 	    struct dir *dir, struct filter *filter);
 /* Frees the tables and wipes the cookie secrets. */
 void hs_destroy(struct hs *h);
-/* The private key and authorized_keys of conf from now on (the key itself cannot change). */
+/* The private key, authorized_keys and handshake_cpu of conf from now on (the key itself
+ * cannot change; the budget is sized again from the costs measured at start). */
 void hs_reload(struct hs *h, const struct config *conf);
 
 #endif

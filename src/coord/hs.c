@@ -223,13 +223,35 @@ static uint64_t hs_clock(void *arg)
 	return uv_hrtime();
 }
 
+/* The budget from the measured costs and conf's handshake_cpu; the counters stay. */
+static int hs_size_budget(struct hs *h, const struct config *conf)
+{
+	struct hs_budget_counters ctr = h->budget.ctr;
+	struct hs_budget_input in;
+	struct hs_budget_params bp;
+	int e;
+
+	hs_budget_input_default(&in, h->hs_cost_ns, h->cookie_cost_ns);
+	in.cpu_permille = (conf->coord.handshake_cpu ? conf->coord.handshake_cpu
+						     : CONFIG_DEFAULT_HANDSHAKE_CPU) *
+			  10u;
+	e = hs_budget_params_from_input(&bp, &in);
+	if (e < 0)
+		return log_err_errno(e, "cannot size the handshake budget");
+	hs_budget_init(&h->budget, &bp, uv_now(h->loop));
+	h->budget.ctr = ctr;
+	log_info("handshake costs %llu us, a cookie reply %llu ns: budget %u handshakes and %u "
+		 "cookie replies a second (handshake_cpu %u%%)",
+		 (unsigned long long)(h->hs_cost_ns / 1000), (unsigned long long)h->cookie_cost_ns,
+		 bp.all.rate_per_s, bp.cookie.rate_per_s, in.cpu_permille / 10);
+	return 0;
+}
+
 int hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct transport *t,
 	    struct dir *dir, struct filter *filter)
 {
 	uint8_t key[RATELIMIT_KEY_LEN], secret[COOKIE_SECRET_LEN];
 	struct ratelimit_params rp;
-	struct hs_budget_input in;
-	struct hs_budget_params bp;
 	uint32_t max_nodes =
 		conf->coord.max_nodes ? conf->coord.max_nodes : CONFIG_DEFAULT_MAX_NODES;
 	size_t ts_cap;
@@ -249,18 +271,9 @@ int hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct tra
 					     &h->cookie_cost_ns);
 	if (e < 0)
 		return log_err_errno(e, "cannot measure the handshake cost");
-	hs_budget_input_default(&in, h->hs_cost_ns, h->cookie_cost_ns);
-	in.cpu_permille = (conf->coord.handshake_cpu ? conf->coord.handshake_cpu
-						     : CONFIG_DEFAULT_HANDSHAKE_CPU) *
-			  10u;
-	e = hs_budget_params_from_input(&bp, &in);
+	e = hs_size_budget(h, conf);
 	if (e < 0)
-		return log_err_errno(e, "cannot size the handshake budget");
-	hs_budget_init(&h->budget, &bp, uv_now(loop));
-	log_info("handshake costs %llu us, a cookie reply %llu ns: budget %u handshakes and %u "
-		 "cookie replies a second (handshake_cpu %u%%)",
-		 (unsigned long long)(h->hs_cost_ns / 1000), (unsigned long long)h->cookie_cost_ns,
-		 bp.all.rate_per_s, bp.cookie.rate_per_s, in.cpu_permille / 10);
+		return e;
 
 	randombytes_buf(secret, sizeof(secret));
 	cookie_responder_init(&h->cookie, conf->coord.public_key, secret, uv_now(loop));
@@ -295,5 +308,9 @@ void hs_destroy(struct hs *h)
 
 void hs_reload(struct hs *h, const struct config *conf)
 {
+	/* A new share of the core takes effect now, from the costs measured at start (config
+	 * checked the range, so sizing cannot fail); the buckets start full again. */
+	if (conf->coord.handshake_cpu != h->conf->coord.handshake_cpu)
+		hs_size_budget(h, conf);
 	h->conf = conf;
 }

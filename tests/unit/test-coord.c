@@ -331,6 +331,10 @@ static int cmp_key(const void *a, const void *b)
 	return memcmp(a, b, KEY_LEN);
 }
 
+/* handshake_cpu of the next harness: a small share makes a flood outrun the budget even when
+ * the test gets only part of a core (the budget refills by the wall clock). */
+static uint16_t harness_hs_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
+
 /* keys: NULL = any key may register; else only those n. priv: the coordinator's key, or
  * NULL for a new one. */
 static int harness_start_key(struct harness *h, const uint8_t (*keys)[KEY_LEN], size_t n,
@@ -356,7 +360,7 @@ static int harness_start_key(struct harness *h, const uint8_t (*keys)[KEY_LEN], 
 		key_generate_private(h->conf.coord.private_key);
 	key_public_from_private(h->conf.coord.public_key, h->conf.coord.private_key);
 	h->conf.coord.max_nodes = 1000;
-	h->conf.coord.handshake_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
+	h->conf.coord.handshake_cpu = harness_hs_cpu;
 	h->conf.coord.rekey_interval_s = 600;
 	if (keys) {
 		memcpy(h->auth, keys, n * KEY_LEN);
@@ -1330,8 +1334,14 @@ static void test_coord_survives_random_datagrams(void)
 	struct harness h;
 	struct client cl, noise;
 	uint8_t buf[1400];
+	int r;
 
-	if (harness_start(&h, NULL, 0) < 0)
+	/* A whole core for handshakes: a quarter of its budget (the unproven share) covers more
+	 * than 100 bad ones unless one handshake costs more than 2.5 ms. */
+	harness_hs_cpu = 100;
+	r = harness_start(&h, NULL, 0);
+	harness_hs_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
+	if (r < 0)
 		goto out;
 	client_init(&cl);
 	/* Another source: its 1000 handshakes never touch cl's. */
@@ -1691,9 +1701,12 @@ static void test_coord_hs_forged_flood_does_not_lock_out_victim(void)
 	unsigned types[8] = { 0 };
 	uint64_t t0, ms;
 	double rate;
-	int n;
+	int n, r;
 
-	if (harness_start(&h, NULL, 0) < 0)
+	harness_hs_cpu = 10;
+	r = harness_start(&h, NULL, 0);
+	harness_hs_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
+	if (r < 0)
 		goto out;
 	client_init(&victim);
 	client_init(&flood);
@@ -2195,7 +2208,18 @@ static void test_coord_reload_and_status(void)
 	next.coord.authorized_keys_file = (char *)"reloaded";
 	next.coord.authorized_keys = keys;
 	next.coord.n_authorized_keys = 1;
+	/* A new handshake_cpu sizes the budget again from the cost measured at start. */
+	next.coord.handshake_cpu = 25;
 	CHECK_EQ_INT(coord_reload(h.coord, &next), 0);
+	{
+		struct hs_budget_input in;
+		struct hs_budget_params p;
+
+		hs_budget_input_default(&in, (uint64_t)status_num(&h, "handshake_cost_ns"), 1000);
+		in.cpu_permille = 250;
+		CHECK_EQ_INT(hs_budget_params_from_input(&p, &in), 0);
+		CHECK_EQ_INT(status_num(&h, "handshake_budget_per_s"), p.all.rate_per_s);
+	}
 	CHECK_EQ_INT(status_num(&h, "nodes"), 1);
 	CHECK_EQ_INT(counter(&h, "nodes_dropped"), 1);
 	struct proto_msg m = { .type = PROTO_MSG_PUNCH_ACK };
