@@ -6,11 +6,13 @@
 #include "wgpunch/ctx.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "wgpunch/caps.h"
 #include "wgpunch/coord.h"
 #include "wgpunch/log.h"
 #include "wgpunch/node.h"
@@ -61,6 +63,28 @@ static int ctx_start_role(struct ctx *ctx, const struct config *conf)
 	if (conf->role == CONFIG_ROLE_NODE)
 		return node_start(&ctx->loop, conf, ctx_on_node_fatal, ctx, &ctx->node);
 	return coord_start(&ctx->loop, conf, &ctx->coord);
+}
+
+/*
+ * Least privilege for the coordinator once its sockets are bound: it opens nothing else that
+ * needs a capability, except a port below 1024 bound again by a reload (listen ports, their
+ * + 1, relay ports). The node drops its own once it knows its backend (node.c).
+ */
+static void ctx_coord_drop_caps(const struct config *conf)
+{
+	static const int bind[] = { CAP_NET_BIND_SERVICE };
+	const struct config_coordinator_role *cc = &conf->coord;
+	bool low = cc->relay && cc->relay_port_min < 1024;
+	size_t i;
+	int r;
+
+	for (i = 0; i < cc->n_listen; i++)
+		low |= addr_port(&cc->listen[i]) < 1024;
+	r = caps_keep_only(bind, low ? 1 : 0);
+	if (r < 0)
+		log_warn_errno(r, "cannot drop capabilities; running with those it started with");
+	else
+		log_debug("capabilities dropped; kept: %s", low ? "CAP_NET_BIND_SERVICE" : "none");
 }
 
 static void ctx_stop_role(struct ctx *ctx)
@@ -357,6 +381,8 @@ int ctx_run(struct config *conf)
 	r = ctx_start_control(&ctx, &ctx.control, conf);
 	if (r >= 0)
 		r = ctx_start_role(&ctx, conf);
+	if (r >= 0 && conf->role == CONFIG_ROLE_COORDINATOR)
+		ctx_coord_drop_caps(conf);
 	if (r < 0)
 		ctx_shutdown(&ctx, 1);
 	else

@@ -19,9 +19,11 @@
 #include "wgpunch/node.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "wgpunch/caps.h"
 #include "wgpunch/ifmon.h"
 #include "wgpunch/link_shell.h"
 #include "wgpunch/log.h"
@@ -45,6 +47,7 @@ struct node {
 	unsigned int next_link_id;
 	unsigned int closing;
 	struct metrics_file *metrics; /* NULL: no metrics_file */
+	bool caps_dropped;
 
 	/* The counters of links closed by a reload: counters only ever grow. */
 	struct link_counters gone_link;
@@ -171,6 +174,29 @@ static void node_on_fail(void *arg, int err)
 	n->fatal(n->fatal_arg, err);
 }
 
+/*
+ * Least privilege, once the first device read told the backend and the fwmark: the raw probe
+ * socket and rtnetlink are open by then. Kernel WireGuard is read and written over generic
+ * netlink, which needs CAP_NET_ADMIN, as does SO_MARK on the session sockets opened later
+ * (DNS, re-keys) and on the probe socket. A userspace backend without a fwmark needs nothing:
+ * the UAPI socket belongs to root, as the node does. A fwmark set only later then cannot be
+ * followed (logged as such); restarting the node picks it up.
+ */
+static void node_drop_caps(struct node *n, const struct wg_device *dev)
+{
+	static const int admin[] = { CAP_NET_ADMIN };
+	bool kernel = strcmp(paths_shell_backend(n->paths), "kernel") == 0;
+	bool need_admin = kernel || dev->fwmark;
+	int r;
+
+	n->caps_dropped = true;
+	r = caps_keep_only(admin, need_admin ? 1 : 0);
+	if (r < 0)
+		log_warn_errno(r, "cannot drop capabilities; running with those it started with");
+	else
+		log_debug("capabilities dropped; kept: %s", need_admin ? "CAP_NET_ADMIN" : "none");
+}
+
 static void node_on_device(void *arg, const struct wg_device *dev,
 			   const struct paths_shell_changes *ch)
 {
@@ -187,6 +213,8 @@ static void node_on_device(void *arg, const struct wg_device *dev,
 		else if (ch->port || ch->peers || ch->lan)
 			link_shell_register(n->links[i], ch->port);
 	}
+	if (ch->first && !n->caps_dropped)
+		node_drop_caps(n, dev);
 }
 
 static void node_on_punch_done(void *arg, unsigned int link_id, uint32_t attempt)

@@ -627,3 +627,62 @@ tb_until_ping()
 	done
 	echo $(((${EPOCHREALTIME/./} - t0) / 1000))
 }
+
+# ---- helpers of the attack tests (tests/netns/test-attack-*.sh) ----
+
+# tb_wgattack_bin: sets WGATTACK to the attacker program (tests/tools/wgattack.c).
+tb_wgattack_bin()
+{
+	local src=${WGPUNCH_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+
+	WGATTACK=${WGATTACK:-${WGPUNCH_BUILD:-$src/build}/tests/tools/wgattack}
+	[ -x "$WGATTACK" ] || tb_fail "no wgattack binary at $WGATTACK (set WGATTACK)"
+}
+
+# tb_capture NAME OUT SECONDS: captures every IPv4 UDP datagram in and out of namespace NAME
+# (AF_PACKET, for at most SECONDS) into OUT, one line each: "in|out SRC SPORT DST DPORT HEX".
+# Returns once the socket is open; TB_CAPTURE_PID is the capturer (kill it to stop early).
+tb_capture()
+{
+	tb_bg "$TB_DIR/capture-$1.log" "$1" python3 -c '
+import socket, struct, sys, time
+out, deadline = open(sys.argv[1], "w", buffering=1), time.time() + float(sys.argv[2])
+# ETH_P_ALL: a tap for one protocol sees only what comes in.
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3))
+s.settimeout(0.2)
+open(sys.argv[1] + ".ready", "w").close()
+while time.time() < deadline:
+    try:
+        pkt, addr = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    if addr[0] == "lo" or addr[1] != 0x0800 or len(pkt) < 28 or pkt[9] != 17:
+        continue
+    ihl = (pkt[0] & 15) * 4
+    sport, dport = struct.unpack("!HH", pkt[ihl:ihl + 4])
+    d = "out" if addr[2] == socket.PACKET_OUTGOING else "in"
+    out.write("%s %s %d %s %d %s\n" % (d, socket.inet_ntoa(pkt[12:16]), sport,
+        socket.inet_ntoa(pkt[16:20]), dport, pkt[ihl + 8:].hex()))' "$2" "$3"
+	TB_CAPTURE_PID=$TB_LASTPID
+	tb_wait_for 10 test -e "$2.ready" || tb_fail "the capture in $1 did not start"
+}
+
+# tb_vmrss PID: the resident set of PID in kB.
+tb_vmrss()
+{
+	awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status" 2>/dev/null
+}
+
+# tb_coord_counter NAME: one of the coordinator's counters (0 when it has no such counter).
+tb_coord_counter()
+{
+	tb_json coord "str(d['counters'].get('$1', 0))" || echo 0
+}
+
+# tb_nft_count NAME COUNTER: packets and bytes of a named nft counter in namespace NAME.
+tb_nft_count()
+{
+	tb_exec "$1" nft list counter inet attack "$2" 2>/dev/null |
+		awk '/packets/ { for (i = 1; i < NF; i++) { if ($i == "packets") p = $(i + 1);
+			if ($i == "bytes") b = $(i + 1) } } END { print p + 0, b + 0 }'
+}
