@@ -135,6 +135,14 @@ static void coord_render_metrics(void *arg, struct metrics_buf *b)
 	coord_counter_groups(c, g);
 	for (i = 0; i < COORD_COUNTER_GROUPS; i++)
 		metrics_add_counters(b, g[i].table, g[i].base);
+	/* The relay's, as the status has them under relay_counters while the relay is on. */
+	if (c->relay.on) {
+		metrics_add_counters(b, &relay_svc_counters_table, &c->relay.ctr);
+		metrics_add_counters(b, &rtab_counters_table, &c->relay.table.counters);
+		metrics_add_counters(b, &relay_fwd_counters_table, &c->relay.fwd.counters);
+		metrics_gauge(b, "coordinator_relays", "relays in use (pairs of relay ports)",
+			      c->relay.table.nrelays);
+	}
 	metrics_gauge(b, "coordinator_nodes", "nodes in the registry", reg->n_nodes);
 	metrics_gauge(b, "coordinator_max_nodes", "the registry's bound (max_nodes)",
 		      reg->max_nodes);

@@ -90,7 +90,9 @@ if len(sys.argv) > 2 and not errors:
     before = json.load(open(sys.argv[2]))
     after = json.load(open(sys.argv[3]))
     groups = sys.argv[4].split(',')
-    cb, ca = before['counters'], after['counters']
+    # The coordinator's relay counters are their own object in the status.
+    cb = dict(before['counters'], **before.get('relay_counters', {}))
+    ca = dict(after['counters'], **after.get('relay_counters', {}))
     seen = {}
     for name in order:
         f = families[name]
@@ -119,7 +121,7 @@ sys.exit(1 if errors else 0)
 EOF
 
 NODE_GROUPS=link,link_shell,paths,paths_shell
-COORD_GROUPS=transport,hs,hs_budget,dir,filter,punch
+COORD_GROUPS=transport,hs,hs_budget,dir,filter,punch,relay_svc,rtab,relay_fwd
 
 # metric FILE NAME: the value of the series NAME (with its labels, as written) in FILE.
 metric()
