@@ -90,16 +90,22 @@ if len(sys.argv) > 2 and not errors:
     before = json.load(open(sys.argv[2]))
     after = json.load(open(sys.argv[3]))
     groups = sys.argv[4].split(',')
-    # The coordinator's relay counters are their own object in the status.
-    cb = dict(before['counters'], **before.get('relay_counters', {}))
-    ca = dict(after['counters'], **after.get('relay_counters', {}))
+    # The coordinator's relay counters are their own object in the status (relay_counters),
+    # and may share names with the others: key them by (object, name).
+    RELAY_GROUPS = ('relay_svc', 'rtab', 'relay_fwd')
+    def flat(doc):
+        d = {('counters', k): v for k, v in doc['counters'].items()}
+        d.update({('relay_counters', k): v for k, v in doc.get('relay_counters', {}).items()})
+        return d
+    cb, ca = flat(before), flat(after)
     seen = {}
     for name in order:
         f = families[name]
         if f['type'] != 'counter':
             continue
-        keys = [k for g in groups for k in ca
-                if name == 'wgpunch_%s_%s_total' % (g, k)]
+        keys = [(obj, k) for g in groups for (obj, k) in ca
+                if obj == ('relay_counters' if g in RELAY_GROUPS else 'counters')
+                and name == 'wgpunch_%s_%s_total' % (g, k)]
         if len(keys) != 1:
             bad(0, 'counter %s matches %d status counters %s' % (name, len(keys), keys))
             continue
@@ -112,7 +118,7 @@ if len(sys.argv) > 2 and not errors:
             bad(0, '%s = %d, but the status said %d before and %d after' % (name, v, cb[k], ca[k]))
     for k in ca:
         if k not in seen:
-            bad(0, 'status counter %s has no metric' % k)
+            bad(0, 'status counter %s has no metric' % (k,))
     print('%d families, %d counters checked against the status' % (len(order), len(seen)))
 
 for e in errors:
