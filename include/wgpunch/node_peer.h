@@ -99,6 +99,7 @@ struct node_peer_obs {
 	int64_t handshake_s; /* wall clock; 0 = never */
 	int64_t handshake_ns;
 	int64_t wall_now_s; /* wall clock when observed */
+	uint64_t rx_bytes;  /* WireGuard's received bytes: authenticated packets only */
 };
 
 struct node_peer {
@@ -106,6 +107,7 @@ struct node_peer {
 	struct node_peer_cand cands[NODE_PEER_MAX_CAND];
 	uint8_t n_cands, cur;
 	int64_t base_s, base_ns; /* latest-handshake before the current write */
+	uint64_t base_rx;        /* rx_bytes before the current write */
 	int64_t seen_s, seen_ns; /* latest-handshake last observed */
 	uint64_t deadline_ms;    /* monotonic: give up on the current candidate */
 	uint64_t kick_ms;        /* monotonic: the deferred kick is due; 0 = none waiting */

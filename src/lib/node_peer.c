@@ -63,6 +63,7 @@ static void start_attempt(struct node_peer *p, const struct node_peer_obs *obs, 
 {
 	p->base_s = obs->handshake_s;
 	p->base_ns = obs->handshake_ns;
+	p->base_rx = obs->rx_bytes;
 	p->deadline_ms = now_ms + NODE_PEER_ATTEMPT_MS;
 	p->kick_ms = 0;
 	p->state = NODE_PEER_TRYING;
@@ -202,7 +203,14 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 
 	switch (p->state) {
 	case NODE_PEER_TRYING:
-		if (hs_newer(obs->handshake_s, obs->handshake_ns, p->base_s, p->base_ns)) {
+		/* A new handshake proves the candidate; so do packets from the peer arriving
+		 * there over a session that was already up (the peer's NAT rebound and both
+		 * sides moved the live session: WireGuard keeps its latest-handshake then, but
+		 * counts the peer's authenticated packets, and roams its endpoint to where they
+		 * come from, so it stays the candidate only if they come from there). */
+		if (hs_newer(obs->handshake_s, obs->handshake_ns, p->base_s, p->base_ns) ||
+		    (obs->rx_bytes > p->base_rx && hs_fresh(obs) && addr_is_set(&obs->endpoint) &&
+		     addr_equal(&obs->endpoint, &p->cands[p->cur].addr))) {
 			bool kick_waiting = p->kick_ms != 0;
 			bool via_relay = addr_is_set(&p->relay) && addr_is_set(&obs->endpoint) &&
 					 addr_equal(&obs->endpoint, &p->relay);

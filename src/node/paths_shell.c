@@ -119,6 +119,7 @@ static void shell_obs(const struct paths_shell *ps, const uint8_t key[KEY_LEN],
 	o->keepalive_s = wp->keepalive_s;
 	o->handshake_s = wp->last_handshake_s;
 	o->handshake_ns = wp->last_handshake_ns;
+	o->rx_bytes = wp->rx_bytes;
 }
 
 /* ---- lifetime ---- */

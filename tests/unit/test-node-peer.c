@@ -546,9 +546,42 @@ static void test_node_peer_path_names(void)
 	CHECK(strcmp(node_path_name(NODE_PATH_RELAY), "relay") == 0);
 }
 
+/* The peer's NAT rebound under a live session: the PUNCH's new candidate is written, and the
+ * session moves there without a new handshake. Packets from the peer arriving at the
+ * candidate prove it; packets arriving elsewhere do not. */
+static void test_node_peer_live_session_moves_to_candidate(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.30");
+	struct addr own = ip("203.0.113.5", 51820);
+	struct addr old = ip("198.51.100.20", 51820), elsewhere = ip("198.51.100.40", 51820);
+	struct node_peer_obs o;
+
+	node_peer_init(&p, key, 0);
+	o = obs(&old, WALL0 - 10, WALL0);
+	o.rx_bytes = 1000;
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
+	/* Written: same handshake, nothing new received yet. */
+	o = obs(&m.peer_public, WALL0 - 10, WALL0);
+	o.rx_bytes = 1000;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 250, true), NODE_PEER_NOTHING);
+	/* WireGuard roamed to a third address: not this candidate's doing. */
+	o = obs(&elsewhere, WALL0 - 10, WALL0);
+	o.rx_bytes = 1200;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 500, true), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.state, NODE_PEER_TRYING);
+	/* The peer's packets arrive at the candidate: up, with the old handshake. */
+	o = obs(&m.peer_public, WALL0 - 10, WALL0 + 1);
+	o.rx_bytes = 1300;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 750, true), NODE_PEER_UP_NOW);
+	CHECK_EQ_INT(p.state, NODE_PEER_UP);
+	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
+}
+
 int main(void)
 {
 	TAP_RUN(test_node_peer_public_only_when_other_nat);
+	TAP_RUN(test_node_peer_live_session_moves_to_candidate);
 	TAP_RUN(test_node_peer_lan_first_behind_same_nat);
 	TAP_RUN(test_node_peer_new_handshake_means_up);
 	TAP_RUN(test_node_peer_nanoseconds_count_as_newer);
