@@ -45,6 +45,18 @@
  * millisecond; the wait only costs time when the first side's packet does not arrive.
  */
 #define NODE_PEER_KICK_WAIT_MS 150
+/*
+ * On the relay, a PUNCH tries the direct path again (relay -> direct upgrade), at the earliest
+ * NODE_PEER_UPGRADE_FIRST_MS after the relay came up, then twice as long after each failure up
+ * to NODE_PEER_UPGRADE_MAX_MS. The session exists, so no new handshake proves the direct
+ * candidate: WireGuard's roaming does. It moves the endpoint to wherever the peer's authentic
+ * packets come from, so bytes received while the endpoint stays on the direct candidate came
+ * direct; the endpoint moving back (to the relay) or no bytes within NODE_PEER_UPGRADE_MS
+ * means it failed, and the relay endpoint is written again.
+ */
+#define NODE_PEER_UPGRADE_FIRST_MS 30000
+#define NODE_PEER_UPGRADE_MAX_MS 600000
+#define NODE_PEER_UPGRADE_MS 3000
 #define NODE_PEER_KICK_JITTER_MS 100
 
 enum node_path {
@@ -119,6 +131,12 @@ struct node_peer {
 	enum node_peer_state state;
 	bool stale; /* FAILED because a working path went stale, not because no candidate worked */
 	struct addr relay; /* our relay endpoint for this peer; unset: none */
+	uint64_t upgrade_after_ms; /* monotonic: no upgrade try before */
+	uint32_t upgrade_wait_ms;  /* after a failed try */
+	bool upgrading;            /* a direct candidate is being tried from the relay */
+	bool rx_based;             /* upgrading: rx_base was read after the write */
+	bool relay_done;           /* the upgrade worked: the relay can be given back (once) */
+	uint64_t rx_base;
 };
 
 void node_peer_init(struct node_peer *p, const uint8_t key[KEY_LEN], uint64_t now_ms);
@@ -153,6 +171,13 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr *relay, bool second,
 					 uint32_t rnd, const struct node_peer_obs *obs,
 					 uint64_t now_ms);
+/*
+ * A PUNCH for a peer on the relay: NODE_PEER_WRITE with the direct candidate when an upgrade
+ * try is due (see NODE_PEER_UPGRADE_FIRST_MS), else NODE_PEER_NOTHING (acked only).
+ */
+enum node_peer_action node_peer_upgrade(struct node_peer *p, const struct proto_punch *punch,
+					const struct node_peer_self *self,
+					const struct node_peer_obs *obs, uint64_t now_ms);
 /* No NAT in front of us: mapping's IP is one of local[] (ports ignored). */
 bool node_peer_no_nat(const struct addr *mapping, const struct addr *local, size_t n_local);
 

@@ -34,7 +34,8 @@
 	X(punches_ignored, "PUNCHes for a key that is not a peer of the interface") \
 	X(punches_merged, "PUNCHes for an attempt another link opened: acked only") \
 	X(punches_on_relay, "PUNCHes for a peer on a working relay: acked only")    \
-	X(relays, "RELAY messages for a peer of the interface")
+	X(relays, "RELAY messages for a peer of the interface")                     \
+	X(upgrades_tried, "direct paths tried from the relay (on a PUNCH)")
 struct paths_counters {
 	PATHS_COUNTERS(COUNTER_FIELD)
 };

@@ -51,6 +51,9 @@ struct paths_shell_ops {
 	void (*punch_done)(void *arg, unsigned int link_id, uint32_t attempt);
 	/* Every direct candidate of peer_key failed: ask link link_id for a relay. */
 	void (*relay_request)(void *arg, unsigned int link_id, const uint8_t *peer_key);
+	/* peer_key went direct from its relay (reason): tell link link_id's coordinator. */
+	void (*relay_close)(void *arg, unsigned int link_id, const uint8_t *peer_key,
+			    uint8_t reason);
 	/* Peers want a PUNCH: every link's next REGISTER asks (RESYNC), sent now if now. */
 	void (*resync)(void *arg, bool now);
 	/* Every handle is closed. */

@@ -69,6 +69,7 @@ struct relay {
 	struct relay_fwd fwd;
 	uint32_t *attempt;       /* per relay id: the id in its RELAYs; 0 unused */
 	uint64_t (*bind_seq)[2]; /* per relay id and side: the last accepted bind counter */
+	uint8_t *closing;        /* per relay id: bit per side that sent RELAY_CLOSE (DIRECT) */
 	uint32_t next_attempt;
 	struct relay_svc_counters ctr;
 };

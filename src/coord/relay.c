@@ -111,6 +111,7 @@ static void relay_pair(struct relay *r, struct reg_node *a, struct reg_node *b, 
 		 * from an older relay on a reused port needs the port to come back to the same
 		 * node within one session, after the FIFO free list went round (relay.md 2). */
 		memset(r->bind_seq[id], 0, sizeof(r->bind_seq[id]));
+		r->closing[id] = 0;
 		if (flags & PROTO_RELAY_F_AT_ONCE)
 			r->ctr.relay_at_once++;
 		else
@@ -221,6 +222,11 @@ static void relay_on_close(void *arg, const struct transport_rx *rx)
 		 key_short(rx->node->key, k1), key_short(m->key, k2),
 		 rx->msg->relay_close.reason == PROTO_RELAY_CLOSE_DIRECT ? "direct path works"
 									 : "peer gone");
+	/* Both sides must have moved off the relay: the first to succeed sends its RELAY_CLOSE
+	 * while the other may still be judging, or falling back to the relay. */
+	r->closing[id] |= (uint8_t)(1u << (rx->node->fp < m->fp ? 0 : 1));
+	if (r->closing[id] != 3 && rx->msg->relay_close.reason == PROTO_RELAY_CLOSE_DIRECT)
+		return;
 	teardown(r, id);
 	r->ctr.relay_closed++;
 }
@@ -334,9 +340,11 @@ int relay_init(struct relay *r, uv_loop_t *loop, const struct config *conf, stru
 		return e;
 	r->attempt = calloc(r->table.max_relays, sizeof(*r->attempt));
 	r->bind_seq = calloc(r->table.max_relays, sizeof(*r->bind_seq));
-	if (!r->attempt || !r->bind_seq) {
+	r->closing = calloc(r->table.max_relays, sizeof(*r->closing));
+	if (!r->attempt || !r->bind_seq || !r->closing) {
 		free(r->attempt);
 		free(r->bind_seq);
+		free(r->closing);
 		rtab_destroy(&r->table);
 		return -ENOMEM;
 	}
@@ -344,6 +352,7 @@ int relay_init(struct relay *r, uv_loop_t *loop, const struct config *conf, stru
 	if (e < 0) {
 		free(r->attempt);
 		free(r->bind_seq);
+		free(r->closing);
 		rtab_destroy(&r->table);
 		return e;
 	}
@@ -370,6 +379,8 @@ void relay_destroy(struct relay *r)
 	r->inited = false;
 	free(r->attempt);
 	free(r->bind_seq);
+	free(r->closing);
+	r->closing = NULL;
 	r->attempt = NULL;
 	r->bind_seq = NULL;
 	rtab_destroy(&r->table);

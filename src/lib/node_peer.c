@@ -184,6 +184,9 @@ enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr 
 		set_up(p, NODE_PATH_RELAY);
 		return NODE_PEER_NOTHING;
 	}
+	p->upgrading = false;
+	p->upgrade_after_ms = now_ms + NODE_PEER_UPGRADE_FIRST_MS;
+	p->upgrade_wait_ms = NODE_PEER_UPGRADE_FIRST_MS;
 	start_attempt(p, obs, now_ms);
 	if (second) {
 		p->kick_ms =
@@ -191,6 +194,80 @@ enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr 
 		return NODE_PEER_WRITE_QUIET;
 	}
 	return NODE_PEER_WRITE;
+}
+
+enum node_peer_action node_peer_upgrade(struct node_peer *p, const struct proto_punch *punch,
+					const struct node_peer_self *self,
+					const struct node_peer_obs *obs, uint64_t now_ms)
+{
+	struct addr relay = p->relay;
+	enum node_peer_action a;
+
+	if (p->state != NODE_PEER_UP || p->path != NODE_PATH_RELAY || now_ms < p->upgrade_after_ms)
+		return NODE_PEER_NOTHING;
+	a = node_peer_on_punch(p, punch, self, obs, now_ms);
+	p->relay = relay;
+	if (a != NODE_PEER_WRITE && a != NODE_PEER_WRITE_QUIET) {
+		/* Nothing to try: stay on the relay. */
+		p->n_cands = 0;
+		add_cand(p, &relay, NODE_PATH_RELAY);
+		p->cur = 0;
+		set_up(p, NODE_PATH_RELAY);
+		return NODE_PEER_NOTHING;
+	}
+	p->kick_ms = 0; /* both sides kick: the session exists, no initiations can cross */
+	p->upgrading = true;
+	/* From the PUNCH on: the other side's first direct packet may come before our first
+	 * read after the write. What came through the relay before the write is the residue:
+	 * the write comes within a millisecond, and later relay packets make WireGuard roam
+	 * back to the relay, which fails the try. */
+	p->rx_base = obs->rx_bytes;
+	p->rx_based = true;
+	p->deadline_ms = now_ms + NODE_PEER_UPGRADE_MS;
+	return NODE_PEER_WRITE;
+}
+
+/* The upgrade failed: the relay endpoint again, and a longer wait before the next try. */
+static enum node_peer_action upgrade_failed(struct node_peer *p, uint64_t now_ms)
+{
+	p->upgrading = false;
+	p->n_cands = 0;
+	p->cur = 0;
+	add_cand(p, &p->relay, NODE_PATH_RELAY);
+	set_up(p, NODE_PATH_RELAY);
+	p->upgrade_wait_ms = p->upgrade_wait_ms * 2 > NODE_PEER_UPGRADE_MAX_MS
+				     ? NODE_PEER_UPGRADE_MAX_MS
+				     : p->upgrade_wait_ms * 2;
+	p->upgrade_after_ms = now_ms + p->upgrade_wait_ms;
+	return NODE_PEER_WRITE;
+}
+
+static enum node_peer_action upgrade_poll(struct node_peer *p, const struct node_peer_obs *obs,
+					  uint64_t now_ms)
+{
+	const struct addr *cand = &p->cands[p->cur].addr;
+
+	if (!p->rx_based) {
+		/* The first read after the write: what arrives from now on counts. */
+		if (addr_is_set(&obs->endpoint) && addr_equal(&obs->endpoint, cand)) {
+			p->rx_base = obs->rx_bytes;
+			p->rx_based = true;
+		}
+	} else if (!addr_equal(&obs->endpoint, cand)) {
+		return upgrade_failed(p,
+				      now_ms); /* roamed away: the peer's packets came elsewhere */
+	} else if (obs->rx_bytes > p->rx_base) {
+		p->upgrading = false;
+		/* p->relay stays: should WireGuard roam back to it, the path says relay. */
+		p->relay_done = true;
+		set_up(p, p->cands[p->cur].path);
+		/* A keepalive now: the other side, trying too, learns the same way (WireGuard
+		 * does not answer a keepalive, and the next persistent one may be 25 s off). */
+		return NODE_PEER_UP_KEEPALIVE;
+	}
+	if (now_ms >= p->deadline_ms)
+		return upgrade_failed(p, now_ms);
+	return NODE_PEER_NOTHING;
 }
 
 enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_peer_obs *obs,
@@ -201,6 +278,8 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 	p->seen_s = obs->handshake_s;
 	p->seen_ns = obs->handshake_ns;
 
+	if (p->upgrading && p->state == NODE_PEER_TRYING)
+		return upgrade_poll(p, obs, now_ms);
 	switch (p->state) {
 	case NODE_PEER_TRYING:
 		/* A new handshake proves the candidate; so do packets from the peer arriving

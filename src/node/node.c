@@ -233,6 +233,15 @@ static void node_on_relay_request(void *arg, unsigned int link_id, const uint8_t
 		link_shell_relay_request(s, peer_key);
 }
 
+static void node_on_relay_close(void *arg, unsigned int link_id, const uint8_t *peer_key,
+				uint8_t reason)
+{
+	struct link_shell *s = node_find_link(arg, link_id);
+
+	if (s)
+		link_shell_relay_close(s, peer_key, reason);
+}
+
 static void node_on_resync(void *arg, bool now)
 {
 	struct node *n = arg;
@@ -302,6 +311,7 @@ int node_start(uv_loop_t *loop, const struct config *conf, node_fatal_cb fatal, 
 		.on_device = node_on_device,
 		.punch_done = node_on_punch_done,
 		.relay_request = node_on_relay_request,
+		.relay_close = node_on_relay_close,
 		.resync = node_on_resync,
 		.closed = node_released,
 	};

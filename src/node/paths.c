@@ -172,8 +172,15 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 	 * come in either order (the second side's PUNCH waits for the first side's ack). */
 	if (addr_is_set(&p->m.relay)) {
 		p->punch_link = link_id;
-		ps->counters.punches_on_relay++;
-		return PATHS_MERGED;
+		*act = node_peer_upgrade(&p->m, punch, self, obs, now_ms);
+		if (*act == NODE_PEER_NOTHING) {
+			ps->counters.punches_on_relay++;
+			return PATHS_MERGED;
+		}
+		ps->counters.upgrades_tried++;
+		p->link_id = link_id;
+		p->punch = *punch;
+		return PATHS_RUN;
 	}
 	*act = node_peer_on_punch(&p->m, punch, self, obs, now_ms);
 	p->punch_link = link_id;

@@ -377,6 +377,13 @@ static void shell_peer_act(struct paths_shell *ps, struct paths_peer *p, enum no
 		shell_kick(ps, p, act);
 		/* fall through */
 	case NODE_PEER_UP_NOW:
+		if (p->m.relay_done) {
+			/* Direct from the relay: the coordinator can tear the relay down. */
+			p->m.relay_done = false;
+			if (p->relay_link)
+				ps->ops.relay_close(ps->ops.arg, p->relay_link, p->m.key,
+						    PROTO_RELAY_CLOSE_DIRECT);
+		}
 		wp = shell_dev_peer(ps, p->m.key);
 		cand = node_peer_candidate(&p->m);
 		log_info("path to peer %s up: %s via %s", key_short(p->m.key, k),

@@ -537,6 +537,63 @@ static void test_node_peer_relay(void)
 	CHECK(!addr_is_set(&p.relay));
 }
 
+static void test_node_peer_relay_upgrade(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("203.0.113.5", 51820), relay = ip("198.51.100.1", 52000);
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+	uint64_t t;
+
+	/* Up on the relay at 400 ms. */
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_relay(&p, &relay, false, 0, &o, 0), NODE_PEER_WRITE);
+	o = obs(&relay, WALL0 + 1, WALL0 + 1);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 400, true), NODE_PEER_UP_NOW);
+	/* A PUNCH before the first try is due: nothing. */
+	CHECK_EQ_INT(node_peer_upgrade(&p, &m, SELF(own), &o, 1000), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.path, NODE_PATH_RELAY);
+
+	/* Due: the direct candidate is written; WireGuard roams back to the relay: failed, the
+	 * relay endpoint again, and the next try waits twice as long. */
+	t = NODE_PEER_UPGRADE_FIRST_MS;
+	o.rx_bytes = 1000;
+	CHECK_EQ_INT(node_peer_upgrade(&p, &m, SELF(own), &o, t), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_candidate(&p)->path, NODE_PATH_DIRECT);
+	o.endpoint = m.peer_public;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + 250, true), NODE_PEER_NOTHING);
+	o.endpoint = relay;
+	o.rx_bytes = 1100;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + 500, true), NODE_PEER_WRITE);
+	CHECK(addr_equal(&node_peer_candidate(&p)->addr, &relay));
+	CHECK_EQ_INT(p.state, NODE_PEER_UP);
+	CHECK_EQ_INT(p.path, NODE_PATH_RELAY);
+	CHECK_EQ_INT(node_peer_upgrade(&p, &m, SELF(own), &o, t + 500 + t), NODE_PEER_NOTHING);
+
+	/* Next try: nothing arrives within NODE_PEER_UPGRADE_MS: failed too. */
+	t = t + 500 + 2 * NODE_PEER_UPGRADE_FIRST_MS;
+	o.endpoint = relay;
+	CHECK_EQ_INT(node_peer_upgrade(&p, &m, SELF(own), &o, t), NODE_PEER_WRITE);
+	o.endpoint = m.peer_public;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + NODE_PEER_UPGRADE_MS, true), NODE_PEER_WRITE);
+	CHECK_EQ_INT(p.path, NODE_PATH_RELAY);
+
+	/* Next: bytes arrive while the endpoint stays direct: up direct, a keepalive for the
+	 * other side, and the relay can be given back. */
+	t = t + NODE_PEER_UPGRADE_MS + 4 * NODE_PEER_UPGRADE_FIRST_MS;
+	o.endpoint = relay; /* the fallback's write */
+	CHECK_EQ_INT(node_peer_upgrade(&p, &m, SELF(own), &o, t), NODE_PEER_WRITE);
+	o.endpoint = m.peer_public;
+	o.rx_bytes += 32;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + 250, true), NODE_PEER_UP_KEEPALIVE);
+	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
+	CHECK(p.relay_done);
+	/* Should WireGuard roam back to the relay later, the path says so. */
+	o.endpoint = relay;
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + 500, true), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.path, NODE_PATH_RELAY);
+}
+
 static void test_node_peer_path_names(void)
 {
 	CHECK(strcmp(node_path_name(NODE_PATH_NONE), "none") == 0);
@@ -597,6 +654,7 @@ int main(void)
 	TAP_RUN(test_node_peer_punch_during_kick_wait);
 	TAP_RUN(test_node_peer_second_side_kicks_at_once_behind_nat);
 	TAP_RUN(test_node_peer_relay);
+	TAP_RUN(test_node_peer_relay_upgrade);
 	TAP_RUN(test_node_peer_path_names);
 	return tap_done();
 }
