@@ -63,6 +63,12 @@ for h in a b c d e f; do
 	tb_node "$h"
 done
 
+# demo_path_is HOST PEER PATH: HOST's node reports PATH for PEER (read anew on every poll).
+demo_path_is()
+{
+	[ "$(tb_peer_status "$1" "$2" path)" = "$3" ]
+}
+
 demo_pair()
 {
 	local x=$1 y=$2 want=$3 path
@@ -71,7 +77,7 @@ demo_pair()
 	tb_wait_handshake "$y" "$x" 5 || tb_fail "no handshake on $y for $x (logs below)"
 	printf 'WireGuard handshake %s <-> %s after %d ms\n' "$x" "$y" \
 		$(((${EPOCHREALTIME/./} - t0) / 1000))
-	tb_wait_for 10 test "$(tb_peer_status "$x" "$y" path)" = "$want" ||
+	tb_wait_for 10 demo_path_is "$x" "$y" "$want" ||
 		tb_fail "$x's node reports path '$(tb_peer_status "$x" "$y" path)' for $y, not $want"
 	step "pair ${x^^} <-> ${y^^}: path $want; wg show on host ${x^^}"
 	wg show "${TB_WGIF[$x]}"
