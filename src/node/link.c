@@ -417,37 +417,47 @@ static void on_datagram(struct run *r, const uint8_t *buf, size_t len, bool trun
 
 /* ---- probes ---- */
 
-static void send_probes(struct run *r)
+/*
+ * One PROBE from the WireGuard port (the prober) to `to`, MAC'd under the session's probe key.
+ * The MAC covers where it goes and why: replayed to another port it fails. The sequence
+ * number is shared by every purpose and only grows, so it is above whatever the coordinator
+ * accepted for each. 0, or -ENOSPC / -EINVAL.
+ */
+static int send_probe(struct run *r, const struct addr *to, uint8_t purpose)
 {
 	struct link *l = r->l;
 	size_t pre = proto_outer_prefix_len(PROTO_PROBE);
-	unsigned int idx;
+	uint8_t mac[PROTO_PROBE_MAC_LEN] = { 0 };
+	struct proto_outer o = { .type = PROTO_PROBE };
+	struct link_send *s = out_slot(r);
+	ssize_t n;
 
-	for (idx = 0; idx < 2; idx++) {
-		uint8_t mac[PROTO_PROBE_MAC_LEN] = { 0 };
-		struct proto_outer o = { .type = PROTO_PROBE };
-		struct link_send *s = out_slot(r);
-		ssize_t n;
+	if (!s)
+		return -ENOSPC;
+	o.receiver_idx = l->cur.remote_idx;
+	o.counter = ++l->probe_seq;
+	o.dst_port = addr_port(to);
+	o.purpose = purpose;
+	o.body = mac;
+	o.body_len = sizeof(mac);
+	n = proto_encode_outer(s->buf, sizeof(s->buf), &o);
+	if (n < 0)
+		return (int)n;
+	session_probe_mac(l->probe_key, s->buf, pre, s->buf + pre);
+	s->via = LINK_VIA_PROBER;
+	s->msg = 0;
+	s->to = *to;
+	s->len = (size_t)n;
+	r->out->n_sends++;
+	return 0;
+}
 
-		if (!s)
-			return;
-		o.receiver_idx = l->cur.remote_idx;
-		o.counter = ++l->probe_seq;
-		/* The MAC covers where the probe goes: replayed to the other port it fails. */
-		o.dst_port = (uint16_t)(l->port + idx);
-		o.purpose = idx == 0 ? PROTO_PROBE_MAP_P : PROTO_PROBE_MAP_P1;
-		o.body = mac;
-		o.body_len = sizeof(mac);
-		n = proto_encode_outer(s->buf, sizeof(s->buf), &o);
-		if (n < 0)
-			return;
-		session_probe_mac(l->probe_key, s->buf, pre, s->buf + pre);
-		s->via = LINK_VIA_PROBER;
-		s->msg = 0;
-		s->to = coord_port(l, idx);
-		s->len = (size_t)n;
-		r->out->n_sends++;
-	}
+static void send_probes(struct run *r)
+{
+	struct addr p = coord_port(r->l, 0), p1 = coord_port(r->l, 1);
+
+	if (send_probe(r, &p, PROTO_PROBE_MAP_P) == 0)
+		send_probe(r, &p1, PROTO_PROBE_MAP_P1);
 }
 
 /* 0.0.0.0 or ::: the coordinator listens on every address. */
@@ -463,35 +473,11 @@ static bool addr_is_wildcard(const struct addr *a)
 /* Relay-bind probes to our relay port `to` (PROTOCOL.md 2.4, relay.md section 2). */
 static void send_relay_binds(struct run *r, const struct addr *to)
 {
-	struct link *l = r->l;
-	size_t pre = proto_outer_prefix_len(PROTO_PROBE);
-
-	if (!l->cur.valid)
+	if (!r->l->cur.valid)
 		return;
-	for (unsigned int i = 0; i < LINK_RELAY_BINDS; i++) {
-		uint8_t mac[PROTO_PROBE_MAC_LEN] = { 0 };
-		struct proto_outer o = { .type = PROTO_PROBE };
-		struct link_send *s = out_slot(r);
-		ssize_t n;
-
-		if (!s)
+	for (unsigned int i = 0; i < LINK_RELAY_BINDS; i++)
+		if (send_probe(r, to, PROTO_PROBE_RELAY) < 0)
 			return;
-		o.receiver_idx = l->cur.remote_idx;
-		o.counter = ++l->probe_seq;
-		o.dst_port = addr_port(to);
-		o.purpose = PROTO_PROBE_RELAY;
-		o.body = mac;
-		o.body_len = sizeof(mac);
-		n = proto_encode_outer(s->buf, sizeof(s->buf), &o);
-		if (n < 0)
-			return;
-		session_probe_mac(l->probe_key, s->buf, pre, s->buf + pre);
-		s->via = LINK_VIA_PROBER;
-		s->msg = 0;
-		s->to = *to;
-		s->len = (size_t)n;
-		r->out->n_sends++;
-	}
 }
 
 /*
