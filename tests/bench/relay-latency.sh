@@ -66,17 +66,4 @@ for run in $(seq 1 "$runs"); do
 	tb_cleanup
 done
 
-[ "${#results[@]}" -gt 0 ] || { echo "no run produced a handshake"; exit 1; }
-mapfile -t sorted < <(printf '%s\n' "${results[@]}" | sort -n)
-count=${#sorted[@]}
-rank()
-{
-	local r=$(((count * $1 + 99) / 100))
-
-	echo "${sorted[$((r > 0 ? r - 1 : 0))]}"
-}
-echo
-printf 'runs: %d ok, %d without handshake\n' "$count" "$failed"
-printf 'p50: %d ms (target <= 1000)\np95: %d ms\nmin: %d ms, max: %d ms\n' \
-	"$(rank 50)" "$(rank 95)" "${sorted[0]}" "${sorted[$((count - 1))]}"
-[ "$failed" = 0 ]
+tb_latency_summary "1000" "" "$failed" "${results[@]}"

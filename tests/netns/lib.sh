@@ -686,3 +686,26 @@ tb_nft_count()
 		awk '/packets/ { for (i = 1; i < NF; i++) { if ($i == "packets") p = $(i + 1);
 			if ($i == "bytes") b = $(i + 1) } } END { print p + 0, b + 0 }'
 }
+
+# tb_latency_summary P50_TARGET P95_TARGET FAILED MS...: the latency benchmarks' closing lines:
+# how many runs worked, p50, p95 (nearest rank), min and max, each target beside its number
+# ("" for none). Returns 1 when no run worked or FAILED is not 0.
+tb_latency_summary()
+{
+	local p50t=$1 p95t=$2 failed=$3 count r50 r95
+	local -a sorted
+
+	shift 3
+	[ "$#" -gt 0 ] || { echo "no run produced a handshake"; return 1; }
+	mapfile -t sorted < <(printf '%s\n' "$@" | sort -n)
+	count=${#sorted[@]}
+	r50=$(((count * 50 + 99) / 100))
+	r95=$(((count * 95 + 99) / 100))
+	echo
+	printf 'runs: %d ok, %d without handshake\n' "$count" "$failed"
+	printf 'p50: %d ms%s\np95: %d ms%s\nmin: %d ms, max: %d ms\n' \
+		"${sorted[$((r50 > 0 ? r50 - 1 : 0))]}" "${p50t:+ (target <= $p50t)}" \
+		"${sorted[$((r95 > 0 ? r95 - 1 : 0))]}" "${p95t:+ (target <= $p95t)}" \
+		"${sorted[0]}" "${sorted[$((count - 1))]}"
+	[ "$failed" = 0 ]
+}
