@@ -97,7 +97,8 @@ void relay_forget(struct relay *r, struct reg_node *n);
  * Section 5 of rendezvous.md: true when no direct path can work between a and b, so the pair
  * is relayed at once. One side maps per destination (its mappings toward P and P + 1 differ)
  * and the other does not accept unsolicited packets: it is no public host (its mapping's IP
- * is none of its LAN addresses) and its router is not poisonable.
+ * is none of its LAN addresses) and its router is not poisonable. Or both routers are
+ * poisonable (each side's first packet poisons the other's conntrack).
  */
 bool relay_no_direct(const struct reg_node *a, const struct reg_node *b);
 /* The node asked not to be relayed (REGISTER flag NO_RELAY). */

@@ -53,6 +53,13 @@ static bool accepts_unsolicited(const struct reg_node *n)
 
 bool relay_no_direct(const struct reg_node *a, const struct reg_node *b)
 {
+	/* Both routers poisonable: the first side's packet makes the second's router keep it
+	 * for itself, so the second side's flow leaves from another port, which the first
+	 * side's router (having no flow to it) keeps for itself in turn. The order of the punch
+	 * cannot help; a first packet whose TTL dies between the routers could, but only where
+	 * a router lies between them, which nothing here can know. */
+	if (a->filter == PROTO_FILTER_POISONABLE && b->filter == PROTO_FILTER_POISONABLE)
+		return true;
 	return (maps_per_destination(a) && !accepts_unsolicited(b)) ||
 	       (maps_per_destination(b) && !accepts_unsolicited(a));
 }
