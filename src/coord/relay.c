@@ -51,8 +51,22 @@ static bool accepts_unsolicited(const struct reg_node *n)
 	return public_host(n) || n->filter == PROTO_FILTER_POISONABLE;
 }
 
+/* The same public IP: behind one NAT, where the punch tries the LAN addresses first. */
+static bool same_public_ip(const struct reg_node *a, const struct reg_node *b)
+{
+	const struct reg_addr *x = &a->mapping[0], *y = &b->mapping[0];
+
+	return x->family && x->family == y->family &&
+	       memcmp(x->ip, y->ip, x->family == 4 ? 4 : 16) == 0;
+}
+
 bool relay_no_direct(const struct reg_node *a, const struct reg_node *b)
 {
+	/* Behind one NAT the LAN candidates need no NAT at all, whatever its kind; should the
+	 * LAN not reach (two customers of one carrier-grade NAT), the node asks for the relay
+	 * after them. */
+	if (same_public_ip(a, b))
+		return false;
 	/* Both routers poisonable: the first side's packet makes the second's router keep it
 	 * for itself, so the second side's flow leaves from another port, which the first
 	 * side's router (having no flow to it) keeps for itself in turn. The order of the punch
