@@ -170,8 +170,16 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 	 * never could work), and a handshake through the relay would pass for the direct
 	 * candidate's: the relay stays until its path goes stale. RELAY and PUNCH of one pair
 	 * come in either order (the second side's PUNCH waits for the first side's ack). */
-	if (addr_is_set(&p->m.relay) &&
-	    !(p->m.state == NODE_PEER_UP && p->m.path != NODE_PATH_RELAY)) {
+	/* Direct after an upgrade: this side closed its relay (RELAY_CLOSE), and a PUNCH now is
+	 * the coordinator following a change (a NAT that rebound): an ordinary punch, which must
+	 * not take the old relay for a relay still in use (a failed attempt would then wait for
+	 * PUNCHes that are only acked). */
+	if (addr_is_set(&p->m.relay) && p->m.state == NODE_PEER_UP &&
+	    p->m.path != NODE_PATH_RELAY) {
+		memset(&p->m.relay, 0, sizeof(p->m.relay));
+		p->m.upgrade_timer = false;
+	}
+	if (addr_is_set(&p->m.relay)) {
 		p->punch_link = link_id;
 		*act = node_peer_upgrade(&p->m, punch, self, obs, now_ms);
 		if (*act == NODE_PEER_NOTHING) {

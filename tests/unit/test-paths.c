@@ -661,6 +661,18 @@ static void test_paths_upgrade_timer_both_sides(void)
 		     PATHS_RUN);
 	CHECK_EQ_INT(act, NODE_PEER_NUDGE);
 	CHECK_EQ_INT(x.counters.punches_on_relay, 1);
+	CHECK(!addr_is_set(&x.peers[0].m.relay)); /* closed: not taken for one in use again */
+	/* Another candidate that fails: the peer has no path, and the next PUNCH is run. */
+	px.peer_public = ip("198.51.100.21:51820");
+	CHECK_EQ_INT(paths_on_punch(&x, LINK_A, &px, self(), &o, slot + 70000, &pp, &act),
+		     PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	CHECK_EQ_INT(
+		node_peer_on_poll(&x.peers[0].m, &o, slot + 70000 + NODE_PEER_ATTEMPT_MS, true),
+		NODE_PEER_GIVE_UP);
+	CHECK_EQ_INT(paths_on_punch(&x, LINK_A, &px, self(), &o, slot + 80000, &pp, &act),
+		     PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
 	paths_free(&x);
 	paths_free(&y);
 }
