@@ -22,6 +22,11 @@
 #define CONFIG_DEFAULT_KEEPALIVE_S 25
 #define CONFIG_DEFAULT_RELAY_PORT_MIN 52000
 #define CONFIG_DEFAULT_RELAY_PORT_MAX 52999
+/* Relay quotas (docs/relay.md section 4); 0 in the first three means no limit. */
+#define CONFIG_DEFAULT_RELAY_MAX_PER_NODE 16            /* relays a node may be a side of */
+#define CONFIG_DEFAULT_RELAY_PAIR_PPS 100000            /* per pair, both directions */
+#define CONFIG_DEFAULT_RELAY_PAIR_BYTES_PER_S 104857600 /* 100 MiB, per pair, both directions */
+#define CONFIG_DEFAULT_RELAY_IDLE_TIMEOUT_S 180 /* no forwarded datagram: keepalives stopped */
 #define CONFIG_DEFAULT_MAX_NODES 1048576u
 /* Half a core for handshakes; a re-key every 15 min: 1M nodes need ~1,170 handshakes a second. */
 #define CONFIG_DEFAULT_HANDSHAKE_CPU 50
@@ -69,6 +74,10 @@ struct config_coordinator_role {
 	size_t n_authorized_keys;
 	bool relay;
 	uint16_t relay_port_min, relay_port_max;
+	uint16_t relay_max_per_node;     /* 0: no limit */
+	uint32_t relay_pair_pps;         /* 0: no limit */
+	uint32_t relay_pair_bytes_per_s; /* 0: no limit */
+	uint32_t relay_idle_timeout_s;
 	char *control_socket;
 	uint32_t max_nodes; /* registry bound */
 	uint16_t handshake_cpu;    /* percent of one core the handshake budget may use */

@@ -47,8 +47,8 @@
 #define NODE_PEER_KICK_WAIT_MS 150
 /*
  * On the relay, a PUNCH tries the direct path again (relay -> direct upgrade), at the earliest
- * NODE_PEER_UPGRADE_FIRST_MS after the relay came up, then twice as long after each failure up
- * to NODE_PEER_UPGRADE_MAX_MS. The session exists, so no new handshake proves the direct
+ * NODE_PEER_UPGRADE_FIRST_MS after the RELAY came, then in slots each twice as far from the one
+ * before up to NODE_PEER_UPGRADE_MAX_MS. The session exists, so no new handshake proves the direct
  * candidate: WireGuard's roaming does. It moves the endpoint to wherever the peer's authentic
  * packets come from, so bytes received while the endpoint stays on the direct candidate came
  * direct; the endpoint moving back (to the relay) or no bytes within NODE_PEER_UPGRADE_MS
@@ -57,6 +57,23 @@
 #define NODE_PEER_UPGRADE_FIRST_MS 30000
 #define NODE_PEER_UPGRADE_MAX_MS 600000
 #define NODE_PEER_UPGRADE_MS 3000
+/*
+ * The tries' times are slots counted from the RELAY (both sides get theirs at the same moment,
+ * within a round trip): 30 s, then 60 s later, 120 s later and so on, whether a try happened in
+ * a slot or not, so the two sides keep the same schedule even when one of them missed a try. A
+ * PUNCH up to NODE_PEER_UPGRADE_EARLY_MS before our slot counts as in it: the other side's
+ * slot may have come a little earlier, and its RESYNC brought the PUNCH.
+ *
+ * The upgrade timer: a relay the coordinator gave on request (a direct attempt failed, for a
+ * reason the coordinator cannot see) asks for a PUNCH itself when its slot comes, with
+ * REGISTER's RESYNC flag: the coordinator punches the pair's two sides in its usual order, so
+ * both try the direct path at once. A slot whose PUNCH did not come within
+ * NODE_PEER_UPGRADE_MISS_MS of asking is skipped. A relay given at once (the coordinator saw
+ * that no direct path can work) has no timer: the coordinator punches again when what it saw
+ * changes (a mapping), and a PUNCH in a slot tries then.
+ */
+#define NODE_PEER_UPGRADE_EARLY_MS 2000
+#define NODE_PEER_UPGRADE_MISS_MS 10000
 #define NODE_PEER_KICK_JITTER_MS 100
 
 enum node_path {
@@ -131,8 +148,10 @@ struct node_peer {
 	enum node_peer_state state;
 	bool stale; /* FAILED because a working path went stale, not because no candidate worked */
 	struct addr relay; /* our relay endpoint for this peer; unset: none */
-	uint64_t upgrade_after_ms; /* monotonic: no upgrade try before */
-	uint32_t upgrade_wait_ms;  /* after a failed try */
+	uint64_t upgrade_after_ms; /* monotonic: the current slot; no upgrade try before */
+	uint32_t upgrade_wait_ms;  /* from the current slot to the next */
+	uint64_t upgrade_asked_ms; /* the timer asked for the current slot's PUNCH; 0 = not */
+	bool upgrade_timer;        /* the relay came on request: ask for PUNCHes in the slots */
 	bool upgrading;            /* a direct candidate is being tried from the relay */
 	bool rx_based;             /* upgrading: rx_base was read after the write */
 	bool relay_done;           /* the upgrade worked: the relay can be given back (once) */
@@ -178,6 +197,12 @@ enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr 
 enum node_peer_action node_peer_upgrade(struct node_peer *p, const struct proto_punch *punch,
 					const struct node_peer_self *self,
 					const struct node_peer_obs *obs, uint64_t now_ms);
+/*
+ * The upgrade timer (see NODE_PEER_UPGRADE_EARLY_MS): the monotonic time at which this peer, up
+ * on a relay given on request, wants a PUNCH for a try at the direct path; UINT64_MAX when it
+ * wants none (no relay, a relay given at once, a try under way, or this slot asked already).
+ */
+uint64_t node_peer_upgrade_due(const struct node_peer *p);
 /* No NAT in front of us: mapping's IP is one of local[] (ports ignored). */
 bool node_peer_no_nat(const struct addr *mapping, const struct addr *local, size_t n_local);
 
@@ -203,11 +228,13 @@ uint64_t node_peer_kick_due(const struct node_peer *p);
 
 /*
  * The monotonic time at which this peer wants a RESYNC: no path, no attempt open, and no
- * PUNCH or RESYNC for resync_wait_ms. UINT64_MAX when it wants none.
+ * PUNCH or RESYNC for resync_wait_ms; or its upgrade slot (node_peer_upgrade_due()).
+ * UINT64_MAX when it wants none.
  */
 uint64_t node_peer_resync_due(const struct node_peer *p);
 bool node_peer_wants_resync(const struct node_peer *p, uint64_t now_ms);
-/* A REGISTER with RESYNC was sent for it: the next one waits twice as long (capped). */
+/* A REGISTER with RESYNC was sent for it: the next one waits twice as long (capped); for an
+ * upgrade slot, the slot is asked (its PUNCH is awaited for NODE_PEER_UPGRADE_MISS_MS). */
 void node_peer_resync_asked(struct node_peer *p, uint64_t now_ms);
 
 /* "none", "lan", "direct", "ipv6", "relay" */

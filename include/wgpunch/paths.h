@@ -35,7 +35,8 @@
 	X(punches_merged, "PUNCHes for an attempt another link opened: acked only") \
 	X(punches_on_relay, "PUNCHes for a peer on a working relay: acked only")    \
 	X(relays, "RELAY messages for a peer of the interface")                     \
-	X(upgrades_tried, "direct paths tried from the relay (on a PUNCH)")
+	X(upgrades_tried, "direct paths tried from the relay (on a PUNCH)")         \
+	X(upgrades_asked, "PUNCHes asked (RESYNC) by the upgrade timer of a relayed peer")
 struct paths_counters {
 	PATHS_COUNTERS(COUNTER_FIELD)
 };

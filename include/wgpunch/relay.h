@@ -28,11 +28,8 @@
 #include "wgpunch/relay_fwd.h"
 #include "wgpunch/relay_table.h"
 
-/* Quotas (docs/relay.md section 4); constants for now, not configuration keys. */
-#define RELAY_MAX_PER_NODE 16    /* relays a node may be a side of at once */
-#define RELAY_PPS 100000         /* per pair, both directions */
-#define RELAY_BPS (100ull << 20) /* payload bytes a second per pair, both directions */
-#define RELAY_IDLE_S 180         /* no forwarded datagram: WireGuard's keepalives stopped */
+/* The quotas (docs/relay.md section 4) are configuration keys: relay_max_per_node,
+ * relay_pair_pps, relay_pair_bytes_per_s, relay_idle_timeout (config.h has the defaults). */
 
 #define RELAY_SVC_COUNTERS(X)                                                                \
 	X(relay_requests, "RELAY_REQUESTs received")                                         \
@@ -87,6 +84,10 @@ void relay_stop(struct relay *r);
 void relay_destroy(struct relay *r);
 /* -EAGAIN when conf changes `relay` or `relay_ports` (only a restart applies them). */
 int relay_reload_check(const struct relay *r, const struct config *conf);
+/* A reload that passed relay_reload_check(): the new quotas apply, to relays in use too. */
+void relay_reload(struct relay *r, const struct config *conf);
+/* The table's quotas for conf's keys (port range included). */
+void relay_limits_of(const struct config *conf, struct rtab_limits *lim);
 
 /* The directory's changed hook: allocate at once for n's ready pairs that cannot go direct. */
 void relay_after_change(struct relay *r, struct reg_node *n, bool was_ready, bool changed);
@@ -97,7 +98,8 @@ void relay_forget(struct relay *r, struct reg_node *n);
  * Section 5 of rendezvous.md: true when no direct path can work between a and b, so the pair
  * is relayed at once. One side maps per destination (its mappings toward P and P + 1 differ)
  * and the other does not accept unsolicited packets: it is no public host (its mapping's IP
- * is none of its LAN addresses) and its router is not poisonable.
+ * is none of its LAN addresses) and its router is not poisonable. Or both routers are
+ * poisonable (each side's first packet poisons the other's conntrack).
  */
 bool relay_no_direct(const struct reg_node *a, const struct reg_node *b);
 /* The node asked not to be relayed (REGISTER flag NO_RELAY). */

@@ -156,6 +156,12 @@ struct rtab {
  * -ENOMEM. On failure t needs no rtab_destroy(). */
 int rtab_init(struct rtab *t, const struct rtab_limits *lim);
 void rtab_destroy(struct rtab *t);
+/*
+ * New quotas (a reload): everything in lim but the port range, which only a new table can
+ * change. Relays in use get the new rates at once (their buckets keep what they hold, up to
+ * the new depth); relays over a new per-node quota stay, and only new ones are refused.
+ */
+void rtab_set_quotas(struct rtab *t, const struct rtab_limits *lim, uint64_t now_ms);
 
 /*
  * A relay for the pair (x, y), both sides unbound, with two ports. Returns 0 and the id, or

@@ -255,6 +255,7 @@ int coord_reload(struct coord *c, const struct config *conf)
 	if (r < 0)
 		return r;
 	hs_reload(&c->hs, conf);
+	relay_reload(&c->relay, conf);
 	c->conf = conf;
 	/* A new metrics_file: the old one gets its last write, the new one starts. */
 	if (!c->metrics || !conf->metrics_file ||

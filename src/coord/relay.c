@@ -51,8 +51,29 @@ static bool accepts_unsolicited(const struct reg_node *n)
 	return public_host(n) || n->filter == PROTO_FILTER_POISONABLE;
 }
 
+/* The same public IP: behind one NAT, where the punch tries the LAN addresses first. */
+static bool same_public_ip(const struct reg_node *a, const struct reg_node *b)
+{
+	const struct reg_addr *x = &a->mapping[0], *y = &b->mapping[0];
+
+	return x->family && x->family == y->family &&
+	       memcmp(x->ip, y->ip, x->family == 4 ? 4 : 16) == 0;
+}
+
 bool relay_no_direct(const struct reg_node *a, const struct reg_node *b)
 {
+	/* Behind one NAT the LAN candidates need no NAT at all, whatever its kind; should the
+	 * LAN not reach (two customers of one carrier-grade NAT), the node asks for the relay
+	 * after them. */
+	if (same_public_ip(a, b))
+		return false;
+	/* Both routers poisonable: the first side's packet makes the second's router keep it
+	 * for itself, so the second side's flow leaves from another port, which the first
+	 * side's router (having no flow to it) keeps for itself in turn. The order of the punch
+	 * cannot help; a first packet whose TTL dies between the routers could, but only where
+	 * a router lies between them, which nothing here can know. */
+	if (a->filter == PROTO_FILTER_POISONABLE && b->filter == PROTO_FILTER_POISONABLE)
+		return true;
 	return (maps_per_destination(a) && !accepts_unsolicited(b)) ||
 	       (maps_per_destination(b) && !accepts_unsolicited(a));
 }
@@ -297,25 +318,32 @@ static void relay_on_idle(struct relay_fwd *f, uint32_t id, void *data)
 	struct relay *r = data;
 
 	(void)f;
-	log_info("relay %08x idle for %u s: torn down", r->attempt[id], RELAY_IDLE_S);
+	log_info("relay %08x idle for %u s: torn down", r->attempt[id],
+		 r->table.lim.idle_timeout_s);
 	r->attempt[id] = 0;
 	r->ctr.relay_idle++;
 }
 
 /* ---- lifetime ---- */
 
+void relay_limits_of(const struct config *conf, struct rtab_limits *lim)
+{
+	const struct config_coordinator_role *cr = &conf->coord;
+
+	memset(lim, 0, sizeof(*lim));
+	lim->port_min = cr->relay_port_min;
+	lim->port_max = cr->relay_port_max;
+	lim->max_relays_per_node = cr->relay_max_per_node;
+	lim->pps = cr->relay_pair_pps;
+	lim->bps = cr->relay_pair_bytes_per_s;
+	lim->idle_timeout_s = cr->relay_idle_timeout_s;
+}
+
 int relay_init(struct relay *r, uv_loop_t *loop, const struct config *conf, struct transport *t,
 	       struct dir *d)
 {
 	const struct config_coordinator_role *cr = &conf->coord;
-	struct rtab_limits lim = {
-		.port_min = cr->relay_port_min,
-		.port_max = cr->relay_port_max,
-		.max_relays_per_node = RELAY_MAX_PER_NODE,
-		.pps = RELAY_PPS,
-		.bps = RELAY_BPS,
-		.idle_timeout_s = RELAY_IDLE_S,
-	};
+	struct rtab_limits lim;
 	struct addr listen[2];
 	size_t n = 0;
 	bool have4 = false, have6 = false;
@@ -335,6 +363,7 @@ int relay_init(struct relay *r, uv_loop_t *loop, const struct config *conf, stru
 		listen[n++] = cr->listen[i];
 		*(v4 ? &have4 : &have6) = true;
 	}
+	relay_limits_of(conf, &lim);
 	e = rtab_init(&r->table, &lim);
 	if (e < 0)
 		return e;
@@ -398,6 +427,16 @@ int relay_reload_check(const struct relay *r, const struct config *conf)
 	return 0;
 }
 
+void relay_reload(struct relay *r, const struct config *conf)
+{
+	struct rtab_limits lim;
+
+	if (!r->inited)
+		return;
+	relay_limits_of(conf, &lim);
+	rtab_set_quotas(&r->table, &lim, uv_now(r->loop));
+}
+
 /* ---- status ---- */
 
 static cJSON *relay_json(const struct relay *r, uint32_t id, const struct rtab_relay *rel,
@@ -442,11 +481,19 @@ static cJSON *relay_json(const struct relay *r, uint32_t id, const struct rtab_r
 
 bool relay_status(const struct relay *r, cJSON *st, uint64_t now_ms)
 {
-	cJSON *rel, *ctr;
+	cJSON *rel, *ctr, *q;
 
 	cJSON_AddBoolToObject(st, "relay", r->on);
 	if (!r->on)
 		return true;
+	/* The quotas in force (a reload changes them). */
+	q = cJSON_AddObjectToObject(st, "relay_quotas");
+	if (q) {
+		cJSON_AddNumberToObject(q, "max_per_node", r->table.lim.max_relays_per_node);
+		cJSON_AddNumberToObject(q, "pair_pps", r->table.lim.pps);
+		cJSON_AddNumberToObject(q, "pair_bytes_per_s", (double)r->table.lim.bps);
+		cJSON_AddNumberToObject(q, "idle_timeout_s", r->table.lim.idle_timeout_s);
+	}
 	rel = cJSON_AddArrayToObject(st, "relays");
 	for (uint32_t id = 0; rel && id < r->table.max_relays; id++) {
 		if (r->table.relays[id].used) {

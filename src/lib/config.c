@@ -636,6 +636,18 @@ static const struct conf_key conf_keys[] = {
 	  0, 0 },
 	{ SEC_COORD, "relay", conf_parse_bool, COORD(relay), 0, 0, 0 },
 	{ SEC_COORD, "relay_ports", conf_parse_relay_ports, COORD(relay_port_min), 0, 0, 0 },
+	/* Quotas: 0 is no limit, except for the idle timeout, whose relays would never go
+	 * (a side that left without a word keeps its two ports); a day bounds that. At most
+	 * 32767 relays fit the port numbers anyway. */
+	{ SEC_COORD, "relay_max_per_node", conf_parse_int_key, COORD(relay_max_per_node), 0, 0,
+	  32767 },
+	{ SEC_COORD, "relay_pair_pps", conf_parse_int_key, COORD(relay_pair_pps), 0, 0,
+	  UINT32_MAX },
+	{ SEC_COORD, "relay_pair_bytes_per_s", conf_parse_int_key, COORD(relay_pair_bytes_per_s), 0,
+	  0, UINT32_MAX },
+	/* Below WireGuard's 25 s persistent keepalive a relay in use could go idle. */
+	{ SEC_COORD, "relay_idle_timeout", conf_parse_int_key, COORD(relay_idle_timeout_s), 0, 30,
+	  86400 },
 	{ SEC_COORD, "control_socket", conf_parse_socket, COORD(control_socket), 0, 0, 0 },
 	{ SEC_COORD, "max_nodes", conf_parse_int_key, COORD(max_nodes), 0, 1,
 	  CONF_MAX_NODES_LIMIT },
@@ -853,6 +865,10 @@ static void conf_set_defaults(struct config *c)
 	c->coord.relay = true;
 	c->coord.relay_port_min = CONFIG_DEFAULT_RELAY_PORT_MIN;
 	c->coord.relay_port_max = CONFIG_DEFAULT_RELAY_PORT_MAX;
+	c->coord.relay_max_per_node = CONFIG_DEFAULT_RELAY_MAX_PER_NODE;
+	c->coord.relay_pair_pps = CONFIG_DEFAULT_RELAY_PAIR_PPS;
+	c->coord.relay_pair_bytes_per_s = CONFIG_DEFAULT_RELAY_PAIR_BYTES_PER_S;
+	c->coord.relay_idle_timeout_s = CONFIG_DEFAULT_RELAY_IDLE_TIMEOUT_S;
 	c->coord.max_nodes = CONFIG_DEFAULT_MAX_NODES;
 	c->coord.handshake_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
 	c->coord.rekey_interval_s = CONFIG_DEFAULT_REKEY_INTERVAL_S;
@@ -992,6 +1008,10 @@ void config_print(const struct config *c, FILE *out)
 		fprintf(out, "authorized_keys = %s\n", cr->authorized_keys_file);
 	fprintf(out, "relay = %s\n", conf_bool_name(cr->relay));
 	fprintf(out, "relay_ports = %u-%u\n", cr->relay_port_min, cr->relay_port_max);
+	fprintf(out, "relay_max_per_node = %u\n", cr->relay_max_per_node);
+	fprintf(out, "relay_pair_pps = %u\n", cr->relay_pair_pps);
+	fprintf(out, "relay_pair_bytes_per_s = %u\n", cr->relay_pair_bytes_per_s);
+	fprintf(out, "relay_idle_timeout = %u\n", cr->relay_idle_timeout_s);
 	fprintf(out, "control_socket = %s\n", cr->control_socket);
 	fprintf(out, "max_nodes = %u\n", cr->max_nodes);
 	fprintf(out, "handshake_cpu = %u\n", cr->handshake_cpu);

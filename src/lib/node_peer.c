@@ -185,8 +185,11 @@ enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr 
 		return NODE_PEER_NOTHING;
 	}
 	p->upgrading = false;
+	/* The slots count from here: the other side's RELAY left the coordinator with ours. */
 	p->upgrade_after_ms = now_ms + NODE_PEER_UPGRADE_FIRST_MS;
 	p->upgrade_wait_ms = NODE_PEER_UPGRADE_FIRST_MS;
+	p->upgrade_asked_ms = 0;
+	p->upgrade_timer = false; /* the caller turns it on for a relay given on request */
 	start_attempt(p, obs, now_ms);
 	if (second) {
 		p->kick_ms =
@@ -196,6 +199,25 @@ enum node_peer_action node_peer_on_relay(struct node_peer *p, const struct addr 
 	return NODE_PEER_WRITE;
 }
 
+/*
+ * The next slot after now: each twice as far from the one before (capped), counted from the
+ * slot, not from the try, so both sides stay on one schedule (NODE_PEER_UPGRADE_EARLY_MS).
+ */
+static void upgrade_next_slot(struct node_peer *p, uint64_t now_ms)
+{
+	p->upgrade_asked_ms = 0;
+	do {
+		p->upgrade_wait_ms = p->upgrade_wait_ms * 2 > NODE_PEER_UPGRADE_MAX_MS
+					     ? NODE_PEER_UPGRADE_MAX_MS
+					     : p->upgrade_wait_ms * 2;
+		if (p->upgrade_wait_ms == NODE_PEER_UPGRADE_MAX_MS && p->upgrade_after_ms <= now_ms)
+			/* At the cap the slots are evenly spaced: skip the missed ones at once. */
+			p->upgrade_after_ms += (now_ms - p->upgrade_after_ms) /
+					       NODE_PEER_UPGRADE_MAX_MS * NODE_PEER_UPGRADE_MAX_MS;
+		p->upgrade_after_ms += p->upgrade_wait_ms;
+	} while (p->upgrade_after_ms <= now_ms);
+}
+
 enum node_peer_action node_peer_upgrade(struct node_peer *p, const struct proto_punch *punch,
 					const struct node_peer_self *self,
 					const struct node_peer_obs *obs, uint64_t now_ms)
@@ -203,7 +225,8 @@ enum node_peer_action node_peer_upgrade(struct node_peer *p, const struct proto_
 	struct addr relay = p->relay;
 	enum node_peer_action a;
 
-	if (p->state != NODE_PEER_UP || p->path != NODE_PATH_RELAY || now_ms < p->upgrade_after_ms)
+	if (p->state != NODE_PEER_UP || p->path != NODE_PATH_RELAY ||
+	    now_ms + NODE_PEER_UPGRADE_EARLY_MS < p->upgrade_after_ms)
 		return NODE_PEER_NOTHING;
 	a = node_peer_on_punch(p, punch, self, obs, now_ms);
 	p->relay = relay;
@@ -217,6 +240,7 @@ enum node_peer_action node_peer_upgrade(struct node_peer *p, const struct proto_
 	}
 	p->kick_ms = 0; /* both sides kick: the session exists, no initiations can cross */
 	p->upgrading = true;
+	p->upgrade_asked_ms = 0;
 	/* From the PUNCH on: the other side's first direct packet may come before our first
 	 * read after the write. What came through the relay before the write is the residue:
 	 * the write comes within a millisecond, and later relay packets make WireGuard roam
@@ -235,10 +259,7 @@ static enum node_peer_action upgrade_failed(struct node_peer *p, uint64_t now_ms
 	p->cur = 0;
 	add_cand(p, &p->relay, NODE_PATH_RELAY);
 	set_up(p, NODE_PATH_RELAY);
-	p->upgrade_wait_ms = p->upgrade_wait_ms * 2 > NODE_PEER_UPGRADE_MAX_MS
-				     ? NODE_PEER_UPGRADE_MAX_MS
-				     : p->upgrade_wait_ms * 2;
-	p->upgrade_after_ms = now_ms + p->upgrade_wait_ms;
+	upgrade_next_slot(p, now_ms);
 	return NODE_PEER_WRITE;
 }
 
@@ -261,6 +282,10 @@ static enum node_peer_action upgrade_poll(struct node_peer *p, const struct node
 		/* p->relay stays: should WireGuard roam back to it, the path says relay. */
 		p->relay_done = true;
 		set_up(p, p->cands[p->cur].path);
+		/* Should WireGuard roam back to the relay (the other side's try failed), the
+		 * timer asks again one wait from now, not at once. */
+		p->upgrade_after_ms = now_ms + p->upgrade_wait_ms;
+		p->upgrade_asked_ms = 0;
 		/* A keepalive now: the other side, trying too, learns the same way (WireGuard
 		 * does not answer a keepalive, and the next persistent one may be 25 s off). */
 		return NODE_PEER_UP_KEEPALIVE;
@@ -337,6 +362,11 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 		/* WireGuard roams to where authentic packets come from; follow it. */
 		if (addr_is_set(&obs->endpoint))
 			p->path = classify_endpoint(p, &obs->endpoint);
+		/* The timer asked for this slot's PUNCH and none came (lost, or the coordinator's
+		 * re-punch limit): the next slot asks again. */
+		if (p->upgrade_asked_ms &&
+		    now_ms - p->upgrade_asked_ms >= NODE_PEER_UPGRADE_MISS_MS)
+			upgrade_next_slot(p, now_ms);
 		return NODE_PEER_NOTHING;
 	case NODE_PEER_IDLE:
 	case NODE_PEER_FAILED:
@@ -369,12 +399,20 @@ uint64_t node_peer_kick_due(const struct node_peer *p)
 	return p->state == NODE_PEER_TRYING && p->kick_ms ? p->kick_ms : UINT64_MAX;
 }
 
+uint64_t node_peer_upgrade_due(const struct node_peer *p)
+{
+	if (!p->upgrade_timer || !addr_is_set(&p->relay) || p->state != NODE_PEER_UP ||
+	    p->path != NODE_PATH_RELAY || p->upgrading || p->upgrade_asked_ms)
+		return UINT64_MAX;
+	return p->upgrade_after_ms;
+}
+
 uint64_t node_peer_resync_due(const struct node_peer *p)
 {
 	uint64_t since = p->last_punch_ms > p->resync_ms ? p->last_punch_ms : p->resync_ms;
 
 	if (p->path != NODE_PATH_NONE || p->state == NODE_PEER_TRYING)
-		return UINT64_MAX;
+		return node_peer_upgrade_due(p);
 	return since + p->resync_wait_ms;
 }
 
@@ -385,6 +423,11 @@ bool node_peer_wants_resync(const struct node_peer *p, uint64_t now_ms)
 
 void node_peer_resync_asked(struct node_peer *p, uint64_t now_ms)
 {
+	if (now_ms >= node_peer_upgrade_due(p)) {
+		/* An upgrade slot: the no-path backoff is not this peer's business now. */
+		p->upgrade_asked_ms = now_ms ? now_ms : 1;
+		return;
+	}
 	p->resync_ms = now_ms;
 	p->resync_wait_ms = p->resync_wait_ms * 2 > NODE_PEER_RESYNC_MS ? NODE_PEER_RESYNC_MS
 									: p->resync_wait_ms * 2;

@@ -56,6 +56,18 @@ static void bucket_setup(struct rtab_bucket *b, uint64_t rate, uint32_t burst_ms
 	b->last_ms = now_ms;
 }
 
+/* A new rate for a bucket in use: what it holds stays, up to the new depth; a bucket that
+ * was unlimited starts full. */
+static void bucket_retune(struct rtab_bucket *b, uint64_t rate, uint32_t burst_ms, uint64_t now_ms)
+{
+	uint64_t milli = b->milli;
+	bool was_unlimited = !b->rate;
+
+	bucket_setup(b, rate, burst_ms, now_ms);
+	if (!was_unlimited && milli < b->milli)
+		b->milli = milli;
+}
+
 static void bucket_refill(struct rtab_bucket *b, uint64_t now_ms)
 {
 	if (now_ms <= b->last_ms)
@@ -327,6 +339,23 @@ void rtab_free(struct rtab *t, uint32_t id)
 	t->free_ids[t->nfree_ids++] = id;
 	t->nrelays--;
 	t->counters.relays_freed++;
+}
+
+void rtab_set_quotas(struct rtab *t, const struct rtab_limits *lim, uint64_t now_ms)
+{
+	t->lim.max_relays_per_node = lim->max_relays_per_node;
+	t->lim.pps = lim->pps;
+	t->lim.bps = lim->bps;
+	t->lim.burst_ms = lim->burst_ms ? lim->burst_ms : 1000;
+	t->lim.idle_timeout_s = lim->idle_timeout_s;
+	for (uint32_t i = 0; i < t->max_relays; i++) {
+		struct rtab_relay *r = &t->relays[i];
+
+		if (!r->used)
+			continue;
+		bucket_retune(&r->pkts, t->lim.pps, t->lim.burst_ms, now_ms);
+		bucket_retune(&r->bytes, t->lim.bps, t->lim.burst_ms, now_ms);
+	}
 }
 
 const struct rtab_relay *rtab_get(const struct rtab *t, uint32_t id)

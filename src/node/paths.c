@@ -170,6 +170,15 @@ enum paths_verdict paths_on_punch(struct paths *ps, unsigned int link_id,
 	 * never could work), and a handshake through the relay would pass for the direct
 	 * candidate's: the relay stays until its path goes stale. RELAY and PUNCH of one pair
 	 * come in either order (the second side's PUNCH waits for the first side's ack). */
+	/* Direct after an upgrade: this side closed its relay (RELAY_CLOSE), and a PUNCH now is
+	 * the coordinator following a change (a NAT that rebound): an ordinary punch, which must
+	 * not take the old relay for a relay still in use (a failed attempt would then wait for
+	 * PUNCHes that are only acked). */
+	if (addr_is_set(&p->m.relay) && p->m.state == NODE_PEER_UP &&
+	    p->m.path != NODE_PATH_RELAY) {
+		memset(&p->m.relay, 0, sizeof(p->m.relay));
+		p->m.upgrade_timer = false;
+	}
 	if (addr_is_set(&p->m.relay)) {
 		p->punch_link = link_id;
 		*act = node_peer_upgrade(&p->m, punch, self, obs, now_ms);
@@ -207,6 +216,13 @@ struct paths_peer *paths_on_relay(struct paths *ps, unsigned int link_id,
 	p->relay_link = link_id;
 	*act = node_peer_on_relay(&p->m, &relay->relay, relay->flags & PROTO_RELAY_F_SECOND, rnd,
 				  obs, now_ms);
+	/* A relay given on request: the direct attempt failed for a reason the coordinator
+	 * cannot see (a filter on the way, loss), which may pass; the upgrade timer asks for a
+	 * PUNCH in each slot. Given at once, the coordinator saw that no direct path can work
+	 * and punches again when that changes. A RELAY repeated for a working relay (NOTHING)
+	 * keeps the timer as it was. */
+	if (*act != NODE_PEER_NOTHING)
+		p->m.upgrade_timer = !(relay->flags & PROTO_RELAY_F_AT_ONCE);
 	p->link_id = attempt_open(p) ? link_id : 0;
 	memset(&p->punch, 0, sizeof(p->punch));
 	return p;
@@ -303,9 +319,14 @@ bool paths_resync(struct paths *ps, uint64_t now_ms, bool *early)
 		if (!node_peer_wants_resync(p, now_ms))
 			continue;
 		/* While the backoff is below the refresh period, REGISTER now; after that the
-		 * refresh carries the flag, so a peer that stays away costs no extra traffic. */
-		if (p->resync_wait_ms < NODE_PEER_RESYNC_MS)
+		 * refresh carries the flag, so a peer that stays away costs no extra traffic. An
+		 * upgrade slot asks now: the other side's slot is now too. */
+		if (now_ms >= node_peer_upgrade_due(p)) {
+			ps->counters.upgrades_asked++;
 			*early = true;
+		} else if (p->resync_wait_ms < NODE_PEER_RESYNC_MS) {
+			*early = true;
+		}
 		node_peer_resync_asked(p, now_ms);
 		any = true;
 	}

@@ -17,7 +17,9 @@
  *
  * A PUNCH can be lost, and then a peer has no path and nothing coming. A
  * peer with no path and no PUNCH asks for one (REGISTER with RESYNC) after
- * 2 s, and again after twice as long each time, up to the 20 s refresh.
+ * 2 s, and again after twice as long each time, up to the 20 s refresh. A peer on a relay
+ * the coordinator gave on request asks the same way when its upgrade slot comes
+ * (node_peer.h): the PUNCH that follows makes both sides try the direct path.
  */
 #include "wgpunch/paths_shell.h"
 
@@ -347,7 +349,8 @@ static void shell_on_resync_timer(uv_timer_t *t)
 	bool early;
 
 	if (paths_resync(&ps->paths, now_ms(), &early)) {
-		log_debug("peers without a path and without a punch: asking for one (RESYNC)");
+		log_debug("peers without a path and without a punch, or on a relay whose upgrade "
+			  "slot came: asking for a punch (RESYNC)");
 		ps->ops.resync(ps->ops.arg, early);
 	}
 	shell_schedule_resync(ps);

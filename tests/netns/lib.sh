@@ -709,3 +709,100 @@ tb_latency_summary()
 		"${sorted[0]}" "${sorted[$((count - 1))]}"
 	[ "$failed" = 0 ]
 }
+
+# --- mesh helpers ---
+# For tests with many hosts and relayed pairs (test-mesh.sh, test-punch-open-both.sh,
+# test-relay-upgrade.sh).
+
+TB_RELAY_MIN=52000 # the coordinator's default relay_ports
+TB_RELAY_MAX=52999
+
+# tb_ms_now: the wall clock in milliseconds.
+tb_ms_now()
+{
+	echo $((${EPOCHREALTIME/./} / 1000))
+}
+
+# tb_relay_endpoint HOST PEER: HOST's WireGuard reaches PEER at the coordinator's address and a
+# port of relay_ports.
+tb_relay_endpoint()
+{
+	local ep port
+
+	ep=$(tb_endpoint "$1" "$2")
+	[ "${ep%:*}" = "$TB_COORD_IP" ] || return 1
+	port=${ep##*:}
+	[ "$port" -ge "$TB_RELAY_MIN" ] 2>/dev/null && [ "$port" -le "$TB_RELAY_MAX" ]
+}
+
+# tb_path_is HOST PEER KIND: HOST's node shows path KIND for PEER.
+tb_path_is()
+{
+	[ "$(tb_peer_status "$1" "$2" path)" = "$3" ]
+}
+
+# tb_pair_up A B: both sides have a handshake for each other.
+tb_pair_up()
+{
+	tb_has_handshake "$1" "$2" && tb_has_handshake "$2" "$1"
+}
+
+# tb_mesh_host NAME ROUTER PORT: a host on ROUTER's LAN with a WireGuard interface on PORT;
+# TB_PUBLIC[NAME] is ROUTER's WAN address with PORT (a port-preserving router's mapping).
+tb_mesh_host()
+{
+	tb_host "$1" "$2"
+	tb_wg_up "$1" "$3"
+	TB_PUBLIC[$1]=${TB_WAN[$2]}:$3
+}
+
+# tb_mesh_peers HOST...: every HOST lists every other one.
+tb_mesh_peers()
+{
+	local a b
+
+	for a in "$@"; do
+		for b in "$@"; do
+			[ "$a" = "$b" ] || tb_wg_peer "$a" "$b"
+		done
+	done
+}
+
+# tb_ping_bg HOST PEER: pings PEER's tunnel address from HOST every 0.2 s in the background
+# (PID recorded, so cleanup ends it); the log is $TB_DIR/ping-HOST-PEER.log. Sets TB_PING_PID.
+tb_ping_bg()
+{
+	tb_bg "$TB_DIR/ping-$1-$2.log" "$1" ping -n -i 0.2 -W 1 "${TB_TUN[$2]}"
+	TB_PING_PID=$TB_LASTPID
+}
+
+# tb_ping_stop PID HOST PEER: stops that ping (SIGINT: it prints its summary) and prints
+# "SENT RECEIVED".
+tb_ping_stop()
+{
+	local i
+
+	kill -INT "$1" 2>/dev/null
+	for i in $(seq 1 40); do
+		tb_alive "$1" || break
+		sleep 0.05
+	done
+	awk '/packets transmitted/ { print $1, $4 }' "$TB_DIR/ping-$2-$3.log"
+}
+
+# tb_ct_flush NAME: flushes the IPv4 conntrack table of namespace NAME (as a router reboot
+# would), through ctnetlink.
+tb_ct_flush()
+{
+	tb_exec "$1" python3 - <<'PY'
+# IPCTNL_MSG_CT_DELETE without attributes: ctnetlink flushes the IPv4 table.
+import socket, struct
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
+body = struct.pack("BBH", socket.AF_INET, 0, 0)             # nfgenmsg
+hdr = struct.pack("=IHHII", 16 + len(body), (1 << 8) | 2, 1 | 4, 1, 0)  # REQUEST | ACK
+s.send(hdr + body)
+ack = s.recv(4096)
+err = struct.unpack("=i", ack[16:20])[0]
+raise SystemExit(0 if err == 0 else 1)
+PY
+}

@@ -259,6 +259,10 @@ static void test_config_coordinator_defaults(void)
 	CHECK_EQ_INT(c->coord.relay_port_max, 52999);
 	CHECK(strcmp(c->coord.control_socket, "/run/wgpunch/coordinator.sock") == 0);
 	CHECK_EQ_INT(c->coord.max_nodes, 1048576);
+	CHECK_EQ_INT(c->coord.relay_max_per_node, 16);
+	CHECK_EQ_INT(c->coord.relay_pair_pps, 100000);
+	CHECK_EQ_INT(c->coord.relay_pair_bytes_per_s, 100u << 20);
+	CHECK_EQ_INT(c->coord.relay_idle_timeout_s, 180);
 	CHECK(c->coord.authorized_keys_file == NULL);
 	CHECK(config_key_authorized(c, pub)); /* no authorized_keys: any key */
 	CHECK_EQ_INT(c->log_level, LOG_LEVEL_INFO);
@@ -358,7 +362,9 @@ static void test_config_print_reparses(void)
 			   "listen = 0.0.0.0:51900\nlisten = [::]:51900\n"
 			   "private_key_file = coordinator.key\n"
 			   "authorized_keys = nodes.keys\n"
-			   "relay_ports = 30000-30100\nmax_nodes = 5\nlog_level = error\n",
+			   "relay_ports = 30000-30100\nmax_nodes = 5\nlog_level = error\n"
+			   "relay_max_per_node = 3\nrelay_pair_pps = 0\n"
+			   "relay_pair_bytes_per_s = 12345\nrelay_idle_timeout = 600\n",
 			   0644));
 	check_print_reparses(write_file("p-coord-min.ini",
 					"[coordinator]\nlisten = 203.0.113.9:4000\n"
@@ -444,6 +450,63 @@ static void test_config_reports_every_mistake(void)
 	free(errors);
 }
 
+/* The relay quotas: values, 0 as no limit, and each bad value at its FILE:LINE. */
+static void test_config_relay_quotas(void)
+{
+	uint8_t priv[KEY_LEN], pub[KEY_LEN];
+	struct config *c = NULL;
+	char *errors = NULL, want[400];
+	const char *path;
+
+	make_key_file("coordinator.key", priv, pub);
+	path = write_file("quotas.ini",
+			  "[coordinator]\nlisten = 0.0.0.0:51900\n"
+			  "private_key_file = coordinator.key\n"
+			  "relay_max_per_node = 0\n"
+			  "relay_pair_pps = 4294967295\n"
+			  "relay_pair_bytes_per_s = 1000\n"
+			  "relay_idle_timeout = 30\n",
+			  0644);
+	CHECK_EQ_INT(load(path, &c, &errors), 0);
+	free(errors);
+	errors = NULL;
+	if (c) {
+		CHECK_EQ_INT(c->coord.relay_max_per_node, 0);
+		CHECK(c->coord.relay_pair_pps == UINT32_MAX);
+		CHECK_EQ_INT(c->coord.relay_pair_bytes_per_s, 1000);
+		CHECK_EQ_INT(c->coord.relay_idle_timeout_s, 30);
+		config_free(c);
+	}
+	path = write_file("quotas-bad.ini",
+			  "[coordinator]\nlisten = 0.0.0.0:51900\n" /* 1, 2 */
+			  "private_key_file = coordinator.key\n"    /* 3 */
+			  "relay_max_per_node = 32768\n"            /* 4 */
+			  "relay_pair_pps = -1\n"                   /* 5 */
+			  "relay_pair_bytes_per_s = 4294967296\n"   /* 6 */
+			  "relay_idle_timeout = 29\n"               /* 7 */
+			  "relay_idle_timeout = 86401\n",           /* 8 */
+			  0644);
+	c = (struct config *)&c;
+	CHECK_EQ_INT(load_quiet(path, &c, &errors), -EINVAL);
+	CHECK(c == NULL);
+	CHECK_EQ_INT(count_lines(errors), 5);
+	snprintf(want, sizeof(want), "%s:4: relay_max_per_node: '32768' is out of range (0-32767)",
+		 path);
+	CHECK(strstr(errors, want) != NULL);
+	snprintf(want, sizeof(want), "%s:5: relay_pair_pps: '-1' is not a number", path);
+	CHECK(strstr(errors, want) != NULL);
+	snprintf(want, sizeof(want),
+		 "%s:6: relay_pair_bytes_per_s: '4294967296' is out of range (0-4294967295)", path);
+	CHECK(strstr(errors, want) != NULL);
+	snprintf(want, sizeof(want), "%s:7: relay_idle_timeout: '29' is out of range (30-86400)",
+		 path);
+	CHECK(strstr(errors, want) != NULL);
+	snprintf(want, sizeof(want), "%s:8: relay_idle_timeout: repeated (first set at line 7)",
+		 path);
+	CHECK(strstr(errors, want) != NULL);
+	free(errors);
+}
+
 static void test_config_missing_required_at_section_line(void)
 {
 	const char *path = write_file("req.ini", "; nothing yet\n\n[node]\nrelay = yes\n", 0644);
@@ -508,6 +571,7 @@ int main(void)
 	TAP_RUN(test_config_booleans);
 	TAP_RUN(test_config_coordinator_every_field);
 	TAP_RUN(test_config_coordinator_defaults);
+	TAP_RUN(test_config_relay_quotas);
 	TAP_RUN(test_config_print_reparses);
 	TAP_RUN(test_config_print_hides_private_key);
 	TAP_RUN(test_config_reports_every_mistake);

@@ -594,6 +594,37 @@ static void test_node_peer_relay_upgrade(void)
 	CHECK_EQ_INT(p.path, NODE_PATH_RELAY);
 }
 
+/* The slots go on from the RELAY, capped, whatever time the failure comes at. */
+static void test_node_peer_upgrade_slots_capped(void)
+{
+	struct node_peer p;
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct addr own = ip("203.0.113.5", 51820), relay = ip("198.51.100.1", 52000);
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+	uint64_t t = 10ull * 3600 * 1000; /* ten hours on: no PUNCH came since */
+
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_relay(&p, &relay, false, 0, &o, 0), NODE_PEER_WRITE);
+	o = obs(&relay, WALL0 + 1, WALL0 + 1);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 400, true), NODE_PEER_UP_NOW);
+	/* Just before the slot, within the early margin: tried. */
+	CHECK_EQ_INT(node_peer_upgrade(&p, &m, SELF(own), &o,
+				       NODE_PEER_UPGRADE_FIRST_MS - NODE_PEER_UPGRADE_EARLY_MS),
+		     NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t, true), NODE_PEER_WRITE); /* nothing came */
+	CHECK_EQ_INT(p.upgrade_wait_ms, NODE_PEER_UPGRADE_MAX_MS);
+	CHECK(p.upgrade_after_ms > t && p.upgrade_after_ms <= t + NODE_PEER_UPGRADE_MAX_MS);
+	/* On the grid of slots: 30 s, then 60, 120, 240, 480 s apart, then 600 s. */
+	CHECK_EQ_INT((p.upgrade_after_ms - 930000) % NODE_PEER_UPGRADE_MAX_MS, 0);
+	/* No timer without upgrade_timer (the node's paths turn it on for a relay on request). */
+	CHECK_EQ_INT(node_peer_upgrade_due(&p), UINT64_MAX);
+	p.upgrade_timer = true;
+	CHECK_EQ_INT(node_peer_upgrade_due(&p), p.upgrade_after_ms);
+	CHECK_EQ_INT(node_peer_resync_due(&p), p.upgrade_after_ms);
+	node_peer_resync_asked(&p, p.upgrade_after_ms);
+	CHECK_EQ_INT(node_peer_upgrade_due(&p), UINT64_MAX);
+}
+
 static void test_node_peer_path_names(void)
 {
 	CHECK(strcmp(node_path_name(NODE_PATH_NONE), "none") == 0);
@@ -655,6 +686,7 @@ int main(void)
 	TAP_RUN(test_node_peer_second_side_kicks_at_once_behind_nat);
 	TAP_RUN(test_node_peer_relay);
 	TAP_RUN(test_node_peer_relay_upgrade);
+	TAP_RUN(test_node_peer_upgrade_slots_capped);
 	TAP_RUN(test_node_peer_path_names);
 	return tap_done();
 }

@@ -506,6 +506,202 @@ static void test_reason_names(void)
 	}
 }
 
+/* A table with key1 only: what one side of a relayed pair has. */
+static void table1(struct paths *ps, uint64_t now)
+{
+	paths_init(ps);
+	CHECK_EQ_INT(paths_sync(ps, &key1, 1, now), 1);
+}
+
+static struct proto_relay relay_msg(uint8_t flags)
+{
+	struct proto_relay r;
+
+	memset(&r, 0, sizeof(r));
+	r.attempt = 9;
+	memcpy(r.peer_key, key1, KEY_LEN);
+	r.flags = flags;
+	r.relay = ip("198.51.100.1:52000");
+	return r;
+}
+
+/* Up through the relay at now (WireGuard roamed to it, a handshake through it). */
+static void up_on_relay(struct paths *ps, const struct proto_relay *r, uint64_t now)
+{
+	struct node_peer_obs o = obs_none();
+	enum node_peer_action act;
+
+	o.endpoint = r->relay;
+	o.handshake_s = WALL0 + 1;
+	o.wall_now_s = WALL0 + 1;
+	o.rx_bytes = 1000;
+	act = node_peer_on_poll(&ps->peers[0].m, &o, now, true);
+	/* UP_KEEPALIVE for the second side, whose quiet write waited for this handshake. */
+	CHECK(act == NODE_PEER_UP_NOW || act == NODE_PEER_UP_KEEPALIVE);
+	CHECK_EQ_INT(ps->peers[0].m.path, NODE_PATH_RELAY);
+}
+
+/* The device of a side trying the direct candidate: the endpoint stays on it, rx as given. */
+static struct node_peer_obs obs_at(const struct addr *ep, uint64_t rx)
+{
+	struct node_peer_obs o = obs_none();
+
+	o.endpoint = *ep;
+	o.handshake_s = WALL0 + 1;
+	o.wall_now_s = WALL0 + 2;
+	o.rx_bytes = rx;
+	return o;
+}
+
+/*
+ * Two sides of a relay given on request, each with its upgrade timer. The slots count from
+ * the RELAY, which both get within milliseconds: the first side's RESYNC brings a PUNCH that
+ * the other takes for its own slot (NODE_PEER_UPGRADE_EARLY_MS), so both try at once and
+ * keep one schedule after a failed try, a missed slot, and until the try that works.
+ */
+static void test_paths_upgrade_timer_both_sides(void)
+{
+	struct paths x, y;
+	struct proto_relay rx = relay_msg(0), ry = relay_msg(PROTO_RELAY_F_SECOND);
+	struct proto_punch px = punch_for(key1, "198.51.100.20:51820", 5);
+	struct proto_punch py = punch_for(key1, "198.51.100.30:51820", 5);
+	struct node_peer_obs o = obs_none();
+	struct paths_peer *pp;
+	enum node_peer_action act;
+	uint64_t slot = 1000 + NODE_PEER_UPGRADE_FIRST_MS;
+	bool early;
+
+	py.flags = 0; /* y is the second side of the coordinator's punches */
+	table1(&x, 0);
+	table1(&y, 0);
+	CHECK(paths_on_relay(&x, LINK_A, &rx, 0, &o, 1000, &act) != NULL);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	CHECK(paths_on_relay(&y, LINK_A, &ry, 0, &o, 1004, &act) != NULL);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE_QUIET);
+	up_on_relay(&x, &rx, 1300);
+	up_on_relay(&y, &ry, 1304);
+	CHECK_EQ_INT(paths_resync_due(&x), slot);
+	CHECK_EQ_INT(paths_resync_due(&y), slot + 4);
+	CHECK(!paths_resync(&x, slot - 1, &early));
+
+	/* x's slot: it asks, now; and only once. */
+	CHECK(paths_resync(&x, slot, &early));
+	CHECK(early);
+	CHECK_EQ_INT(x.counters.upgrades_asked, 1);
+	CHECK_EQ_INT(paths_resync_due(&x), UINT64_MAX);
+	/* The PUNCH for x (first), then for y (second), before y's own slot. */
+	o = obs_at(&rx.relay, 1000);
+	CHECK_EQ_INT(paths_on_punch(&x, LINK_A, &px, self(), &o, slot + 2, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	CHECK(addr_equal(&node_peer_candidate(&pp->m)->addr, &px.peer_public));
+	o = obs_at(&ry.relay, 1000);
+	CHECK_EQ_INT(paths_on_punch(&y, LINK_A, &py, self(), &o, slot + 3, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	CHECK_EQ_INT(x.counters.upgrades_tried, 1);
+	CHECK_EQ_INT(y.counters.upgrades_tried, 1);
+	/* y's slot passes while it tries: it asks for nothing. */
+	CHECK_EQ_INT(paths_resync_due(&y), UINT64_MAX);
+	/* The PUNCH y's RESYNC would have brought: acked only, the try goes on. */
+	o = obs_at(&px.peer_public, 1000);
+	CHECK_EQ_INT(paths_on_punch(&x, LINK_A, &px, self(), &o, slot + 10, &pp, &act),
+		     PATHS_MERGED);
+
+	/* Nothing comes direct: both go back to the relay, and both schedule the same slot. */
+	o = obs_at(&px.peer_public, 1000);
+	CHECK_EQ_INT(node_peer_on_poll(&x.peers[0].m, &o, slot + 2 + NODE_PEER_UPGRADE_MS, true),
+		     NODE_PEER_WRITE);
+	o = obs_at(&py.peer_public, 1000);
+	CHECK_EQ_INT(node_peer_on_poll(&y.peers[0].m, &o, slot + 3 + NODE_PEER_UPGRADE_MS, true),
+		     NODE_PEER_WRITE);
+	CHECK_EQ_INT(x.peers[0].m.path, NODE_PATH_RELAY);
+	CHECK(addr_equal(&node_peer_candidate(&x.peers[0].m)->addr, &rx.relay));
+	slot += 2 * NODE_PEER_UPGRADE_FIRST_MS;
+	CHECK_EQ_INT(paths_resync_due(&x), slot);
+	CHECK_EQ_INT(paths_resync_due(&y), slot + 4);
+
+	/* A slot whose PUNCH never comes: skipped after NODE_PEER_UPGRADE_MISS_MS, on both. */
+	CHECK(paths_resync(&x, slot, &early));
+	CHECK(paths_resync(&y, slot + 4, &early));
+	o = obs_at(&rx.relay, 1000);
+	CHECK_EQ_INT(node_peer_on_poll(&x.peers[0].m, &o, slot + NODE_PEER_UPGRADE_MISS_MS, true),
+		     NODE_PEER_NOTHING);
+	o = obs_at(&ry.relay, 1000);
+	CHECK_EQ_INT(
+		node_peer_on_poll(&y.peers[0].m, &o, slot + 4 + NODE_PEER_UPGRADE_MISS_MS, true),
+		NODE_PEER_NOTHING);
+	slot += 4 * NODE_PEER_UPGRADE_FIRST_MS;
+	CHECK_EQ_INT(paths_resync_due(&x), slot);
+	CHECK_EQ_INT(paths_resync_due(&y), slot + 4);
+
+	/* The next slot's try works: bytes come while each endpoint stays direct. */
+	CHECK(paths_resync(&x, slot, &early));
+	o = obs_at(&rx.relay, 1000);
+	CHECK_EQ_INT(paths_on_punch(&x, LINK_A, &px, self(), &o, slot + 2, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	o = obs_at(&ry.relay, 1000);
+	CHECK_EQ_INT(paths_on_punch(&y, LINK_A, &py, self(), &o, slot + 3, &pp, &act), PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	o = obs_at(&px.peer_public, 1032);
+	CHECK_EQ_INT(node_peer_on_poll(&x.peers[0].m, &o, slot + 250, true),
+		     NODE_PEER_UP_KEEPALIVE);
+	o = obs_at(&py.peer_public, 1064);
+	CHECK_EQ_INT(node_peer_on_poll(&y.peers[0].m, &o, slot + 251, true),
+		     NODE_PEER_UP_KEEPALIVE);
+	CHECK_EQ_INT(x.peers[0].m.path, NODE_PATH_DIRECT);
+	CHECK_EQ_INT(y.peers[0].m.path, NODE_PATH_DIRECT);
+	CHECK(x.peers[0].m.relay_done && y.peers[0].m.relay_done);
+	/* Direct: the timer asks for nothing. */
+	CHECK_EQ_INT(paths_resync_due(&x), UINT64_MAX);
+
+	/* A later PUNCH (the peer's NAT rebound) is a punch again, not a relay's: it is
+	 * followed, here with a keepalive for the endpoint in use. */
+	CHECK_EQ_INT(x.counters.punches_on_relay, 1); /* the one at slot + 10 above */
+	o = obs_at(&px.peer_public, 2000);
+	CHECK_EQ_INT(paths_on_punch(&x, LINK_A, &px, self(), &o, slot + 60000, &pp, &act),
+		     PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_NUDGE);
+	CHECK_EQ_INT(x.counters.punches_on_relay, 1);
+	CHECK(!addr_is_set(&x.peers[0].m.relay)); /* closed: not taken for one in use again */
+	/* Another candidate that fails: the peer has no path, and the next PUNCH is run. */
+	px.peer_public = ip("198.51.100.21:51820");
+	CHECK_EQ_INT(paths_on_punch(&x, LINK_A, &px, self(), &o, slot + 70000, &pp, &act),
+		     PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	CHECK_EQ_INT(
+		node_peer_on_poll(&x.peers[0].m, &o, slot + 70000 + NODE_PEER_ATTEMPT_MS, true),
+		NODE_PEER_GIVE_UP);
+	CHECK_EQ_INT(paths_on_punch(&x, LINK_A, &px, self(), &o, slot + 80000, &pp, &act),
+		     PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	paths_free(&x);
+	paths_free(&y);
+}
+
+/* A relay given at once (no direct path can work): no timer; a PUNCH in a slot still tries. */
+static void test_paths_upgrade_no_timer_at_once(void)
+{
+	struct paths x;
+	struct proto_relay r = relay_msg(PROTO_RELAY_F_AT_ONCE);
+	struct proto_punch p = punch_for(key1, "198.51.100.20:51820", 5);
+	struct node_peer_obs o = obs_none();
+	struct paths_peer *pp;
+	enum node_peer_action act;
+	bool early;
+
+	table1(&x, 0);
+	CHECK(paths_on_relay(&x, LINK_A, &r, 0, &o, 1000, &act) != NULL);
+	up_on_relay(&x, &r, 1300);
+	CHECK_EQ_INT(paths_resync_due(&x), UINT64_MAX);
+	CHECK(!paths_resync(&x, 1000 + 10 * NODE_PEER_UPGRADE_FIRST_MS, &early));
+	CHECK_EQ_INT(x.counters.upgrades_asked, 0);
+	o = obs_at(&r.relay, 1000);
+	CHECK_EQ_INT(paths_on_punch(&x, LINK_A, &p, self(), &o, 1000 + NODE_PEER_UPGRADE_FIRST_MS,
+				    &pp, &act),
+		     PATHS_RUN);
+	CHECK_EQ_INT(act, NODE_PEER_WRITE);
+	paths_free(&x);
+}
+
 int main(void)
 {
 	TAP_RUN(test_paths_sync_keeps_state);
@@ -515,6 +711,8 @@ int main(void)
 	TAP_RUN(test_paths_link_down);
 	TAP_RUN(test_paths_updates);
 	TAP_RUN(test_paths_poll_and_resync);
+	TAP_RUN(test_paths_upgrade_timer_both_sides);
+	TAP_RUN(test_paths_upgrade_no_timer_at_once);
 	TAP_RUN(test_paths_wall_clock_jump);
 	TAP_RUN(test_paths_large_interface_pages);
 	TAP_RUN(test_reason_no_coordinator);

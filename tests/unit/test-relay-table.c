@@ -506,6 +506,49 @@ static void test_relay_table_tells_wireguard_from_control(void)
 	CHECK(!rtab_is_wireguard(wg_init, 3));
 }
 
+/* New quotas (a reload) reach the relays in use: a pair that was unlimited is cut to the new
+ * rate at once, and lifting the limit lets everything through again. */
+static void test_relay_table_set_quotas_applies_to_relays_in_use(void)
+{
+	struct rtab t;
+	struct rtab_limits l = limits(52000, 52999);
+	struct addr a = v4("198.51.100.7", 40001), b = v4("203.0.113.9", 1024);
+	struct rtab_fwd fw;
+	int fwd = 0;
+
+	l.pps = 0;
+	l.bps = 0;
+	CHECK_EQ_INT(rtab_init(&t, &l), 0);
+	uint32_t id = bound_pair(&t, &a, &b, 1000);
+	uint16_t pa = rtab_port_of(&t, id, FP_A);
+
+	for (int i = 0; i < 500; i++)
+		fwd += rtab_forward(&t, pa, &a, 60, 1000, &fw) == RTAB_FORWARD;
+	CHECK_EQ_INT(fwd, 500);
+	l.pps = 10;
+	l.max_relays_per_node = 1;
+	l.idle_timeout_s = 40;
+	rtab_set_quotas(&t, &l, 2000);
+	CHECK_EQ_INT(t.lim.pps, 10);
+	CHECK_EQ_INT(t.lim.idle_timeout_s, 40);
+	CHECK_EQ_INT(t.lim.port_min, 52000);
+	fwd = 0;
+	for (int i = 0; i < 50; i++)
+		fwd += rtab_forward(&t, pa, &a, 60, 2000, &fw) == RTAB_FORWARD;
+	CHECK_EQ_INT(fwd, 10); /* a full bucket of the new depth, 1 s at 10 a second */
+	CHECK_EQ_INT(rtab_get(&t, id)->counters.drop_pps, 40);
+	/* The per-node quota: FP_A has one relay already. */
+	CHECK_EQ_INT(rtab_alloc(&t, FP_A, 77, 2000, &id), -EDQUOT);
+	/* No limit again: everything passes. */
+	l.pps = 0;
+	rtab_set_quotas(&t, &l, 3000);
+	fwd = 0;
+	for (int i = 0; i < 50; i++)
+		fwd += rtab_forward(&t, pa, &a, 60, 3000, &fw) == RTAB_FORWARD;
+	CHECK_EQ_INT(fwd, 50);
+	rtab_destroy(&t);
+}
+
 int main(void)
 {
 	TAP_RUN(test_relay_table_rejects_bad_ranges);
@@ -522,5 +565,6 @@ int main(void)
 	TAP_RUN(test_relay_table_tears_down_idle_relays);
 	TAP_RUN(test_relay_table_teardown_frees_ports_for_reuse);
 	TAP_RUN(test_relay_table_tells_wireguard_from_control);
+	TAP_RUN(test_relay_table_set_quotas_applies_to_relays_in_use);
 	return tap_done();
 }

@@ -62,6 +62,16 @@ static void test_relay_no_direct(void)
 	/* Neither maps per destination: punch. */
 	CHECK(!relay_no_direct(&cone, &pub));
 	CHECK(!relay_no_direct(&cone, &cone));
+	/* Two poisonable routers: each side's first packet poisons the other's conntrack. */
+	node(&sym2, "198.51.100.11", 51820, "198.51.100.11", 51820, PROTO_FILTER_POISONABLE);
+	CHECK(relay_no_direct(&open, &sym2));
+	CHECK(!relay_no_direct(&open, &cone));
+	CHECK(!relay_no_direct(&open, &pub));
+	/* Behind one NAT (the same public IP), of any kind: the LAN is tried first, no relay. */
+	node(&sym2, "198.51.100.10", 5000, "198.51.100.10", 6000, PROTO_FILTER_UNKNOWN);
+	CHECK(!relay_no_direct(&sym, &sym2));
+	node(&sym2, "198.51.100.14", 51821, "198.51.100.14", 51821, PROTO_FILTER_POISONABLE);
+	CHECK(!relay_no_direct(&open, &sym2));
 	/* A mapping toward P + 1 not known yet says nothing about the type. */
 	node(&sym2, "198.51.100.11", 5000, NULL, 0, PROTO_FILTER_UNKNOWN);
 	CHECK(!relay_no_direct(&sym2, &cone));
