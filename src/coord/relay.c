@@ -46,9 +46,13 @@ static bool public_host(const struct reg_node *n)
 	return false;
 }
 
+/* Only a public host takes a packet from a source it has not sent to. A router without an
+ * inbound filter does not pass it on either: it keeps it for itself (and is poisoned by it), so
+ * a side whose mapping moves with the destination cannot be answered through it: the open
+ * side's first packet goes to the mapping the coordinator saw, not the one toward it. */
 static bool accepts_unsolicited(const struct reg_node *n)
 {
-	return public_host(n) || n->filter == PROTO_FILTER_POISONABLE;
+	return public_host(n);
 }
 
 /* The same public IP: behind one NAT, where the punch tries the LAN addresses first. */

@@ -10,9 +10,9 @@
 # router would (with the same port the router would have to remap one of them).
 # For each pair: a handshake on both sides, a ping both ways, and the path kind both nodes show:
 #   lan     the two hosts behind the same router
-#   relay   symmetric with cone or portmap (relayed at once: rendezvous.md section 6), and
-#           symmetric with open (the punch fails: the open router keeps the symmetric side's
-#           packet for itself; relayed on request); the endpoint is a relay port
+#   relay   symmetric with anything behind another router (relayed at once: rendezvous.md
+#           section 6; an open router keeps the symmetric side's packet for itself); the
+#           endpoint is a relay port
 #   direct  everything else, at the peer's public address
 # Prints the time from the last node's start to the last pair's handshake (bound: 90 s).
 set -u

@@ -58,7 +58,9 @@ static void test_relay_no_direct(void)
 	CHECK(relay_no_direct(&cone, &sym)); /* order-independent */
 	/* The other side takes unsolicited packets: a direct path is not ruled out. */
 	CHECK(!relay_no_direct(&sym, &pub));
-	CHECK(!relay_no_direct(&open, &sym));
+	/* An open router keeps the symmetric side's packet for itself: relay at once. */
+	CHECK(relay_no_direct(&open, &sym));
+	CHECK(relay_no_direct(&sym, &open));
 	/* Neither maps per destination: punch. */
 	CHECK(!relay_no_direct(&cone, &pub));
 	CHECK(!relay_no_direct(&cone, &cone));
