@@ -419,13 +419,17 @@ int registry_set_lan(struct reg_node *n, const struct addr *lan, size_t count)
 {
 	struct reg_lan *l = NULL;
 
+	bool has6 = n->lan && n->lan->mapping6.family;
+
 	if (count > UINT8_MAX)
 		return -EINVAL;
-	if (count) {
-		l = malloc(sizeof(*l) + count * sizeof(l->addr[0]));
+	if (count || has6) {
+		l = calloc(1, sizeof(*l) + count * sizeof(l->addr[0]));
 		if (!l)
 			return -ENOMEM;
 		l->n = (uint8_t)count;
+		if (has6)
+			l->mapping6 = n->lan->mapping6;
 		for (size_t i = 0; i < count; i++)
 			registry_addr_pack(&l->addr[i], &lan[i]);
 	}
@@ -451,6 +455,37 @@ size_t registry_get_lan(const struct reg_node *n, struct addr *out, size_t cap)
 	for (i = 0; i < n->lan->n && i < cap; i++)
 		registry_addr_unpack(&out[i], &n->lan->addr[i]);
 	return i;
+}
+
+int registry_set_mapping6(struct reg_node *n, const struct addr *a)
+{
+	struct reg_addr m = { 0 };
+	struct reg_lan *l;
+
+	if (a && addr_is_set(a))
+		registry_addr_pack(&m, a);
+	if (n->lan ? registry_addr_equal(&n->lan->mapping6, &m) : !m.family)
+		return 0;
+	if (!n->lan) {
+		l = calloc(1, sizeof(*l));
+		if (!l)
+			return -ENOMEM;
+		n->lan = l;
+	}
+	n->lan->mapping6 = m;
+	if (!m.family && n->lan->n == 0) {
+		free(n->lan);
+		n->lan = NULL;
+	}
+	return 1;
+}
+
+bool registry_get_mapping6(const struct reg_node *n, struct addr *out)
+{
+	if (!n->lan || !n->lan->mapping6.family)
+		return false;
+	registry_addr_unpack(out, &n->lan->mapping6);
+	return true;
 }
 
 size_t registry_node_bytes(const struct reg_node *n)

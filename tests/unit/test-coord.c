@@ -166,6 +166,35 @@ static void test_coord_pair_ack_releases_second(void)
 	registry_destroy(&r);
 }
 
+/* PUNCH about a dual-stack peer: its IPv6 mapping first in the list, then what it registered,
+ * without the mapping a second time. */
+static void test_coord_pair_punch_ipv6_mapping_first(void)
+{
+	struct registry r;
+	struct proto_punch m;
+	struct addr lan[3], six;
+
+	CHECK_EQ_INT(registry_init(&r, 8), 0);
+	struct reg_node *b = pair_node(&r, 2, REG_FILTER_DONE, PROTO_FILTER_SAFE, "198.51.100.2");
+
+	make_addr(&lan[0], "203.0.113.2", 51820);
+	addr_parse(&lan[1], "[2001:db8:b::2]:51820", false);
+	addr_parse(&lan[2], "[2001:db8:b::3]:51820", false);
+	addr_parse(&six, "[2001:db8:b::3]:51820", false);
+	registry_set_lan(b, lan, 3);
+	coord_pair_punch_about(b, 9, 0, &m);
+	CHECK_EQ_INT(m.n_lan, 3);
+	CHECK(addr_equal(&m.lan[0], &lan[0]));
+	CHECK_EQ_INT(registry_set_mapping6(b, &six), 1);
+	coord_pair_punch_about(b, 9, 0, &m);
+	CHECK_EQ_INT(m.n_lan, 3);
+	CHECK(addr_equal(&m.lan[0], &six));
+	CHECK(addr_equal(&m.lan[1], &lan[0]));
+	CHECK(addr_equal(&m.lan[2], &lan[1]));
+	CHECK_EQ_INT(addr_family(&m.peer_public), AF_INET);
+	registry_destroy(&r);
+}
+
 static void test_coord_pair_timeout_releases_after_500ms(void)
 {
 	struct coord_pair_table t;
@@ -2280,6 +2309,7 @@ int main(void)
 	log_set_level(getenv("WGPUNCH_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
 	TAP_RUN(test_coord_pair_order_all_filters);
 	TAP_RUN(test_coord_pair_ack_releases_second);
+	TAP_RUN(test_coord_pair_punch_ipv6_mapping_first);
 	TAP_RUN(test_coord_pair_timeout_releases_after_500ms);
 	TAP_RUN(test_coord_pair_full_table_sends_both);
 	TAP_RUN(test_coord_handshake_and_register);
