@@ -102,7 +102,7 @@ enum link_state {
 enum link_event_type {
 	LINK_EV_START = 1,      /* created: resolve, or use the literal address */
 	/* addr: the lookup gave it, and the shell has a socket for it; addr6: the coordinator's
-	 * IPv6 address too when addr is IPv4 (probes only, PROTOCOL.md 2.5), else unset */
+	 * IPv6 address too when addr is IPv4 (probes only, PROTOCOL.md 2.4), else unset */
 	LINK_EV_RESOLVED,
 	LINK_EV_RESOLVE_FAILED, /* the lookup failed (or returned nothing usable) */
 	LINK_EV_SOCKET_FAILED,  /* addr resolved but no socket could be opened for it */
@@ -224,7 +224,7 @@ struct link {
 	struct addr addr; /* port P; unset until resolved */
 	/* The coordinator's IPv6 address (port P) when the session is IPv4 and the name has one
 	 * too: one probe goes there after each complete IPv4 round, so the coordinator learns
-	 * our IPv6 mapping for the peers (PROTOCOL.md 2.5). Unset otherwise. */
+	 * our IPv6 mapping for the peers (PROTOCOL.md 2.4). Unset otherwise. */
 	struct addr addr6;
 	bool resolving;   /* a lookup is under way */
 	uint32_t resolve_backoff_ms;

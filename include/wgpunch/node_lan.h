@@ -14,7 +14,7 @@
  * they come from /proc/net/if_inet6 (per network namespace); when it cannot be read the flags
  * count as 0. A temporary address is not registered because it changes (daily by default),
  * and registering it would publish it; the address the host really sends from, temporary or
- * not, reaches the peers anyway as the coordinator's IPv6 mapping (PROTOCOL.md section 2.5),
+ * not, reaches the peers anyway as the coordinator's IPv6 mapping (PROTOCOL.md section 2.4),
  * which they try first.
  */
 #ifndef WGPUNCH_NODE_LAN_H

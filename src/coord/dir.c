@@ -140,7 +140,7 @@ static bool dir_lan_has(const struct reg_node *n, const struct addr *a)
 }
 
 /*
- * A probe over IPv6 from a node whose session is IPv4 (PROTOCOL.md 2.5): its source is the
+ * A probe over IPv6 from a node whose session is IPv4 (PROTOCOL.md 2.4): its source is the
  * node's IPv6 mapping, kept beside the IPv4 ones and handed to its peers as its first IPv6
  * candidate. Only toward P; one toward P + 1 is answered and not kept (an IPv6 firewall maps
  * nothing, and the mapping type is the IPv4 NAT's).
