@@ -23,8 +23,10 @@
  * the filter echo (FILTER_RESULT). PUNCH_ACK has no answer: it is sent twice.
  * A failed DNS lookup is retried with exponential backoff and jitter.
  *
- * One link per (coordinator, address family): a second family or a second
- * coordinator is another struct link with its own shell (docs/architecture.md).
+ * One link per coordinator: its session is over one address family, and
+ * beside an IPv4 session one probe goes to the coordinator's IPv6 address
+ * (addr6). A second coordinator is another struct link with its own shell
+ * (docs/architecture.md).
  */
 #ifndef WGPUNCH_LINK_H
 #define WGPUNCH_LINK_H
@@ -100,7 +102,7 @@ enum link_state {
 };
 
 enum link_event_type {
-	LINK_EV_START = 1,      /* created: resolve, or use the literal address */
+	LINK_EV_START = 1, /* created: resolve, or use the literal address */
 	/* addr: the lookup gave it, and the shell has a socket for it; addr6: the coordinator's
 	 * IPv6 address too when addr is IPv4 (probes only, PROTOCOL.md 2.4), else unset */
 	LINK_EV_RESOLVED,

@@ -122,7 +122,8 @@ static int open_raw(int family, uint32_t fwmark)
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0)
 		goto fail;
 	/* The UDP checksum covers the source address, which only the kernel knows for sure. */
-	if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_CHECKSUM, &off, sizeof(off)) < 0)
+	if (family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_CHECKSUM, &off, sizeof(off)) < 0)
 		goto fail;
 	if (fwmark) {
 		r = set_mark(fd, fwmark);

@@ -637,8 +637,8 @@ static void test_link_ipv6_probe_beside_ipv4(void)
 	world_init(&w, false);
 	addr_parse(&six, "[2001:db8:ff::1]:51900", false);
 	ev(&w, (struct link_event){ .type = LINK_EV_START });
-	ev(&w, (struct link_event){
-		       .type = LINK_EV_RESOLVED, .addr = coord_addr(PORT), .addr6 = six });
+	ev(&w,
+	   (struct link_event){ .type = LINK_EV_RESOLVED, .addr = coord_addr(PORT), .addr6 = six });
 	CHECK(addr_equal(&w.l.addr6, &six));
 	handshake(&w, &c, 0);
 	CHECK_EQ_INT(w.l.state, LINK_UP);
@@ -659,10 +659,10 @@ static void test_link_ipv6_probe_beside_ipv4(void)
 	mapping(&w, &c, 3, 0, "[2001:db8:a::2]:51820");
 	CHECK(w.out.reports & LINK_R_MAPPING6);
 	CHECK(!(w.out.reports & LINK_R_MAPPING));
-	CHECK(strcmp(addr_format(&w.l.mapping6, (char[ADDR_STRLEN]){ 0 }), "[2001:db8:a::2]:51820") ==
-	      0);
-	CHECK(strcmp(addr_format(&w.l.mapping[0], (char[ADDR_STRLEN]){ 0 }), "198.51.100.7:40000") ==
-	      0);
+	CHECK(strcmp(addr_format(&w.l.mapping6, (char[ADDR_STRLEN]){ 0 }),
+		     "[2001:db8:a::2]:51820") == 0);
+	CHECK(strcmp(addr_format(&w.l.mapping[0], (char[ADDR_STRLEN]){ 0 }),
+		     "198.51.100.7:40000") == 0);
 	CHECK_EQ_INT(w.l.mapping_seq[0], 1);
 	/* Only toward P, and not older than the last one. */
 	mapping(&w, &c, 3, 1, "[2001:db8:a::2]:51820");
@@ -676,8 +676,8 @@ static void test_link_ipv6_probe_beside_ipv4(void)
 	CHECK(!addr_is_set(&w.l.mapping6));
 	/* It comes back: one probe at once (the session is up), then with each refresh until
 	 * its MAPPING comes. */
-	ev(&w, (struct link_event){
-		       .type = LINK_EV_RESOLVED, .addr = coord_addr(PORT), .addr6 = six });
+	ev(&w,
+	   (struct link_event){ .type = LINK_EV_RESOLVED, .addr = coord_addr(PORT), .addr6 = six });
 	CHECK(find_probe6(&w) >= 0);
 	fire_t(&w, LINK_T_REFRESH);
 	CHECK(find_probe6(&w) >= 0);

@@ -129,8 +129,9 @@ static void test_parse_inet6(void)
 	CHECK_EQ_INT(node_lan_parse_inet6("2001zdb8000a00000000000000000002 02 40 00 80 eth0\n", &a,
 					  &fl, name),
 		     -EINVAL);
-	CHECK_EQ_INT(node_lan_parse_inet6("20010db8000a00000000000000000002 02 40\n", &a, &fl, name),
-		     -EINVAL);
+	CHECK_EQ_INT(
+		node_lan_parse_inet6("20010db8000a00000000000000000002 02 40\n", &a, &fl, name),
+		-EINVAL);
 	CHECK_EQ_INT(node_lan_parse_inet6("", &a, &fl, name), -EINVAL);
 	CHECK_EQ_INT(node_lan_parse_inet6("20010db8000a00000000000000000002 02 40 00 80 "
 					  "aninterfacename0123\n",

@@ -698,7 +698,8 @@ static void test_node_peer_candidate_order(void)
 static void test_node_peer_ipv6_second_side_waits(void)
 {
 	struct addr local[] = { ip("203.0.113.5", 0), ip("2001:db8:5::5", 0) };
-	struct node_peer_self self = { .mapping = ip("198.51.100.99", 51820), .local = local,
+	struct node_peer_self self = { .mapping = ip("198.51.100.99", 51820),
+				       .local = local,
 				       .n_local = 2 };
 	struct proto_punch m = punch_for("198.51.100.20");
 	struct node_peer_obs o = obs(NULL, 0, WALL0);
