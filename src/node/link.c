@@ -734,8 +734,6 @@ static void on_echo_timer(struct run *r)
 
 /* ---- messages from the coordinator ---- */
 
-static void send_probe6(struct run *r);
-
 static void on_mapping(struct run *r, const struct proto_mapping *mp)
 {
 	struct link *l = r->l;

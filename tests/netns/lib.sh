@@ -751,6 +751,7 @@ tb6_cleanup()
 			"$TB_PREFIX"-*) rm -rf "/etc/netns/$ns" ;;
 			esac
 		done
+		rmdir /etc/netns 2>/dev/null # only when no other run has files there
 	fi
 	(exit "$rc")
 	tb_cleanup
@@ -901,18 +902,19 @@ tb6_host()
 	TB6_ADDR[$name]=$ip
 }
 
-# tb6_resolve NAME: inside namespace NAME, $TB6_COORD_NAME resolves to the coordinator's IPv4
-# address (when it has one) and IPv6 address (/etc/netns/<ns>/hosts, which `ip netns exec`
-# mounts over /etc/hosts; tb6_cleanup removes it).
+# tb6_resolve NAME [IPV4]: inside namespace NAME, $TB6_COORD_NAME resolves to an IPv4 address
+# (IPV4, else the coordinator's when it has one) and to the coordinator's IPv6 address
+# (/etc/netns/<ns>/hosts, which `ip netns exec` mounts over /etc/hosts; tb6_cleanup removes it).
 tb6_resolve()
 {
-	local dir=/etc/netns/$TB_PREFIX-$1
+	local dir=/etc/netns/$TB_PREFIX-$1 v4=${2:-}
 
+	[ -z "$v4" ] && [ "${TB_ADDR[coord]}" != "$TB6_COORD_IP" ] && v4=${TB_ADDR[coord]}
 	mkdir -p "$dir" || tb_fail "cannot create $dir"
 	TB6_HOSTS_FILES=1
 	{
 		echo "127.0.0.1 localhost"
-		[ "${TB_ADDR[coord]}" != "$TB6_COORD_IP" ] && echo "${TB_ADDR[coord]} $TB6_COORD_NAME"
+		[ -n "$v4" ] && echo "$v4 $TB6_COORD_NAME"
 		echo "$TB6_COORD_IP $TB6_COORD_NAME"
 	} >"$dir/hosts"
 }

@@ -4,7 +4,9 @@
 # firewall and no NAT, and a coordinator that listens on IPv6 only: the session, the probes to
 # P and P + 1 and the punch all go over IPv6, and the tunnel comes up with path "ipv6" at the
 # other host's own address. Without the ordered punch the firewalls would drop both sides'
-# first packets; the test checks they did drop something unsolicited, and still do.
+# first packets; the test checks they did drop something unsolicited, and still do. Node a
+# names the coordinator by its IPv6 literal; node b by a name that also has an IPv4 address,
+# which b has no route to, so it must pick the IPv6 one.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -23,8 +25,9 @@ tb_wg_up a
 tb_wg_up b
 tb_peers a b
 tb6_coord "$coord"
+tb6_resolve b "$TB_COORD_IP"
 tb6_node a "$coord"
-tb6_node b "$coord"
+tb6_node b "$TB6_COORD_NAME:$TB_COORD_PORT"
 
 tb_assert_tunnel a b 20
 tb6_assert_path a b ipv6 "[${TB6_ADDR[b]}]:$TB_WG_PORT"
