@@ -51,9 +51,9 @@ bool registry_addr_equal(const struct reg_addr *a, const struct reg_addr *b);
 /* LAN candidates, allocated only for nodes that report some or have an IPv6 mapping. */
 struct reg_lan {
 	uint8_t n;
-	/* The node's IPv6 mapping beside an IPv4 session (family 0: none): here, not in the
-	 * node, so that nodes without IPv6 pay nothing for it. */
-	struct reg_addr mapping6;
+	/* addr[n] is the node's IPv6 mapping beside an IPv4 session (dir.c): here, not in the
+	 * node, so that nodes without one pay nothing for it. */
+	bool has6;
 	struct reg_addr addr[];
 };
 
