@@ -127,15 +127,16 @@ static void dir_on_register(void *arg, const struct transport_rx *rx)
 	dir_changed(d, n, was_ready, changed || (reg->flags & PROTO_REG_F_RESYNC));
 }
 
-/* Whether a is one of the LAN candidates n registered. */
-static bool dir_lan_has(const struct reg_node *n, const struct addr *a)
+/* Whether a is the first global IPv6 address n registered: the IPv6 candidate its peers
+ * chose before they heard of an IPv6 mapping (node_peer_candidates()). */
+static bool dir_first_global6_is(const struct reg_node *n, const struct addr *a)
 {
 	struct addr lan[PROTO_MAX_LAN];
 	size_t k = registry_get_lan(n, lan, PROTO_MAX_LAN);
 
 	for (size_t i = 0; i < k; i++)
-		if (addr_equal(&lan[i], a))
-			return true;
+		if (addr_is_global_ipv6(&lan[i]))
+			return addr_equal(&lan[i], a);
 	return false;
 }
 
@@ -160,8 +161,9 @@ static void dir_on_probe6(struct dir *d, const struct transport_rx *rx)
 		r = registry_set_mapping6(n, rx->from);
 		if (r < 0)
 			return; /* no memory: the node probes again with its next refresh */
-		/* A first mapping the node registered already changes no peer's candidates. */
-		changed = r > 0 && (had || !dir_lan_has(n, rx->from));
+		/* A first mapping the peers already try (the first global address the node
+		 * registered: no NAT66, no privacy address) changes no candidate. */
+		changed = r > 0 && (had || !dir_first_global6_is(n, rx->from));
 		if (r > 0 && log_enabled(LOG_LEVEL_DEBUG)) {
 			char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
 
