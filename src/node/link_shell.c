@@ -627,5 +627,9 @@ cJSON *link_shell_status(const struct link_shell *s)
 		cJSON_AddNullToObject(o, "mapping");
 	cJSON_AddStringToObject(o, "mapping_type", link_mapping_type(l));
 	cJSON_AddStringToObject(o, "filter", proto_filter_name(l->filter));
+	if (addr_is_set(&l->mapping6))
+		cJSON_AddStringToObject(o, "ipv6_mapping", addr_format(&l->mapping6, buf));
+	else
+		cJSON_AddNullToObject(o, "ipv6_mapping");
 	return o;
 }

@@ -34,8 +34,8 @@ for h in a b; do
 		>/dev/null || tb_fail "$h's session: $(tb_json "$h" "d['coordinators'][0]")"
 	tb_json "$h" "d['coordinators'][0]['mapping'] == '${TB_WAN[r$h]}:$TB_WG_PORT'" \
 		>/dev/null || tb_fail "$h's IPv4 mapping: $(tb_json "$h" "d['coordinators'][0]")"
-	grep -q "IPv6 mapping of the WireGuard port via coordinator .*\[${TB6_ADDR[$h]}\]:" \
-		"$TB_DIR/$h.log" || tb_fail "$h did not learn its IPv6 mapping"
+	tb_json "$h" "d['coordinators'][0]['ipv6_mapping'] == '[${TB6_ADDR[$h]}]:$TB_WG_PORT'" \
+		>/dev/null || tb_fail "$h's IPv6 mapping: $(tb_json "$h" "d['coordinators'][0]")"
 done
 [ "$(tb_coord_counter probe6_accepted)" -ge 2 ] ||
 	tb_fail "the coordinator took $(tb_coord_counter probe6_accepted) IPv6 probes, expected 2"

@@ -41,6 +41,8 @@ for h in a b; do
 		>/dev/null || tb_fail "$h's mapping: $(tb_json "$h" "d['coordinators'][0]")"
 	tb_json "$h" "d['coordinators'][0]['mapping_type'] == 'endpoint-independent'" >/dev/null ||
 		tb_fail "$h's mapping type over IPv6 is not endpoint-independent"
+	tb_json "$h" "d['coordinators'][0]['ipv6_mapping'] is None" >/dev/null ||
+		tb_fail "$h has an IPv6 mapping beside an IPv6 session"
 	tb_json "$h" "d['coordinators'][0]['filter'] == 'safe'" >/dev/null ||
 		tb_fail "$h's filter test over IPv6: $(tb_json "$h" "d['coordinators'][0]['filter']")"
 done
