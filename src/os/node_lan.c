@@ -11,7 +11,9 @@
 
 #include "wgpunch/log.h"
 
-/* Addresses of /proc/net/if_inet6 looked at per refresh; more are taken with flags 0. */
+/* Candidates looked at per refresh (after the cheap filters), and IPv6 addresses whose flags
+ * keep them out (temporary, deprecated...) remembered from /proc/net/if_inet6: beyond that
+ * many, the rest are taken with flags 0. */
 #define NODE_LAN_INET6_MAX 64
 
 enum node_lan_class node_lan_classify(const struct addr *a, uint32_t flags6)
@@ -122,8 +124,10 @@ static size_t read_inet6_flags(struct inet6_flags *t, size_t cap)
 
 	if (!f)
 		return 0;
+	/* Only the addresses a flag keeps out matter: one not found counts as flags 0. */
 	while (n < cap && fgets(line, sizeof(line), f))
-		if (node_lan_parse_inet6(line, &t[n].a, &t[n].flags, t[n].ifname) == 0)
+		if (node_lan_parse_inet6(line, &t[n].a, &t[n].flags, t[n].ifname) == 0 &&
+		    (t[n].flags & NODE_LAN_F_SKIP) && !IN6_IS_ADDR_LINKLOCAL(&t[n].a))
 			n++;
 	fclose(f);
 	return n;
@@ -162,14 +166,18 @@ bool node_lan_refresh(struct node_lan *nl, const char *wg_ifname, const struct w
 			len = sizeof(struct sockaddr_in6);
 		else
 			continue;
-		if (addr_from_sockaddr(&e[n].addr, i->ifa_addr, len) < 0)
+		if (!(i->ifa_flags & IFF_UP) || !strcmp(i->ifa_name, wg_ifname) ||
+		    addr_from_sockaddr(&e[n].addr, i->ifa_addr, len) < 0)
 			continue;
 		e[n].ifname = i->ifa_name;
-		e[n].up = i->ifa_flags & IFF_UP;
+		e[n].up = true;
 		e[n].flags6 = len == sizeof(struct sockaddr_in6)
 				      ? flags_of(fl, nfl, i->ifa_name, &e[n].addr.in6.sin6_addr)
 				      : 0;
-		n++;
+		/* Link-local and the like would crowd out the candidates on a host with many
+		 * interfaces: only those that can be one take a place. */
+		if (node_lan_classify(&e[n].addr, e[n].flags6) != NODE_LAN_SKIP)
+			n++;
 	}
 	cnt = node_lan_pick(e, n, wg_ifname, dev ? dev->listen_port : 0, lan);
 	freeifaddrs(ifa);

@@ -17,6 +17,10 @@ for h in a b; do
 	tb6_host "$h" "r$h"
 	tb6_resolve "$h"
 done
+# A deprecated address (preferred lifetime 0, as when a prefix is being withdrawn) on a: the
+# kernel no longer sends from it, and the node must not register it (/proc/net/if_inet6 flags).
+tb_exec a ip -6 addr add 2001:db8:1::99/64 dev eth0 nodad preferred_lft 0 ||
+	tb_fail "cannot add a deprecated address to a"
 tb_wg_up a
 tb_wg_up b
 tb_peers a b
@@ -37,6 +41,14 @@ for h in a b; do
 	tb_json "$h" "d['coordinators'][0]['ipv6_mapping'] == '[${TB6_ADDR[$h]}]:$TB_WG_PORT'" \
 		>/dev/null || tb_fail "$h's IPv6 mapping: $(tb_json "$h" "d['coordinators'][0]")"
 done
+lan=$(grep -m1 "LAN addresses:" "$TB_DIR/a.log")
+case $lan in
+*"[${TB6_ADDR[a]}]:$TB_WG_PORT"*) ;;
+*) tb_fail "a did not register its IPv6 address: $lan" ;;
+esac
+case $lan in
+*2001:db8:1::99*) tb_fail "a registered its deprecated address: $lan" ;;
+esac
 [ "$(tb_coord_counter probe6_accepted)" -ge 2 ] ||
 	tb_fail "the coordinator took $(tb_coord_counter probe6_accepted) IPv6 probes, expected 2"
 
