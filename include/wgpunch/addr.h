@@ -76,5 +76,7 @@ bool addr_host_name_valid(const char *name);
 bool addr_is_loopback(const struct addr *a);
 bool addr_is_link_local(const struct addr *a);
 bool addr_is_global_ipv6(const struct addr *a);
+/* Unique local IPv6, fc00::/7 (RFC 4193): routed inside a site only, like private IPv4. */
+bool addr_is_ula(const struct addr *a);
 
 #endif

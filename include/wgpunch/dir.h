@@ -37,6 +37,8 @@
 
 #define DIR_COUNTERS(X)                                                       \
 	X(probe_accepted, "PROBEs that authenticated: answered with MAPPING") \
+	X(probe6_accepted, "of those, over IPv6 beside an IPv4 session")      \
+	X(probe_other_family, "IPv4 PROBEs beside an IPv6 session: ignored")  \
 	X(register_accepted, "REGISTERs stored and acknowledged")             \
 	X(register_failed, "REGISTERs not stored: out of memory (no ack)")    \
 	X(nodes_expired, "nodes dropped: no refresh for 3 x refresh_s")       \

@@ -23,8 +23,10 @@
  * the filter echo (FILTER_RESULT). PUNCH_ACK has no answer: it is sent twice.
  * A failed DNS lookup is retried with exponential backoff and jitter.
  *
- * One link per (coordinator, address family): a second family or a second
- * coordinator is another struct link with its own shell (docs/architecture.md).
+ * One link per coordinator: its session is over one address family, and
+ * beside an IPv4 session one probe goes to the coordinator's IPv6 address
+ * (addr6). A second coordinator is another struct link with its own shell
+ * (docs/architecture.md).
  */
 #ifndef WGPUNCH_LINK_H
 #define WGPUNCH_LINK_H
@@ -100,8 +102,10 @@ enum link_state {
 };
 
 enum link_event_type {
-	LINK_EV_START = 1,      /* created: resolve, or use the literal address */
-	LINK_EV_RESOLVED,       /* addr: the lookup gave it, and the shell has a socket for it */
+	LINK_EV_START = 1, /* created: resolve, or use the literal address */
+	/* addr: the lookup gave it, and the shell has a socket for it; addr6: the coordinator's
+	 * IPv6 address too when addr is IPv4 (probes only, PROTOCOL.md 2.4), else unset */
+	LINK_EV_RESOLVED,
 	LINK_EV_RESOLVE_FAILED, /* the lookup failed (or returned nothing usable) */
 	LINK_EV_SOCKET_FAILED,  /* addr resolved but no socket could be opened for it */
 	LINK_EV_DATAGRAM,       /* buf, len from the session socket; truncated: it did not fit */
@@ -120,6 +124,7 @@ enum link_event_type {
 struct link_event {
 	enum link_event_type type;
 	struct addr addr;   /* RESOLVED; RELAY_BIND: the relay endpoint */
+	struct addr addr6;  /* RESOLVED: the coordinator's IPv6 address beside an IPv4 addr */
 	const uint8_t *buf; /* DATAGRAM */
 	size_t len;
 	bool truncated;
@@ -171,6 +176,7 @@ struct link_send {
 #define LINK_R_PROBES_GIVEN_UP 0x100 /* no complete MAPPING round: the next trigger probes again */
 #define LINK_R_RELAY 0x200           /* relay holds a RELAY for the node (endpoint resolved) */
 #define LINK_R_REBOUND 0x400 /* our session address moved (NAT rebinding): probing again */
+#define LINK_R_MAPPING6 0x800 /* the IPv6 mapping (beside an IPv4 session) changed */
 /* Bind probes sent back to back per RELAY_BIND: one lost probe must not cost a WireGuard
  * retry (5 s); each has its own counter, so the coordinator takes the first to arrive. */
 #define LINK_RELAY_BINDS 3
@@ -218,6 +224,10 @@ struct link {
 
 	enum link_state state;
 	struct addr addr; /* port P; unset until resolved */
+	/* The coordinator's IPv6 address (port P) when the session is IPv4 and the name has one
+	 * too: one probe goes there after each complete IPv4 round, so the coordinator learns
+	 * our IPv6 mapping for the peers (PROTOCOL.md 2.4). Unset otherwise. */
+	struct addr addr6;
 	bool resolving;   /* a lookup is under way */
 	uint32_t resolve_backoff_ms;
 	uint64_t timers[LINK_T_COUNT];
@@ -268,6 +278,9 @@ struct link {
 	 * a lost probe or a round still in flight must not look like a symmetric NAT. */
 	uint8_t nat_type; /* 0 unknown, 1 endpoint-independent, 2 endpoint-dependent */
 	struct addr round_mapping;
+	/* What the coordinator saw of the probe to addr6 (unset: none yet), and its sequence. */
+	struct addr mapping6;
+	uint64_t mapping6_seq;
 	uint8_t filter; /* enum proto_filter */
 
 	struct link_counters counters;

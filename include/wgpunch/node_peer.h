@@ -35,7 +35,7 @@
 #define NODE_PEER_NUDGE_EVERY_MS 5000
 #define NODE_PEER_RESYNC_FIRST_MS 2000
 #define NODE_PEER_RESYNC_MS 20000
-#define NODE_PEER_MAX_CAND (PROTO_MAX_LAN + 1)
+#define NODE_PEER_MAX_CAND (PROTO_MAX_LAN + 1) /* LAN ones, one IPv6, the IPv4 mapping */
 /*
  * The second side of a pair (a PUNCH without the ACK flag) waits this long, plus up to
  * NODE_PEER_KICK_JITTER_MS, before its kick when the first side's initiation reaches its
@@ -162,12 +162,11 @@ void node_peer_init(struct node_peer *p, const uint8_t key[KEY_LEN], uint64_t no
 
 /*
  * A PUNCH for this peer. self->mapping is our public mapping as seen by the
- * coordinator that sent it. Builds the candidates (the peer's LAN addresses
- * when its public IP is ours, then its public mapping) and returns for the
- * first:
+ * coordinator that sent it. Builds the candidates (node_peer_candidates())
+ * and returns for the first:
  * - NODE_PEER_WRITE_QUIET when we are the second side (no ACK flag) and the
  *   first side's initiation reaches our WireGuard directly: the candidate is
- *   a LAN address, or our mapping's IP is one of our own (no NAT). The kick
+ *   a LAN or IPv6 address, or our mapping's IP is one of our own (no NAT). The kick
  *   is due NODE_PEER_KICK_WAIT_MS (+ jitter from self->rnd) later, and only
  *   happens if no handshake came meanwhile (see node_peer_on_poll());
  * - NODE_PEER_WRITE otherwise (the first side, or a side whose NAT drops the
@@ -203,6 +202,21 @@ enum node_peer_action node_peer_upgrade(struct node_peer *p, const struct proto_
  * wants none (no relay, a relay given at once, a try under way, or this slot asked already).
  */
 uint64_t node_peer_upgrade_due(const struct node_peer *p);
+
+/*
+ * Pure: the candidates of a PUNCH, in the order both sides try them (each gets
+ * NODE_PEER_ATTEMPT_MS, and both sides get their PUNCH at about the same moment, so the same
+ * order keeps them on the same kind of path at the same time):
+ *   1. LAN: when the peer's public IP is our mapping's (behind the same NAT), its LAN IPv4 and
+ *      unique local IPv6 addresses;
+ *   2. IPv6: when both sides have a global IPv6 address (ours in self->local), one: the peer's
+ *      public mapping if it is IPv6, else the first global IPv6 address of its list;
+ *   3. direct: the peer's public IPv4 mapping.
+ * The relay is last; it comes as RELAY, not in a PUNCH. Returns how many are in out.
+ */
+uint8_t node_peer_candidates(const struct proto_punch *punch, const struct node_peer_self *self,
+			     struct node_peer_cand out[NODE_PEER_MAX_CAND]);
+
 /* No NAT in front of us: mapping's IP is one of local[] (ports ignored). */
 bool node_peer_no_nat(const struct addr *mapping, const struct addr *local, size_t n_local);
 

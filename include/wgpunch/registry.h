@@ -48,9 +48,12 @@ void registry_addr_pack(struct reg_addr *out, const struct addr *a);
 void registry_addr_unpack(struct addr *out, const struct reg_addr *a);
 bool registry_addr_equal(const struct reg_addr *a, const struct reg_addr *b);
 
-/* LAN candidates, allocated only for nodes that report some. */
+/* LAN candidates, allocated only for nodes that report some or have an IPv6 mapping. */
 struct reg_lan {
 	uint8_t n;
+	/* addr[n] is the node's IPv6 mapping beside an IPv4 session (dir.c): here, not in the
+	 * node, so that nodes without one pay nothing for it. */
+	bool has6;
 	struct reg_addr addr[];
 };
 
@@ -173,6 +176,10 @@ bool registry_lists(const struct reg_node *n, uint64_t fp);
 int registry_set_lan(struct reg_node *n, const struct addr *lan, size_t count);
 /* Copies up to cap LAN candidates to out; returns how many. */
 size_t registry_get_lan(const struct reg_node *n, struct addr *out, size_t cap);
+/* The IPv6 mapping (a: NULL or unset clears it). 1 if it changed, 0 if not, -ENOMEM. */
+int registry_set_mapping6(struct reg_node *n, const struct addr *a);
+/* False when there is none. */
+bool registry_get_mapping6(const struct reg_node *n, struct addr *out);
 
 /* Heap bytes n holds (entry, peers, LAN; without allocator overhead). */
 size_t registry_node_bytes(const struct reg_node *n);

@@ -127,6 +127,57 @@ static void dir_on_register(void *arg, const struct transport_rx *rx)
 	dir_changed(d, n, was_ready, changed || (reg->flags & PROTO_REG_F_RESYNC));
 }
 
+/* Whether a is the first global IPv6 address n registered: the IPv6 candidate its peers
+ * chose before they heard of an IPv6 mapping (node_peer_candidates()). */
+static bool dir_first_global6_is(const struct reg_node *n, const struct addr *a)
+{
+	struct addr lan[PROTO_MAX_LAN];
+	size_t k = registry_get_lan(n, lan, PROTO_MAX_LAN);
+
+	for (size_t i = 0; i < k; i++)
+		if (addr_is_global_ipv6(&lan[i]))
+			return addr_equal(&lan[i], a);
+	return false;
+}
+
+/*
+ * A probe over IPv6 from a node whose session is IPv4 (PROTOCOL.md 2.4): its source is the
+ * node's IPv6 mapping, kept beside the IPv4 ones and handed to its peers as its first IPv6
+ * candidate. Only toward P; one toward P + 1 is answered and not kept (an IPv6 firewall maps
+ * nothing, and the mapping type is the IPv4 NAT's).
+ */
+static void dir_on_probe6(struct dir *d, const struct transport_rx *rx)
+{
+	struct reg_node *n = rx->node;
+	struct proto_msg m = { .type = PROTO_MSG_MAPPING };
+	uint8_t pi = rx->outer->purpose;
+	bool was_ready = dir_ready(n), had, changed = false;
+	struct addr old;
+	int r;
+
+	d->ctr.probe6_accepted++;
+	if (pi == PROTO_PROBE_MAP_P) {
+		had = registry_get_mapping6(n, &old);
+		r = registry_set_mapping6(n, rx->from);
+		if (r < 0)
+			return; /* no memory: the node probes again with its next refresh */
+		/* A first mapping the peers already try (the first global address the node
+		 * registered: no NAT66, no privacy address) changes no candidate. */
+		changed = r > 0 && (had || !dir_first_global6_is(n, rx->from));
+		if (r > 0 && log_enabled(LOG_LEVEL_DEBUG)) {
+			char k[KEY_SHORT_LEN], a[ADDR_STRLEN];
+
+			log_debug("node %s: IPv6 mapping is %s", key_short(n->key, k),
+				  addr_format(rx->from, a));
+		}
+	}
+	m.mapping.probe_seq = rx->outer->counter;
+	m.mapping.port_index = pi;
+	m.mapping.observed = *rx->from;
+	transport_send_msg(d->t, n, &m);
+	dir_changed(d, n, was_ready, changed);
+}
+
 /* An authentic PROBE (the transport checked MAC and sequence): where it came from is n's
  * mapping toward that port; the node hears it as MAPPING. */
 static void dir_on_probe(void *arg, const struct transport_rx *rx)
@@ -140,6 +191,16 @@ static void dir_on_probe(void *arg, const struct transport_rx *rx)
 
 	d->ctr.probe_accepted++;
 	was_ready = dir_ready(n);
+	if (addr_family(rx->from) == AF_INET6 && n->session_addr.family == 4) {
+		dir_on_probe6(d, rx);
+		return;
+	}
+	if ((addr_family(rx->from) == AF_INET6) != (n->session_addr.family == 6)) {
+		/* IPv4 beside an IPv6 session: nodes do not send it, and the peers could do
+		 * nothing with it (PUNCH carries one IPv4 mapping, the session family's). */
+		d->ctr.probe_other_family++;
+		return;
+	}
 	registry_addr_pack(&src, rx->from);
 	changed = !registry_addr_equal(&src, &n->mapping[pi]);
 	n->mapping[pi] = src;

@@ -326,3 +326,8 @@ bool addr_is_global_ipv6(const struct addr *a)
 		return false;
 	return (a->in6.sin6_addr.s6_addr[0] & 0xe0) == 0x20;
 }
+
+bool addr_is_ula(const struct addr *a)
+{
+	return a->sa.sa_family == AF_INET6 && (a->in6.sin6_addr.s6_addr[0] & 0xfe) == 0xfc;
+}

@@ -52,12 +52,23 @@ uint8_t coord_pair_filter_of(const struct reg_node *n)
 void coord_pair_punch_about(const struct reg_node *about, uint32_t attempt, uint8_t flags,
 			    struct proto_punch *out)
 {
+	struct addr lan[PROTO_MAX_LAN], six = { 0 };
+	bool has6 = registry_get_mapping6(about, &six);
+	size_t k;
+
 	memset(out, 0, sizeof(*out));
 	out->attempt = attempt;
 	memcpy(out->peer_key, about->key, KEY_LEN);
 	out->flags = flags;
 	registry_addr_unpack(&out->peer_public, &about->mapping[0]);
-	out->n_lan = (uint8_t)registry_get_lan(about, out->lan, PROTO_MAX_LAN);
+	/* The IPv6 mapping first: the address the peer really sends from, which its stateful
+	 * firewall (or NPTv6) lets answers back to, ahead of what it registered. */
+	if (has6)
+		out->lan[out->n_lan++] = six;
+	k = registry_get_lan(about, lan, PROTO_MAX_LAN);
+	for (size_t i = 0; i < k && out->n_lan < PROTO_MAX_LAN; i++)
+		if (!has6 || !addr_equal(&lan[i], &six))
+			out->lan[out->n_lan++] = lan[i];
 }
 
 int coord_pair_table_init(struct coord_pair_table *t, uint32_t cap)

@@ -35,18 +35,64 @@ static enum node_path classify_endpoint(const struct node_peer *p, const struct 
 	return path_of_addr(ep, NODE_PATH_DIRECT);
 }
 
-static void add_cand(struct node_peer *p, const struct addr *a, enum node_path path)
+static void push_cand(struct node_peer_cand *c, uint8_t *n, const struct addr *a,
+		      enum node_path path)
 {
 	unsigned int i;
 
-	if (!addr_is_set(a) || addr_port(a) == 0 || p->n_cands >= NODE_PEER_MAX_CAND)
+	if (!addr_is_set(a) || addr_port(a) == 0 || *n >= NODE_PEER_MAX_CAND)
 		return;
-	for (i = 0; i < p->n_cands; i++)
-		if (addr_equal(&p->cands[i].addr, a))
+	for (i = 0; i < *n; i++)
+		if (addr_equal(&c[i].addr, a))
 			return;
-	p->cands[p->n_cands].addr = *a;
-	p->cands[p->n_cands].path = path;
-	p->n_cands++;
+	c[*n].addr = *a;
+	c[*n].path = path;
+	(*n)++;
+}
+
+static void add_cand(struct node_peer *p, const struct addr *a, enum node_path path)
+{
+	push_cand(p->cands, &p->n_cands, a, path);
+}
+
+static bool has_global6(const struct addr *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (addr_is_global_ipv6(&a[i]))
+			return true;
+	return false;
+}
+
+uint8_t node_peer_candidates(const struct proto_punch *punch, const struct node_peer_self *self,
+			     struct node_peer_cand out[NODE_PEER_MAX_CAND])
+{
+	const struct addr *own = &self->mapping, *pub = &punch->peer_public;
+	uint8_t n_lan = punch->n_lan < PROTO_MAX_LAN ? punch->n_lan : PROTO_MAX_LAN;
+	uint8_t n = 0, i;
+
+	/* Same public IP: behind the same NAT, where hairpinning often fails; try the LAN first
+	 * (IPv4 LAN and unique local IPv6 addresses; global IPv6 ones have their own place). */
+	if (addr_is_set(own) && addr_is_set(pub) && addr_same_ip(own, pub))
+		for (i = 0; i < n_lan; i++)
+			if (!addr_is_global_ipv6(&punch->lan[i]))
+				push_cand(out, &n, &punch->lan[i], NODE_PATH_LAN);
+	/* IPv6 when both sides have it: one candidate, so both sides spend the same time on it
+	 * and move on to IPv4 together. The peer's public mapping when its session is IPv6, else
+	 * the first global address of its list, where the coordinator puts the IPv6 mapping it
+	 * saw (the source the peer really sends from) ahead of the registered ones. */
+	if (has_global6(self->local, self->n_local)) {
+		const struct addr *six = addr_is_global_ipv6(pub) ? pub : NULL;
+
+		for (i = 0; !six && i < n_lan; i++)
+			if (addr_is_global_ipv6(&punch->lan[i]))
+				six = &punch->lan[i];
+		if (six)
+			push_cand(out, &n, six, NODE_PATH_IPV6);
+	}
+	/* The public IPv4 mapping; the relay comes after it, from the coordinator (RELAY). */
+	if (addr_family(pub) == AF_INET)
+		push_cand(out, &n, pub, NODE_PATH_DIRECT);
+	return n;
 }
 
 static void set_up(struct node_peer *p, enum node_path path)
@@ -92,7 +138,9 @@ static bool first_reaches_us(const struct node_peer *p, const struct proto_punch
 {
 	if (punch->flags & PROTO_PUNCH_F_ACK)
 		return false;
-	return p->cands[p->cur].path == NODE_PATH_LAN ||
+	/* IPv6 has no NAT: first's initiation arrives unless a stateful firewall drops it, and
+	 * then the wait costs only NODE_PEER_KICK_WAIT_MS. */
+	return p->cands[p->cur].path == NODE_PATH_LAN || p->cands[p->cur].path == NODE_PATH_IPV6 ||
 	       node_peer_no_nat(&self->mapping, self->local, self->n_local);
 }
 
@@ -111,7 +159,6 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 					 const struct node_peer_self *self,
 					 const struct node_peer_obs *obs, uint64_t now_ms)
 {
-	const struct addr *own_mapping = &self->mapping;
 	bool kick_waiting = node_peer_kick_due(p) != UINT64_MAX;
 	unsigned int i;
 
@@ -121,12 +168,7 @@ enum node_peer_action node_peer_on_punch(struct node_peer *p, const struct proto
 	p->n_cands = 0;
 	p->cur = 0;
 
-	/* Same public IP: behind the same NAT, where hairpinning often fails; try the LAN first. */
-	if (addr_is_set(own_mapping) && addr_is_set(&punch->peer_public) &&
-	    addr_same_ip(own_mapping, &punch->peer_public))
-		for (i = 0; i < punch->n_lan && i < PROTO_MAX_LAN; i++)
-			add_cand(p, &punch->lan[i], path_of_addr(&punch->lan[i], NODE_PATH_LAN));
-	add_cand(p, &punch->peer_public, path_of_addr(&punch->peer_public, NODE_PATH_DIRECT));
+	p->n_cands = node_peer_candidates(punch, self, p->cands);
 
 	if (p->n_cands == 0)
 		return NODE_PEER_NOTHING;
@@ -316,12 +358,12 @@ enum node_peer_action node_peer_on_poll(struct node_peer *p, const struct node_p
 		    (obs->rx_bytes > p->base_rx && hs_fresh(obs) && addr_is_set(&obs->endpoint) &&
 		     addr_equal(&obs->endpoint, &p->cands[p->cur].addr))) {
 			bool kick_waiting = p->kick_ms != 0;
-			bool via_relay = addr_is_set(&p->relay) && addr_is_set(&obs->endpoint) &&
-					 addr_equal(&obs->endpoint, &p->relay);
 
 			/* WireGuard roams to where its peer's packets come from: through the
-			 * relay they are the relay's, whatever candidate was written. */
-			set_up(p, via_relay ? NODE_PATH_RELAY : p->cands[p->cur].path);
+			 * relay they are the relay's, from the peer's IPv6 address they are IPv6,
+			 * whatever candidate was written. */
+			set_up(p, addr_is_set(&obs->endpoint) ? classify_endpoint(p, &obs->endpoint)
+							      : p->cands[p->cur].path);
 			return kick_waiting ? NODE_PEER_UP_KEEPALIVE : NODE_PEER_UP_NOW;
 		}
 		if (p->kick_ms) {

@@ -419,13 +419,18 @@ int registry_set_lan(struct reg_node *n, const struct addr *lan, size_t count)
 {
 	struct reg_lan *l = NULL;
 
+	bool has6 = n->lan && n->lan->has6;
+
 	if (count > UINT8_MAX)
 		return -EINVAL;
-	if (count) {
-		l = malloc(sizeof(*l) + count * sizeof(l->addr[0]));
+	if (count || has6) {
+		l = malloc(sizeof(*l) + (count + has6) * sizeof(l->addr[0]));
 		if (!l)
 			return -ENOMEM;
 		l->n = (uint8_t)count;
+		l->has6 = has6;
+		if (has6)
+			l->addr[count] = n->lan->addr[n->lan->n];
 		for (size_t i = 0; i < count; i++)
 			registry_addr_pack(&l->addr[i], &lan[i]);
 	}
@@ -453,12 +458,47 @@ size_t registry_get_lan(const struct reg_node *n, struct addr *out, size_t cap)
 	return i;
 }
 
+int registry_set_mapping6(struct reg_node *n, const struct addr *a)
+{
+	struct reg_addr m = { 0 };
+	uint8_t k = n->lan ? n->lan->n : 0;
+	struct reg_lan *l;
+
+	if (a && addr_is_set(a))
+		registry_addr_pack(&m, a);
+	if (n->lan && n->lan->has6 ? registry_addr_equal(&n->lan->addr[k], &m) : !m.family)
+		return 0;
+	l = NULL;
+	if (k || m.family) {
+		l = malloc(sizeof(*l) + (k + (m.family != 0)) * sizeof(l->addr[0]));
+		if (!l)
+			return -ENOMEM;
+		l->n = k;
+		l->has6 = m.family != 0;
+		if (k)
+			memcpy(l->addr, n->lan->addr, k * sizeof(l->addr[0]));
+		if (m.family)
+			l->addr[k] = m;
+	}
+	free(n->lan);
+	n->lan = l;
+	return 1;
+}
+
+bool registry_get_mapping6(const struct reg_node *n, struct addr *out)
+{
+	if (!n->lan || !n->lan->has6)
+		return false;
+	registry_addr_unpack(out, &n->lan->addr[n->lan->n]);
+	return true;
+}
+
 size_t registry_node_bytes(const struct reg_node *n)
 {
 	size_t b = sizeof(*n) + n->n_peers * sizeof(n->peers[0]);
 
 	if (n->lan)
-		b += sizeof(*n->lan) + n->lan->n * sizeof(n->lan->addr[0]);
+		b += sizeof(*n->lan) + (n->lan->n + n->lan->has6) * sizeof(n->lan->addr[0]);
 	return b;
 }
 

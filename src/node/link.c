@@ -460,6 +460,21 @@ static void send_probes(struct run *r)
 		send_probe(r, &p1, PROTO_PROBE_MAP_P1);
 }
 
+/*
+ * One probe to the coordinator's IPv6 address, toward P, beside an IPv4 session. It goes after
+ * an IPv4 round has come back whole, never with it: the coordinator keeps one sequence number
+ * per purpose, so an IPv6 probe overtaking the IPv4 one to P would get the IPv4 one refused.
+ */
+static void send_probe6(struct run *r)
+{
+	struct addr p6 = r->l->addr6;
+
+	if (!addr_is_set(&p6) || !r->l->cur.valid)
+		return;
+	addr_set_port(&p6, r->l->port);
+	send_probe(r, &p6, PROTO_PROBE_MAP_P);
+}
+
 /* 0.0.0.0 or ::: the coordinator listens on every address. */
 static bool addr_is_wildcard(const struct addr *a)
 {
@@ -741,6 +756,22 @@ static void on_mapping(struct run *r, const struct proto_mapping *mp)
 	if (l->nat_type != old_type || !addr_equal(&l->round_mapping, &l->mapping[0]))
 		r->out->reports |= LINK_R_MAPPING;
 	l->round_mapping = l->mapping[0];
+	send_probe6(r);
+}
+
+/* A MAPPING for the probe to addr6: the IPv6 mapping, outside the IPv4 rounds. */
+static void on_mapping6(struct run *r, const struct proto_mapping *mp)
+{
+	struct link *l = r->l;
+
+	if (mp->port_index != 0 || mp->probe_seq < l->mapping6_seq) {
+		l->counters.rx_unexpected++;
+		return;
+	}
+	l->mapping6_seq = mp->probe_seq;
+	if (!addr_equal(&l->mapping6, &mp->observed))
+		r->out->reports |= LINK_R_MAPPING6;
+	l->mapping6 = mp->observed;
 }
 
 static void rdv_on_msg(struct run *r, const struct proto_msg *m)
@@ -794,7 +825,10 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 		l->unknown_backoff_ms = LINK_UNKNOWN_BACKOFF_FIRST_MS;
 		return;
 	case PROTO_MSG_MAPPING:
-		on_mapping(r, &m->mapping);
+		if (addr_family(&m->mapping.observed) != addr_family(&l->addr))
+			on_mapping6(r, &m->mapping);
+		else
+			on_mapping(r, &m->mapping);
 		return;
 	case PROTO_MSG_FILTER_GO:
 		l->echo_nonce = m->filter_go.nonce;
@@ -869,12 +903,29 @@ static void set_addr(struct run *r, const struct addr *a)
 	l->addr = *a;
 	memset(l->mapping, 0, sizeof(l->mapping));
 	memset(l->mapping_seq, 0, sizeof(l->mapping_seq));
+	memset(&l->mapping6, 0, sizeof(l->mapping6));
 	l->nat_type = 0;
 	l->state = LINK_HANDSHAKING;
 	session_begin(r);
 }
 
-static void on_resolved(struct run *r, const struct addr *a)
+/* The coordinator's IPv6 address for probes beside an IPv4 session (a6 unset: none). */
+static void set_addr6(struct run *r, const struct addr *a6)
+{
+	struct link *l = r->l;
+	struct addr none = { 0 };
+
+	if (addr_family(&l->addr) != AF_INET || addr_family(a6) != AF_INET6)
+		a6 = &none;
+	if (addr_equal(&l->addr6, a6))
+		return;
+	l->addr6 = *a6;
+	memset(&l->mapping6, 0, sizeof(l->mapping6));
+	if (l->state == LINK_UP)
+		send_probe6(r);
+}
+
+static void on_resolved(struct run *r, const struct addr *a, const struct addr *a6)
 {
 	struct link *l = r->l;
 
@@ -883,6 +934,7 @@ static void on_resolved(struct run *r, const struct addr *a)
 	if (!l->host_is_literal)
 		arm(r, LINK_T_RESOLVE, LINK_RESOLVE_EVERY_MS);
 	set_addr(r, a);
+	set_addr6(r, a6);
 }
 
 static void on_socket_failed(struct run *r)
@@ -892,8 +944,10 @@ static void on_socket_failed(struct run *r)
 	l->resolving = false;
 	session_down(r, "no socket");
 	memset(&l->addr, 0, sizeof(l->addr));
+	memset(&l->addr6, 0, sizeof(l->addr6));
 	memset(l->mapping, 0, sizeof(l->mapping));
 	memset(l->mapping_seq, 0, sizeof(l->mapping_seq));
+	memset(&l->mapping6, 0, sizeof(l->mapping6));
 	l->nat_type = 0;
 	l->state = LINK_RESOLVING;
 	disarm(r, LINK_T_HS);
@@ -938,6 +992,10 @@ static void on_timer(struct run *r)
 			 * sends this one datagram per refresh. */
 			arm(r, LINK_T_REFRESH, l->active ? LINK_REFRESH_ACTIVE_MS : LINK_REFRESH_MS);
 			register_now(r, l->resync_wanted);
+			/* A lost IPv6 probe (or its MAPPING) is tried again here, not with
+			 * the IPv4 rounds' backoff: the IPv6 mapping is an extra candidate. */
+			if (!addr_is_set(&l->mapping6) && !l->probe_first_seq)
+				send_probe6(r);
 			break;
 		case LINK_T_PROBE:
 			on_probe_timer(r);
@@ -970,12 +1028,12 @@ void link_on_event(struct link *l, const struct link_event *ev, const struct lin
 	case LINK_EV_START:
 		if (l->host_is_literal)
 			/* A literal needs no resolver round trip: the handshake can leave at once. */
-			on_resolved(&r, &l->literal);
+			on_resolved(&r, &l->literal, &(struct addr){ 0 });
 		else
 			ask_resolve(&r);
 		break;
 	case LINK_EV_RESOLVED:
-		on_resolved(&r, &ev->addr);
+		on_resolved(&r, &ev->addr, &ev->addr6);
 		break;
 	case LINK_EV_RESOLVE_FAILED:
 		l->resolving = false;

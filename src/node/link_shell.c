@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "wgpunch/log.h"
 
@@ -233,6 +234,9 @@ static void shell_report(struct link_shell *s, unsigned int rep, const char *why
 	if (rep & LINK_R_MAPPING)
 		log_info("public mapping of the WireGuard port via coordinator %s: %s (%s)",
 			 shell_name(s, a), addr_format(&l->mapping[0], b), link_mapping_type(l));
+	if (rep & LINK_R_MAPPING6)
+		log_info("IPv6 mapping of the WireGuard port via coordinator %s: %s",
+			 shell_name(s, a), addr_format(&l->mapping6, b));
 	if (rep & LINK_R_FILTER)
 		log_info("NAT filter via coordinator %s: %s", shell_name(s, a),
 			 proto_filter_name(l->filter));
@@ -371,9 +375,11 @@ static int shell_open_sock(struct link_shell *s, int family)
 	return 0;
 }
 
-/* An address for the coordinator: a socket of its family first, then the engine. */
-static void shell_use_addr(struct link_shell *s, const struct addr *a)
+/* An address for the coordinator: a socket of its family first, then the engine. a6: its
+ * IPv6 address beside an IPv4 a, for probes only (NULL: none). */
+static void shell_use_addr(struct link_shell *s, const struct addr *a, const struct addr *a6)
 {
+	struct link_event ev = { .type = LINK_EV_RESOLVED };
 	char buf[ADDR_STRLEN];
 	int r;
 
@@ -390,14 +396,33 @@ static void shell_use_addr(struct link_shell *s, const struct addr *a)
 			return;
 		}
 	}
-	shell_run(s, &(struct link_event){ .type = LINK_EV_RESOLVED, .addr = *a });
+	ev.addr = *a;
+	if (a6)
+		ev.addr6 = *a6;
+	shell_run(s, &ev);
+}
+
+/* Whether this host has a route to a (with our fwmark): connect() on UDP asks the routing
+ * table and sends nothing. An IPv6-only host has none to an IPv4 coordinator address. */
+static bool shell_routable(const struct link_shell *s, const struct addr *a)
+{
+	int fd = socket(addr_family(a), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	if (s->fwmark)
+		(void)setsockopt(fd, SOL_SOCKET, SO_MARK, &s->fwmark, sizeof(s->fwmark));
+	ok = connect(fd, &a->sa, addr_len(a)) == 0;
+	close(fd);
+	return ok;
 }
 
 static void shell_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
 	struct link_shell *s = req->data;
-	struct addrinfo *ai, *pick = NULL;
-	struct addr a = { 0 };
+	struct addrinfo *ai;
+	struct addr a4 = { 0 }, a6 = { 0 }, *pick;
 
 	s->gai_pending = false;
 	if (s->stopping) {
@@ -405,24 +430,33 @@ static void shell_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo
 		shell_release(s);
 		return;
 	}
-	/* Probes are IPv4 only for now, so an IPv4 address is the more useful one. */
+	/* The first address of each family. */
 	for (ai = status == 0 ? res : NULL; ai; ai = ai->ai_next) {
-		if (ai->ai_family == AF_INET) {
-			pick = ai;
-			break;
-		}
-		if (!pick && ai->ai_family == AF_INET6)
-			pick = ai;
+		struct addr *slot = ai->ai_family == AF_INET ? &a4 : &a6;
+
+		if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) && !addr_is_set(slot) &&
+		    addr_from_sockaddr(slot, ai->ai_addr, ai->ai_addrlen) < 0)
+			memset(slot, 0, sizeof(*slot));
 	}
-	if (!pick || addr_from_sockaddr(&a, pick->ai_addr, pick->ai_addrlen) < 0) {
-		uv_freeaddrinfo(res);
+	uv_freeaddrinfo(res);
+	if (!addr_is_set(&a4) && !addr_is_set(&a6)) {
 		s->resolve_err = status < 0 ? uv_strerror(status) : "no address";
 		shell_run(s, &(struct link_event){ .type = LINK_EV_RESOLVE_FAILED });
 		return;
 	}
-	uv_freeaddrinfo(res);
-	addr_set_port(&a, s->port);
-	shell_use_addr(s, &a);
+	addr_set_port(&a4, s->port);
+	addr_set_port(&a6, s->port);
+	/* The session over IPv4 where this host can reach it (its NAT is what the filter test
+	 * and the relay reason about); the IPv6 address then only takes the probe that tells
+	 * the coordinator our IPv6 mapping. An IPv6-only host has its session over IPv6. */
+	if (addr_is_set(&a4) && (shell_routable(s, &a4) || !addr_is_set(&a6))) {
+		pick = &a4;
+		if (addr_is_set(&a6) && !shell_routable(s, &a6))
+			memset(&a6, 0, sizeof(a6));
+	} else {
+		pick = &a6;
+	}
+	shell_use_addr(s, pick, pick == &a4 && addr_is_set(&a6) ? &a6 : NULL);
 }
 
 static void shell_resolve(struct link_shell *s)
@@ -489,7 +523,7 @@ int link_shell_start(uv_loop_t *loop, const struct config_coordinator *cc, unsig
 	literal = parse_literal(s->host, s->port, &a);
 	link_init(&s->link, s->port, cc->public_key, literal ? &a : NULL);
 	if (literal)
-		shell_use_addr(s, &a);
+		shell_use_addr(s, &a, NULL);
 	else
 		shell_run(s, &(struct link_event){ .type = LINK_EV_START });
 	return 0;
@@ -593,5 +627,9 @@ cJSON *link_shell_status(const struct link_shell *s)
 		cJSON_AddNullToObject(o, "mapping");
 	cJSON_AddStringToObject(o, "mapping_type", link_mapping_type(l));
 	cJSON_AddStringToObject(o, "filter", proto_filter_name(l->filter));
+	if (addr_is_set(&l->mapping6))
+		cJSON_AddStringToObject(o, "ipv6_mapping", addr_format(&l->mapping6, buf));
+	else
+		cJSON_AddNullToObject(o, "ipv6_mapping");
 	return o;
 }

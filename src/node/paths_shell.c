@@ -140,6 +140,7 @@ int paths_shell_open(uv_loop_t *loop, const struct config *conf, const struct pa
 	ps->ops = *ops;
 	ps->conf = conf;
 	ps->prober.fd4 = -1;
+	ps->prober.fd6 = -1;
 	paths_init(&ps->paths);
 	r = wg_open(loop, cn->interface, cn->backend, &ps->wg, err, sizeof(err));
 	if (r < 0) {

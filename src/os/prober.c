@@ -1,25 +1,29 @@
 // SPDX-License-Identifier: MIT
 /*
  * prober - UDP datagrams from the WireGuard listen port, sent through a raw
- * IPv4 socket.
+ * IPv4 or IPv6 socket.
  *
  * The kernel writes the IP header (no IP_HDRINCL) and picks the source
  * address by routing; we write the UDP header and payload. The UDP checksum
  * covers the IPv4 pseudo-header, so we need that source address before the
  * kernel picks it: a connect()ed throw-away UDP socket with the same fwmark
  * asks the routing table the same question (connect() on UDP sends nothing).
+ * Over IPv6 the kernel computes the checksum after routing (IPV6_CHECKSUM), so
+ * the source address never has to be known here.
  */
 #include "wgpunch/prober.h"
 
 #include <errno.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
+#include <netinet/ip6.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define UDP_HDR_LEN 8
+#define UDP_CSUM_OFFSET 6
 
 static uint64_t prober_now_ms(void)
 {
@@ -58,7 +62,9 @@ ssize_t prober_build_udp(uint8_t *out, size_t cap, const struct addr *src, const
 	uint32_t sum;
 	uint16_t csum;
 
-	if (addr_family(src) != AF_INET || addr_family(dst) != AF_INET)
+	if (addr_family(dst) != AF_INET && addr_family(dst) != AF_INET6)
+		return -EAFNOSUPPORT;
+	if (addr_family(src) != addr_family(dst))
 		return -EAFNOSUPPORT;
 	if (total > 0xffff)
 		return -EMSGSIZE;
@@ -71,6 +77,8 @@ ssize_t prober_build_udp(uint8_t *out, size_t cap, const struct addr *src, const
 	put_be16(out + 6, 0);
 	if (len)
 		memmove(out + UDP_HDR_LEN, payload, len);
+	if (addr_family(dst) == AF_INET6)
+		return (ssize_t)total; /* the kernel fills the checksum (IPV6_CHECKSUM) */
 
 	/* Pseudo-header (RFC 768): source, destination, zero, protocol, UDP length. */
 	memcpy(pseudo, &src->in4.sin_addr.s_addr, 4);
@@ -96,23 +104,26 @@ static int set_mark(int fd, uint32_t fwmark)
 	return 0;
 }
 
-int prober_open(struct prober *p, uint16_t src_port, uint32_t fwmark)
+/* A send-only raw UDP socket of family: drop-all filter, smallest receive buffer, fwmark. */
+static int open_raw(int family, uint32_t fwmark)
 {
 	/* A single "ret #0": accept nothing. The socket only sends. */
 	struct sock_filter drop_all[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
 	struct sock_fprog prog = { .len = 1, .filter = drop_all };
-	int rcvbuf = 1;
+	int rcvbuf = 1, off = UDP_CSUM_OFFSET;
 	int fd, r;
 
-	memset(p, 0, sizeof(*p));
-	p->fd4 = -1;
-	fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+	fd = socket(family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
 	if (fd < 0)
 		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
 		goto fail;
 	/* The kernel rounds this up to its minimum; nothing should get this far anyway. */
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0)
+		goto fail;
+	/* The UDP checksum covers the source address, which only the kernel knows for sure. */
+	if (family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_CHECKSUM, &off, sizeof(off)) < 0)
 		goto fail;
 	if (fwmark) {
 		r = set_mark(fd, fwmark);
@@ -121,14 +132,30 @@ int prober_open(struct prober *p, uint16_t src_port, uint32_t fwmark)
 			return r;
 		}
 	}
-	p->fd4 = fd;
-	p->src_port = src_port;
-	p->fwmark = fwmark;
-	return 0;
+	return fd;
 fail:
 	r = -errno;
 	close(fd);
 	return r;
+}
+
+int prober_open(struct prober *p, uint16_t src_port, uint32_t fwmark)
+{
+	int fd;
+
+	memset(p, 0, sizeof(*p));
+	p->fd4 = -1;
+	p->fd6 = -1;
+	fd = open_raw(AF_INET, fwmark);
+	if (fd < 0)
+		return fd;
+	p->fd4 = fd;
+	/* Optional: a kernel booted with ipv6.disable=1 has none, and IPv4 still works. */
+	fd = open_raw(AF_INET6, fwmark);
+	p->fd6 = fd < 0 ? -1 : fd;
+	p->src_port = src_port;
+	p->fwmark = fwmark;
+	return 0;
 }
 
 int prober_update(struct prober *p, uint16_t src_port, uint32_t fwmark)
@@ -139,6 +166,8 @@ int prober_update(struct prober *p, uint16_t src_port, uint32_t fwmark)
 		return -EBADF;
 	if (fwmark != p->fwmark) {
 		r = set_mark(p->fd4, fwmark);
+		if (r == 0 && p->fd6 >= 0)
+			r = set_mark(p->fd6, fwmark);
 		if (r < 0)
 			return r;
 		p->fwmark = fwmark;
@@ -153,7 +182,10 @@ void prober_close(struct prober *p)
 {
 	if (p->fd4 >= 0)
 		close(p->fd4);
+	if (p->fd6 >= 0)
+		close(p->fd6);
 	p->fd4 = -1;
+	p->fd6 = -1;
 }
 
 /* The address the kernel would send from to reach dst with our fwmark. */
@@ -203,6 +235,44 @@ static int lookup_source(struct prober *p, const struct addr *dst, struct in_add
 	return 0;
 }
 
+/* IPv6: no source lookup; the kernel picks the source and fills the checksum. */
+static int send6(struct prober *p, const struct addr *dst, const uint8_t *payload, size_t len)
+{
+	uint8_t pkt[UDP_HDR_LEN + 1500];
+	struct addr src = { 0 };
+	struct sockaddr_in6 to;
+	ssize_t n;
+	int r;
+
+	if (p->fd6 < 0) {
+		r = -EAFNOSUPPORT;
+		goto fail;
+	}
+	if (len > sizeof(pkt) - UDP_HDR_LEN) {
+		r = -EMSGSIZE;
+		goto fail;
+	}
+	src.in6.sin6_family = AF_INET6;
+	src.in6.sin6_port = htons(p->src_port);
+	n = prober_build_udp(pkt, sizeof(pkt), &src, dst, payload, len);
+	if (n < 0) {
+		r = (int)n;
+		goto fail;
+	}
+	/* A raw IPv6 socket takes the protocol, or 0, in the port field (RFC 3542). */
+	to = dst->in6;
+	to.sin6_port = 0;
+	if (sendto(p->fd6, pkt, (size_t)n, 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	p->sent++;
+	return 0;
+fail:
+	p->send_errors++;
+	return r;
+}
+
 int prober_send(struct prober *p, const struct addr *dst, const uint8_t *payload, size_t len)
 {
 	uint8_t pkt[UDP_HDR_LEN + 1500];
@@ -213,6 +283,8 @@ int prober_send(struct prober *p, const struct addr *dst, const uint8_t *payload
 
 	if (p->fd4 < 0)
 		return -EBADF;
+	if (addr_family(dst) == AF_INET6)
+		return send6(p, dst, payload, len);
 	if (addr_family(dst) != AF_INET)
 		return -EAFNOSUPPORT;
 	if (len > sizeof(pkt) - UDP_HDR_LEN)

@@ -710,6 +710,305 @@ tb_latency_summary()
 	[ "$failed" = 0 ]
 }
 
+# --- IPv6 helpers ---
+# The IPv6 test beds (tests/netns/test-ipv6-*.sh; docs/testbed.md draws them). Addresses are
+# in 2001:db8::/32 only:
+#   2001:db8:ff::/64    the IPv6 "internet", on the same public bridge; coordinator ::1,
+#                       routers from ::10
+#   2001:db8:K::/64     the LAN behind router number K (K from 1), router ::1, hosts from ::2
+# No NAT anywhere in IPv6: every router routes its LAN's /64, and every namespace on the
+# internet has a route to every LAN. A router's stateful firewall (tb6_firewall) lets in only
+# what answers a flow from inside, plus neighbour discovery to the router itself.
+
+TB6_COORD_IP=2001:db8:ff::1
+TB6_COORD_NAME=coord.wgpunch.test
+declare -A TB6_ADDR=()   # host or router -> its IPv6 address on the network above it
+declare -A TB6_LANNET=() # router -> K (its LAN is 2001:db8:K::/64)
+declare -A TB6_LANNEXT=() # router -> next host number on its LAN
+TB6_INET=()  # namespaces on the IPv6 internet (they get a route to every LAN)
+TB6_ROUTES=() # "PREFIX VIA" of every LAN
+TB6_NEXT=16  # next router address on the internet (hex 0x10)
+TB6_LANCOUNT=0
+TB6_HOSTS_FILES=0 # /etc/netns/<ns>/hosts files were written (tb6_resolve)
+
+# tb6_init [RUN]: tb_init plus a trap that also removes the /etc/netns files of this run.
+tb6_init()
+{
+	tb_init "$@"
+	TB6_ADDR=() TB6_LANNET=() TB6_LANNEXT=() TB6_INET=() TB6_ROUTES=()
+	TB6_NEXT=16 TB6_LANCOUNT=0 TB6_HOSTS_FILES=0
+	tb_exec pub ip link set br0 type bridge mcast_snooping 0 2>/dev/null
+	trap tb6_cleanup EXIT
+}
+
+tb6_cleanup()
+{
+	local rc=$? ns
+
+	if [ "$TB6_HOSTS_FILES" = 1 ]; then
+		for ns in "${TB_NAMESPACES[@]}"; do
+			case $ns in
+			"$TB_PREFIX"-*) rm -rf "/etc/netns/$ns" ;;
+			esac
+		done
+		rmdir /etc/netns 2>/dev/null # only when no other run has files there
+	fi
+	(exit "$rc")
+	tb_cleanup
+}
+
+# tb6_enable NAME: IPv6 on in namespace NAME (tb_new_ns turns it off), addresses usable at
+# once (no duplicate address detection), no router advertisements taken.
+tb6_enable()
+{
+	local k
+
+	# Duplicate address detection off first, on every interface there already is: a
+	# tentative link-local address holds up neighbour discovery, and with it every first
+	# packet to a new neighbour, for a second or two, long enough to cross a punch.
+	for k in all default $(tb_exec "$1" ls /sys/class/net); do
+		tb_exec "$1" sysctl -qw "net.ipv6.conf.$k.accept_dad=0" \
+			"net.ipv6.conf.$k.accept_ra=0" || tb_fail "cannot set up IPv6 in $1"
+	done
+	for k in all default; do
+		tb_exec "$1" sysctl -qw "net.ipv6.conf.$k.disable_ipv6=0" ||
+			tb_fail "cannot enable IPv6 in $1"
+	done
+}
+
+# tb6_on_inet NAME IF ADDR: NAME's interface IF (already on the public bridge) gets ADDR/64 on
+# the IPv6 internet, and NAME a route to every LAN so far.
+tb6_on_inet()
+{
+	local r
+
+	tb6_enable "$1"
+	tb_exec "$1" sysctl -qw "net.ipv6.conf.$2.disable_ipv6=0"
+	tb_exec "$1" ip -6 addr add "$3/64" dev "$2" nodad || tb_fail "cannot add $3 to $1"
+	TB6_ADDR[$1]=$3
+	TB6_INET+=("$1")
+	for r in "${TB6_ROUTES[@]}"; do
+		# shellcheck disable=SC2086 # "PREFIX via ADDR" on purpose
+		tb_exec "$1" ip -6 route add ${r% *} via ${r#* } || tb_fail "route ${r% *} in $1"
+	done
+}
+
+# tb6_public_veth NAME IF: a veth from NAME to the public bridge without any IPv4 address.
+tb6_public_veth()
+{
+	TB_VETHS=$((TB_VETHS + 1))
+	tb_veth "$1" "$2" pub "p$TB_VETHS"
+	ip -n "$TB_PREFIX-pub" link set "p$TB_VETHS" master br0
+}
+
+# tb6_coord_host [v6only]: the coordinator's namespace at 2001:db8:ff::1: beside its IPv4
+# address (tb_coord_host), or with no IPv4 at all ("v6only").
+tb6_coord_host()
+{
+	if [ "${1:-}" = v6only ]; then
+		tb_new_ns coord
+		tb6_public_veth coord eth0
+	elif [ -z "${TB_ADDR[coord]:-}" ]; then
+		tb_coord_host
+	fi
+	TB_ADDR[coord]=${TB_ADDR[coord]:-$TB6_COORD_IP}
+	tb6_on_inet coord eth0 "$TB6_COORD_IP"
+}
+
+# tb6_firewall NAME: a stateful IPv6 firewall on router NAME: from "wan", only what answers a
+# flow from inside is forwarded or taken (ct state established,related), and neighbour
+# discovery to the router itself; nothing else.
+tb6_firewall()
+{
+	tb_exec "$1" nft -f - <<-EOF6 || tb_fail "IPv6 firewall on $1"
+	table ip6 fw6 {
+		chain forward {
+			type filter hook forward priority filter; policy accept;
+			iifname "wan" ct state established,related accept
+			iifname "wan" counter drop
+		}
+		chain input {
+			type filter hook input priority filter; policy accept;
+			iifname "wan" ct state established,related accept
+			iifname "wan" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+			iifname "wan" drop
+		}
+	}
+	EOF6
+}
+
+# tb6_router NAME [ROUTER4]: an IPv6 router with a stateful firewall (tb6_firewall) and no NAT:
+# its WAN on the IPv6 internet, its LAN 2001:db8:K::/64 on the bridge "lan". With no ROUTER4 a
+# new namespace with no IPv4 at all; with ROUTER4 = NAME, IPv6 is added to the IPv4 NAT router
+# NAME made by tb_router (its inet filter then also lets neighbour discovery in on the WAN).
+tb6_router()
+{
+	local name=$1 k wan r
+
+	TB6_LANCOUNT=$((TB6_LANCOUNT + 1))
+	k=$TB6_LANCOUNT
+	wan=$(printf '2001:db8:ff::%x' "$TB6_NEXT")
+	TB6_NEXT=$((TB6_NEXT + 1))
+	if [ -z "${2:-}" ]; then
+		tb_new_ns "$name"
+		tb6_public_veth "$name" wan
+		tb_exec "$name" ip link add lan type bridge
+		tb_exec "$name" ip link set lan up
+	else
+		# The IPv4 router's own filter must not drop neighbour discovery on its WAN.
+		tb_exec "$name" nft insert rule inet filter input iifname "wan" \
+			icmpv6 type "{ nd-neighbor-solicit, nd-neighbor-advert }" accept ||
+			tb_fail "neighbour discovery on $name"
+	fi
+	tb6_on_inet "$name" wan "$wan"
+	tb_exec "$name" sysctl -qw net.ipv6.conf.all.forwarding=1 "net.ipv6.conf.lan.disable_ipv6=0"
+	tb_exec "$name" ip -6 addr add "2001:db8:$k::1/64" dev lan nodad ||
+		tb_fail "LAN address of $name"
+	tb6_firewall "$name"
+	TB6_LANNET[$name]=$k
+	TB6_LANNEXT[$name]=2
+	# Everybody on the internet reaches the new LAN through the router.
+	for r in "${TB6_INET[@]}"; do
+		[ "$r" = "$name" ] && continue
+		tb_exec "$r" ip -6 route add "2001:db8:$k::/64" via "$wan" ||
+			tb_fail "route to $name's LAN in $r"
+	done
+	TB6_ROUTES+=("2001:db8:$k::/64 $wan")
+}
+
+# tb6_host NAME ROUTER: a host on ROUTER's IPv6 LAN with the next address and a default route
+# through it. With no IPv4 on NAME yet, a new namespace and interface (an IPv6-only host);
+# after tb_host NAME ROUTER, IPv6 is added to its eth0 (a dual-stack host).
+tb6_host()
+{
+	local name=$1 router=$2 k n ip
+
+	k=${TB6_LANNET[$router]}
+	n=${TB6_LANNEXT[$router]}
+	TB6_LANNEXT[$router]=$((n + 1))
+	ip=$(printf '2001:db8:%x::%x' "$k" "$n")
+	if [ -z "${TB_ADDR[$name]:-}" ]; then
+		tb_new_ns "$name"
+		TB_VETHS=$((TB_VETHS + 1))
+		tb_veth "$name" eth0 "$router" "l$TB_VETHS"
+		ip -n "$TB_PREFIX-$router" link set "l$TB_VETHS" master lan
+		TB_ADDR[$name]=$ip
+	fi
+	tb6_enable "$name"
+	tb_exec "$name" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0
+	tb_exec "$name" ip -6 addr add "$ip/64" dev eth0 nodad || tb_fail "cannot add $ip to $name"
+	tb_exec "$name" ip -6 route add default via "2001:db8:$k::1" ||
+		tb_fail "default route of $name"
+	TB6_ADDR[$name]=$ip
+}
+
+# tb6_resolve NAME [IPV4]: inside namespace NAME, $TB6_COORD_NAME resolves to an IPv4 address
+# (IPV4, else the coordinator's when it has one) and to the coordinator's IPv6 address
+# (/etc/netns/<ns>/hosts, which `ip netns exec` mounts over /etc/hosts; tb6_cleanup removes it).
+tb6_resolve()
+{
+	local dir=/etc/netns/$TB_PREFIX-$1 v4=${2:-}
+
+	[ -z "$v4" ] && [ "${TB_ADDR[coord]}" != "$TB6_COORD_IP" ] && v4=${TB_ADDR[coord]}
+	mkdir -p "$dir" || tb_fail "cannot create $dir"
+	TB6_HOSTS_FILES=1
+	{
+		echo "127.0.0.1 localhost"
+		[ -n "$v4" ] && echo "$v4 $TB6_COORD_NAME"
+		echo "$TB6_COORD_IP $TB6_COORD_NAME"
+	} >"$dir/hosts"
+}
+
+# tb6_coord LISTEN... [-- CONFIG-LINES...]: the coordinator (tb_coord's files) listening on each
+# LISTEN (e.g. "[2001:db8:ff::1]:51900" or "[::]:51900").
+tb6_coord()
+{
+	local ini=$TB_DIR/coordinator.ini line listen=()
+
+	while [ "$#" -gt 0 ] && [ "$1" != -- ]; do
+		listen+=("$1")
+		shift
+	done
+	[ "${1:-}" = -- ] && shift
+	tb_wgpunch_bin
+	if [ ! -f "$TB_DIR/coordinator.key" ]; then
+		(umask 077 && wg genkey >"$TB_DIR/coordinator.key")
+		TB_COORD_PUB=$(wg pubkey <"$TB_DIR/coordinator.key")
+	fi
+	{
+		echo "[coordinator]"
+		for line in "${listen[@]}"; do
+			echo "listen = $line"
+		done
+		echo "private_key_file = coordinator.key"
+		echo "control_socket = $TB_DIR/coord.sock"
+		for line in "$@"; do
+			echo "$line"
+		done
+	} >"$ini"
+	tb_bg "$TB_DIR/coord.log" coord "$WGPUNCH" -c "$ini"
+	TB_COORD_PID=$TB_LASTPID
+	tb_wait_for 5 test -S "$TB_DIR/coord.sock" ||
+		tb_fail "the coordinator did not open its control socket"
+}
+
+# tb6_node HOST COORDINATOR [CONFIG-LINES...]: tb_node with another coordinator host:port
+# (an IPv6 literal "[2001:db8:ff::1]:51900", or "$TB6_COORD_NAME:51900").
+tb6_node()
+{
+	local host=$1 coord=$2 ini=$TB_DIR/$1.ini line
+
+	shift 2
+	tb_wgpunch_bin
+	{
+		echo "[node]"
+		echo "interface = ${TB_WGIF[$host]}"
+		echo "coordinator = $coord $TB_COORD_PUB"
+		echo "backend = userspace"
+		echo "control_socket = $TB_DIR/$host.sock"
+		for line in "$@"; do
+			echo "$line"
+		done
+	} >"$ini"
+	tb_bg "$TB_DIR/$host.log" "$host" "$WGPUNCH" -c "$ini"
+	eval "TB_NODE_PID_$host=$TB_LASTPID"
+}
+
+# tb6_path_is HOST PEER PATH: HOST's node shows PATH for PEER.
+tb6_path_is()
+{
+	[ "$(tb_peer_status "$1" "$2" path)" = "$3" ]
+}
+
+# tb6_assert_path HOST PEER PATH ENDPOINT: HOST's node shows PATH for PEER (within 5 s), and
+# its WireGuard really uses ENDPOINT for PEER.
+tb6_assert_path()
+{
+	local ep
+
+	tb_wait_for 5 tb6_path_is "$1" "$2" "$3" ||
+		tb_fail "node $1 shows path '$(tb_peer_status "$1" "$2" path)' for $2, expected $3"
+	ep=$(tb_endpoint "$1" "$2")
+	[ "$ep" = "$4" ] || tb_fail "$1 uses endpoint '$ep' for $2, expected $4"
+}
+
+# tb6_fw_drops ROUTER: packets ROUTER's IPv6 firewall dropped on their way in (forward chain).
+tb6_fw_drops()
+{
+	tb_exec "$1" nft list chain ip6 fw6 forward 2>/dev/null |
+		awk '/counter packets/ { for (i = 1; i < NF; i++) if ($i == "packets") p = $(i + 1) }
+			END { print p + 0 }'
+}
+
+# tb6_send_udp NAME ADDR PORT: one unsolicited UDP datagram from namespace NAME to [ADDR]:PORT.
+tb6_send_udp()
+{
+	tb_exec "$1" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.sendto(b"unsolicited", (sys.argv[1], int(sys.argv[2])))' "$2" "$3"
+}
+
 # --- mesh helpers ---
 # For tests with many hosts and relayed pairs (test-mesh.sh, test-punch-open-both.sh,
 # test-relay-upgrade.sh).

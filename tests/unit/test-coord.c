@@ -166,6 +166,35 @@ static void test_coord_pair_ack_releases_second(void)
 	registry_destroy(&r);
 }
 
+/* PUNCH about a dual-stack peer: its IPv6 mapping first in the list, then what it registered,
+ * without the mapping a second time. */
+static void test_coord_pair_punch_ipv6_mapping_first(void)
+{
+	struct registry r;
+	struct proto_punch m;
+	struct addr lan[3], six;
+
+	CHECK_EQ_INT(registry_init(&r, 8), 0);
+	struct reg_node *b = pair_node(&r, 2, REG_FILTER_DONE, PROTO_FILTER_SAFE, "198.51.100.2");
+
+	make_addr(&lan[0], "203.0.113.2", 51820);
+	addr_parse(&lan[1], "[2001:db8:b::2]:51820", false);
+	addr_parse(&lan[2], "[2001:db8:b::3]:51820", false);
+	addr_parse(&six, "[2001:db8:b::3]:51820", false);
+	registry_set_lan(b, lan, 3);
+	coord_pair_punch_about(b, 9, 0, &m);
+	CHECK_EQ_INT(m.n_lan, 3);
+	CHECK(addr_equal(&m.lan[0], &lan[0]));
+	CHECK_EQ_INT(registry_set_mapping6(b, &six), 1);
+	coord_pair_punch_about(b, 9, 0, &m);
+	CHECK_EQ_INT(m.n_lan, 3);
+	CHECK(addr_equal(&m.lan[0], &six));
+	CHECK(addr_equal(&m.lan[1], &lan[0]));
+	CHECK(addr_equal(&m.lan[2], &lan[1]));
+	CHECK_EQ_INT(addr_family(&m.peer_public), AF_INET);
+	registry_destroy(&r);
+}
+
 static void test_coord_pair_timeout_releases_after_500ms(void)
 {
 	struct coord_pair_table t;
@@ -247,6 +276,7 @@ struct harness {
 	bool timed_out;
 	struct config conf;
 	struct addr listen;
+	struct addr listen2[2]; /* with harness_dual: 127.0.0.1 and ::1, both at port */
 	uint16_t port;
 	uint8_t auth[MAX_AUTH][KEY_LEN];
 	struct coord *coord;
@@ -334,6 +364,8 @@ static int cmp_key(const void *a, const void *b)
 /* handshake_cpu of the next harness: a small share makes a flood outrun the budget even when
  * the test gets only part of a core (the budget refills by the wall clock). */
 static uint16_t harness_hs_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
+/* The next harness listens on ::1 too (the same port). */
+static bool harness_dual;
 
 /* keys: NULL = any key may register; else only those n. priv: the coordinator's key, or
  * NULL for a new one. */
@@ -354,6 +386,13 @@ static int harness_start_key(struct harness *h, const uint8_t (*keys)[KEY_LEN], 
 	h->conf.log_level = LOG_LEVEL_INFO;
 	h->conf.coord.listen = &h->listen;
 	h->conf.coord.n_listen = 1;
+	if (harness_dual) {
+		h->listen2[0] = h->listen;
+		addr_parse(&h->listen2[1], "[::1]:1", false);
+		addr_set_port(&h->listen2[1], h->port);
+		h->conf.coord.listen = h->listen2;
+		h->conf.coord.n_listen = 2;
+	}
 	if (priv)
 		memcpy(h->conf.coord.private_key, priv, KEY_LEN);
 	else
@@ -907,6 +946,98 @@ static void test_coord_probe_mapping(void)
 	close(other);
 	client_close(&cl);
 out:
+	harness_stop(&h);
+}
+
+/*
+ * A node with an IPv4 session probes over IPv6 too (PROTOCOL.md 2.4): toward P that is its IPv6
+ * mapping, answered with MAPPING and kept apart from mapping[0]; toward P + 1 it is answered and
+ * not kept. The IPv4 mappings are unchanged by either.
+ */
+static void test_coord_probe_ipv6_beside_ipv4(void)
+{
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	socklen_t sl = sizeof(sin6);
+	uint8_t mac[PROTO_PROBE_MAC_LEN] = { 0 }, out[64];
+	struct proto_outer o = { .type = PROTO_PROBE, .body = mac, .body_len = sizeof(mac) };
+	struct proto_msg ack = { .type = PROTO_MSG_PUNCH_ACK };
+	size_t pre = proto_outer_prefix_len(PROTO_PROBE);
+	struct proto_msg map, pa, pb;
+	struct client a, b;
+	struct harness h;
+	struct addr wg6;
+	ssize_t len;
+	int fd6;
+
+	fd6 = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	CHECK(fd6 >= 0);
+	if (fd6 < 0)
+		return;
+	if (bind(fd6, (struct sockaddr *)&sin6, sizeof(sin6)) < 0 ||
+	    getsockname(fd6, (struct sockaddr *)&sin6, &sl) < 0) {
+		/* No IPv6 on loopback here: the send fails rather than pretending. */
+		CHECK(sendto(fd6, "x", 1, 0, (struct sockaddr *)&sin6, sizeof(sin6)) < 0);
+		close(fd6);
+		return;
+	}
+	addr_from_sockaddr(&wg6, (struct sockaddr *)&sin6, sl);
+	harness_dual = true;
+	if (harness_start(&h, NULL, 0) < 0) {
+		harness_dual = false;
+		goto out;
+	}
+	harness_dual = false;
+	client_init(&a);
+	client_init(&b);
+	uint64_t fa = key_fingerprint(a.pub), fb = key_fingerprint(b.pub);
+
+	/* Both ready over IPv4; B's readiness punches the pair, B first. */
+	CHECK_EQ_INT(client_make_ready(&h, &a, &fb, 1, a.fd, PROTO_FILTER_SAFE), 0);
+	CHECK_EQ_INT(client_make_ready(&h, &b, &fa, 1, b.fd, PROTO_FILTER_SAFE), 0);
+	CHECK_EQ_INT(client_take(&h, &b, PROTO_MSG_PUNCH, 1000, &pb), 0);
+	ack.punch_ack.attempt = pb.punch.attempt;
+	client_msg(&h, &b, &ack);
+	CHECK_EQ_INT(client_take(&h, &a, PROTO_MSG_PUNCH, 1000, &pa), 0);
+	CHECK_EQ_INT(pa.punch.n_lan, 0);
+
+	/* B probes over IPv6: P, then P + 1. Each is answered with what was seen. */
+	o.receiver_idx = b.coord_idx;
+	for (uint16_t port = h.port; port <= h.port + 1; port++) {
+		o.counter = 2;
+		o.dst_port = port;
+		o.purpose = port == h.port ? PROTO_PROBE_MAP_P : PROTO_PROBE_MAP_P1;
+		len = proto_encode_outer(out, sizeof(out), &o);
+		CHECK(len > 0);
+		if (len <= 0)
+			break;
+		session_probe_mac(b.probe_key, out, pre, out + pre);
+		sin6.sin6_port = htons(port);
+		CHECK(sendto(fd6, out, (size_t)len, 0, (struct sockaddr *)&sin6, sizeof(sin6)) == len);
+		CHECK_EQ_INT(client_take(&h, &b, PROTO_MSG_MAPPING, 1000, &map), 0);
+		CHECK_EQ_INT(map.mapping.port_index, port - h.port);
+		CHECK_EQ_INT(map.mapping.probe_seq, 2);
+		CHECK(addr_equal(&map.mapping.observed, &wg6));
+	}
+	CHECK_EQ_INT(counter(&h, "probe6_accepted"), 2);
+	CHECK_EQ_INT(counter(&h, "probe_accepted"), 4);
+	CHECK_EQ_INT(counter(&h, "probe_other_family"), 0);
+
+	/* A new IPv6 mapping re-punches the pair: A hears of it first in B's list, and B's IPv4
+	 * mapping is still the public one. */
+	CHECK_EQ_INT(client_take(&h, &b, PROTO_MSG_PUNCH, 1000, &pb), 0);
+	ack.punch_ack.attempt = pb.punch.attempt;
+	client_msg(&h, &b, &ack);
+	CHECK_EQ_INT(client_take(&h, &a, PROTO_MSG_PUNCH, 1000, &pa), 0);
+	CHECK(addr_equal(&pa.punch.peer_public, &b.wg_addr));
+	CHECK_EQ_INT(pa.punch.n_lan, 1);
+	CHECK(addr_equal(&pa.punch.lan[0], &wg6));
+	CHECK_EQ_INT(pb.punch.n_lan, 0);
+	/* The P + 1 probe changed nothing: no further punch. */
+	CHECK(client_take(&h, &a, PROTO_MSG_PUNCH, 200, NULL) < 0);
+	client_close(&a);
+	client_close(&b);
+out:
+	close(fd6);
 	harness_stop(&h);
 }
 
@@ -2280,10 +2411,12 @@ int main(void)
 	log_set_level(getenv("WGPUNCH_TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
 	TAP_RUN(test_coord_pair_order_all_filters);
 	TAP_RUN(test_coord_pair_ack_releases_second);
+	TAP_RUN(test_coord_pair_punch_ipv6_mapping_first);
 	TAP_RUN(test_coord_pair_timeout_releases_after_500ms);
 	TAP_RUN(test_coord_pair_full_table_sends_both);
 	TAP_RUN(test_coord_handshake_and_register);
 	TAP_RUN(test_coord_probe_mapping);
+	TAP_RUN(test_coord_probe_ipv6_beside_ipv4);
 	TAP_RUN(test_coord_probe_replayed_to_other_port_refused);
 	TAP_RUN(test_coord_filter_results);
 	TAP_RUN(test_coord_filter_judge_endpoint_dependent_is_unknown);

@@ -611,6 +611,103 @@ static void test_link_mapping_rounds(void)
 	CHECK_EQ_INT(w.l.probe_first_seq, 0);
 }
 
+/* The prober sends with LINK_VIA_PROBER; index of the first such send to an IPv6 address. */
+static int find_probe6(const struct world *w)
+{
+	for (size_t i = 0; i < w->out.n_sends; i++)
+		if (w->out.sends[i].via == LINK_VIA_PROBER &&
+		    addr_family(&w->out.sends[i].to) == AF_INET6)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * Beside an IPv4 session, the coordinator's IPv6 address takes one probe toward P after each
+ * complete IPv4 round (never with it: one sequence per purpose on the coordinator), and its
+ * MAPPING is the IPv6 mapping, not part of the IPv4 rounds. A lost one is sent again with the
+ * refresh.
+ */
+static void test_link_ipv6_probe_beside_ipv4(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	struct addr six;
+	int i;
+
+	world_init(&w, false);
+	addr_parse(&six, "[2001:db8:ff::1]:51900", false);
+	ev(&w, (struct link_event){ .type = LINK_EV_START });
+	ev(&w,
+	   (struct link_event){ .type = LINK_EV_RESOLVED, .addr = coord_addr(PORT), .addr6 = six });
+	CHECK(addr_equal(&w.l.addr6, &six));
+	handshake(&w, &c, 0);
+	CHECK_EQ_INT(w.l.state, LINK_UP);
+	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 2); /* the IPv4 round only */
+	CHECK_EQ_INT(find_probe6(&w), -1);
+	mapping(&w, &c, 1, 0, "198.51.100.7:40000");
+	CHECK_EQ_INT(find_probe6(&w), -1); /* the round is not complete yet */
+	mapping(&w, &c, 2, 1, "198.51.100.7:40000");
+	i = find_probe6(&w);
+	CHECK(i >= 0);
+	if (i < 0)
+		return;
+	CHECK_EQ_INT(addr_port(&w.out.sends[i].to), PORT);
+	CHECK_EQ_INT(w.out.sends[i].buf[1], PROTO_PROBE);
+	CHECK_EQ_INT(w.l.probe_seq, 3);
+	CHECK_EQ_INT(w.l.nat_type, 1);
+	/* Its MAPPING: the IPv6 mapping; the IPv4 mappings stay. */
+	mapping(&w, &c, 3, 0, "[2001:db8:a::2]:51820");
+	CHECK(w.out.reports & LINK_R_MAPPING6);
+	CHECK(!(w.out.reports & LINK_R_MAPPING));
+	CHECK(strcmp(addr_format(&w.l.mapping6, (char[ADDR_STRLEN]){ 0 }),
+		     "[2001:db8:a::2]:51820") == 0);
+	CHECK(strcmp(addr_format(&w.l.mapping[0], (char[ADDR_STRLEN]){ 0 }),
+		     "198.51.100.7:40000") == 0);
+	CHECK_EQ_INT(w.l.mapping_seq[0], 1);
+	/* Only toward P, and not older than the last one. */
+	mapping(&w, &c, 3, 1, "[2001:db8:a::2]:51820");
+	CHECK_EQ_INT(w.l.counters.rx_unexpected, 1);
+	mapping(&w, &c, 2, 0, "[2001:db8:a::3]:51820");
+	CHECK_EQ_INT(w.l.counters.rx_unexpected, 2);
+
+	/* The IPv6 address goes (the name lost it): no mapping6, and no more IPv6 probes. */
+	ev(&w, (struct link_event){ .type = LINK_EV_RESOLVED, .addr = coord_addr(PORT) });
+	CHECK(!addr_is_set(&w.l.addr6));
+	CHECK(!addr_is_set(&w.l.mapping6));
+	/* It comes back: one probe at once (the session is up), then with each refresh until
+	 * its MAPPING comes. */
+	ev(&w,
+	   (struct link_event){ .type = LINK_EV_RESOLVED, .addr = coord_addr(PORT), .addr6 = six });
+	CHECK(find_probe6(&w) >= 0);
+	fire_t(&w, LINK_T_REFRESH);
+	CHECK(find_probe6(&w) >= 0);
+}
+
+/* An IPv6 coordinator address as the session's: no separate IPv6 probe, the rounds go there. */
+static void test_link_ipv6_session(void)
+{
+	struct world w;
+	struct coord c = { 0 };
+	struct addr six;
+
+	world_init(&w, false);
+	addr_parse(&six, "[2001:db8:ff::1]:51900", false);
+	ev(&w, (struct link_event){ .type = LINK_EV_START });
+	/* An IPv6 addr6 beside an IPv6 session means nothing. */
+	ev(&w, (struct link_event){ .type = LINK_EV_RESOLVED, .addr = six, .addr6 = six });
+	CHECK(!addr_is_set(&w.l.addr6));
+	CHECK_EQ_INT(count_type(&w, PROTO_HS_INIT), 1);
+	CHECK(addr_equal(&w.out.sends[0].to, &six));
+	handshake(&w, &c, 0);
+	CHECK_EQ_INT(w.l.state, LINK_UP);
+	CHECK_EQ_INT(count_type(&w, PROTO_PROBE), 2);
+	mapping(&w, &c, 1, 0, "[2001:db8:a::2]:51820");
+	mapping(&w, &c, 2, 1, "[2001:db8:a::2]:51820");
+	CHECK(w.out.reports & LINK_R_MAPPING);
+	CHECK_EQ_INT(w.l.nat_type, 1);
+	CHECK_EQ_INT(find_probe6(&w), -1);
+}
+
 static void test_link_filter_echo(void)
 {
 	struct world w;
@@ -998,6 +1095,8 @@ int main(void)
 	TAP_RUN(test_link_rebinding_probes_at_once);
 	TAP_RUN(test_link_register_pages);
 	TAP_RUN(test_link_mapping_rounds);
+	TAP_RUN(test_link_ipv6_probe_beside_ipv4);
+	TAP_RUN(test_link_ipv6_session);
 	TAP_RUN(test_link_filter_echo);
 	TAP_RUN(test_link_punch_delivery);
 	TAP_RUN(test_link_resync);

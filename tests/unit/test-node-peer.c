@@ -323,12 +323,18 @@ static void test_node_peer_ipv6_and_no_candidate(void)
 	struct node_peer p;
 	struct proto_punch m = punch_for("2001:db8::20");
 	struct addr own = ip("203.0.113.5", 51820);
+	struct addr local[] = { ip("203.0.113.5", 0), ip("2001:db8:5::5", 0) };
+	struct node_peer_self self = { .mapping = own, .local = local, .n_local = 2 };
 	struct node_peer_obs o = obs(NULL, 0, WALL0);
 
 	node_peer_init(&p, key, 0);
-	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 0), NODE_PEER_WRITE);
 	CHECK_EQ_INT(p.n_cands, 1);
 	CHECK_EQ_INT(p.cands[0].path, NODE_PATH_IPV6);
+	/* IPv6 needs a global IPv6 address on our side too: without one, nothing to try. */
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, SELF(own), &o, 0), NODE_PEER_NOTHING);
+	CHECK_EQ_INT(p.n_cands, 0);
 
 	memset(&m.peer_public, 0, sizeof(m.peer_public));
 	node_peer_init(&p, key, 0);
@@ -666,8 +672,95 @@ static void test_node_peer_live_session_moves_to_candidate(void)
 	CHECK_EQ_INT(p.path, NODE_PATH_DIRECT);
 }
 
+/*
+ * The order of issue 8 / rendezvous.md 4.6: LAN (same public IP), one IPv6 when both sides
+ * have it (the coordinator's IPv6 mapping, first in the list, before registered ones), the
+ * public IPv4 mapping. Unique local IPv6 counts as LAN; global IPv6 never does.
+ */
+static void test_node_peer_candidate_order(void)
+{
+	struct addr own = ip("198.51.100.20", 51820);
+	struct addr local[] = { ip("203.0.113.5", 0), ip("2001:db8:5::5", 0) };
+	struct node_peer_self self = { .mapping = own, .local = local, .n_local = 2 };
+	struct node_peer_cand c[NODE_PEER_MAX_CAND];
+	struct proto_punch m = punch_for("198.51.100.20");
+	uint8_t n;
+
+	m.n_lan = 5;
+	m.lan[0] = ip("2001:db8:a::99", 51820); /* the coordinator's IPv6 mapping */
+	m.lan[1] = ip("203.0.113.10", 51820);
+	m.lan[2] = ip("fd00::10", 51820);
+	m.lan[3] = ip("2001:db8:a::10", 51820); /* registered */
+	m.lan[4] = ip("2001:db8:a::99", 51820); /* the same again: once */
+	n = node_peer_candidates(&m, &self, c);
+	CHECK_EQ_INT(n, 4);
+	CHECK(addr_equal(&c[0].addr, &m.lan[1]) && c[0].path == NODE_PATH_LAN);
+	CHECK(addr_equal(&c[1].addr, &m.lan[2]) && c[1].path == NODE_PATH_LAN);
+	CHECK(addr_equal(&c[2].addr, &m.lan[0]) && c[2].path == NODE_PATH_IPV6);
+	CHECK(addr_equal(&c[3].addr, &m.peer_public) && c[3].path == NODE_PATH_DIRECT);
+
+	/* Behind another NAT: no LAN; IPv6 then IPv4. */
+	self.mapping = ip("198.51.100.99", 51820);
+	n = node_peer_candidates(&m, &self, c);
+	CHECK_EQ_INT(n, 2);
+	CHECK_EQ_INT(c[0].path, NODE_PATH_IPV6);
+	CHECK_EQ_INT(c[1].path, NODE_PATH_DIRECT);
+
+	/* We have no global IPv6: IPv4 only (the other side, whose list lacks ours, agrees). */
+	self.n_local = 1;
+	n = node_peer_candidates(&m, &self, c);
+	CHECK_EQ_INT(n, 1);
+	CHECK_EQ_INT(c[0].path, NODE_PATH_DIRECT);
+
+	/* An IPv6-only peer (session over IPv6): its public mapping is the IPv6 candidate, even
+	 * with registered addresses after it; no IPv4 candidate. */
+	self.n_local = 2;
+	self.mapping = ip("2001:db8:5::5", 51820);
+	m = punch_for("2001:db8:b::2");
+	m.n_lan = 1;
+	m.lan[0] = ip("2001:db8:b::3", 51820);
+	n = node_peer_candidates(&m, &self, c);
+	CHECK_EQ_INT(n, 1);
+	CHECK(addr_equal(&c[0].addr, &m.peer_public) && c[0].path == NODE_PATH_IPV6);
+}
+
+/* The second side of an IPv6 candidate writes without the kick: no NAT drops the first
+ * side's initiation (a stateful firewall may, and then the kick comes a moment later). */
+static void test_node_peer_ipv6_second_side_waits(void)
+{
+	struct addr local[] = { ip("203.0.113.5", 0), ip("2001:db8:5::5", 0) };
+	struct node_peer_self self = { .mapping = ip("198.51.100.99", 51820),
+				       .local = local,
+				       .n_local = 2 };
+	struct proto_punch m = punch_for("198.51.100.20");
+	struct node_peer_obs o = obs(NULL, 0, WALL0);
+	struct node_peer p;
+
+	m.flags = 0;
+	m.n_lan = 1;
+	m.lan[0] = ip("2001:db8:a::10", 51820);
+	node_peer_init(&p, key, 0);
+	CHECK_EQ_INT(node_peer_on_punch(&p, &m, &self, &o, 1000), NODE_PEER_WRITE_QUIET);
+	CHECK_EQ_INT(node_peer_candidate(&p)->path, NODE_PATH_IPV6);
+	CHECK_EQ_INT(node_peer_kick_due(&p), 1000 + NODE_PEER_KICK_WAIT_MS);
+	o.endpoint = m.lan[0];
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 1000 + NODE_PEER_KICK_WAIT_MS, true),
+		     NODE_PEER_KICK);
+	/* No handshake within the attempt: on to the IPv4 mapping, kicked at once. */
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 1000 + NODE_PEER_KICK_WAIT_MS + NODE_PEER_ATTEMPT_MS,
+				       true),
+		     NODE_PEER_WRITE);
+	CHECK_EQ_INT(node_peer_candidate(&p)->path, NODE_PATH_DIRECT);
+	/* Up on IPv6 later (WireGuard roamed there): the path says so. */
+	o = obs(&m.lan[0], WALL0, WALL0 + 1);
+	CHECK_EQ_INT(node_peer_on_poll(&p, &o, 20000, true), NODE_PEER_UP_NOW);
+	CHECK_EQ_INT(p.path, NODE_PATH_IPV6);
+}
+
 int main(void)
 {
+	TAP_RUN(test_node_peer_candidate_order);
+	TAP_RUN(test_node_peer_ipv6_second_side_waits);
 	TAP_RUN(test_node_peer_public_only_when_other_nat);
 	TAP_RUN(test_node_peer_live_session_moves_to_candidate);
 	TAP_RUN(test_node_peer_lan_first_behind_same_nat);

@@ -252,6 +252,26 @@ static void test_registry_consent(void)
 	CHECK_EQ_INT(registry_set_lan(n, NULL, 0), 1);
 	CHECK(n->lan == NULL);
 	CHECK_EQ_INT(registry_get_lan(n, got, 4), 0);
+
+	/* The IPv6 mapping lives with the LAN list: nothing for nodes without one, and a new
+	 * LAN list keeps it. */
+	struct addr six;
+
+	make_addr(&six, "2001:db8:a::2", 51820);
+	CHECK(!registry_get_mapping6(n, &got[0]));
+	CHECK_EQ_INT(registry_set_mapping6(n, NULL), 0);
+	CHECK_EQ_INT(registry_set_mapping6(n, &six), 1);
+	CHECK(n->lan != NULL);
+	CHECK_EQ_INT(registry_set_mapping6(n, &six), 0);
+	CHECK(registry_get_mapping6(n, &got[0]) && addr_equal(&got[0], &six));
+	CHECK_EQ_INT(registry_get_lan(n, got, 4), 0);
+	CHECK_EQ_INT(registry_set_lan(n, lan, 2), 1);
+	CHECK(registry_get_mapping6(n, &got[0]) && addr_equal(&got[0], &six));
+	CHECK_EQ_INT(registry_set_lan(n, NULL, 0), 1);
+	CHECK(registry_get_mapping6(n, &got[0]) && addr_equal(&got[0], &six));
+	CHECK_EQ_INT(registry_set_lan(n, NULL, 0), 0);
+	CHECK_EQ_INT(registry_set_mapping6(n, NULL), 1);
+	CHECK(n->lan == NULL);
 	registry_destroy(&r);
 }
 
