@@ -1,11 +1,12 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# The relay on request. Host a behind a symmetric router, host b behind a router with no inbound
-# filter (its conntrack takes a's unsolicited packet for itself: "poisonable"). The coordinator
-# does not relay at once (b's router accepts unsolicited packets, so a direct path is not ruled
-# out), the direct candidate fails, a node sends RELAY_REQUEST, and the coordinator relays the
-# pair: both endpoints are relay ports, both nodes show path relay, a ping goes through. Then
-# the same pair with `relay = no` on b: no relay is ever allocated and b shows path none.
+# The relay on request. Hosts a and b behind cone routers, with a filter on a's router that
+# drops everything between the two routers' WAN addresses (an upstream firewall: nothing the
+# coordinator can see). The coordinator punches (neither side maps per destination), the
+# direct candidate fails, a node sends RELAY_REQUEST, and the coordinator relays the pair: both
+# endpoints are relay ports, both nodes show path relay, a ping goes through. Then hosts c
+# (symmetric) and d (no inbound filter), which the coordinator would relay at once, with
+# `relay = no` on d: no relay is ever allocated and d shows path none.
 set -u
 . "$(dirname "$0")/lib.sh"
 tb_need python3 # status JSON
@@ -24,11 +25,20 @@ relay_path_is()
 }
 
 tb_init
-tb_side a symmetric
-tb_side b open
+tb_side a cone
+tb_side b cone
 tb_side c symmetric
 tb_side d open
 tb_peers a b
+tb_exec ra nft -f - <<EOF || tb_fail "the filter on ra"
+table ip block {
+	chain pre {
+		type filter hook prerouting priority -300; policy accept;
+		ip saddr ${TB_WAN[rb]} drop
+		ip daddr ${TB_WAN[rb]} drop
+	}
+}
+EOF
 tb_peers c d
 tb_coord
 tb_node a
@@ -64,4 +74,4 @@ for h in c d; do
 done
 tb_ping a b || tb_fail "no ping through the relay at the end"
 tb_alive "$TB_COORD_PID" || tb_fail "the coordinator exited"
-tb_pass "symmetric <-> poisonable: relayed on request; relay = no keeps a pair off the relay"
+tb_pass "a failed punch is relayed on request; relay = no keeps a pair off the relay"
