@@ -28,13 +28,20 @@
 #define NODE_PEER_STALE_S 180     /* REJECT_AFTER_TIME: with keepalive on, the path is gone */
 /*
  * No path and no PUNCH: ask for one (REGISTER with RESYNC) after NODE_PEER_RESYNC_FIRST_MS,
- * then after twice as long each time up to NODE_PEER_RESYNC_MS. A PUNCH is sent once and can
- * be lost; without a path the peer waits for nothing else. A working path starts it over.
+ * then after twice as long each time up to NODE_PEER_RESYNC_MAX_MS. A PUNCH is sent once and
+ * can be lost; without a path the peer waits for nothing else. A working path starts it
+ * over (a PUNCH that fails does not: a failing pair is not punched in a loop). Past NODE_PEER_RESYNC_MS (the refresh period) the flag rides on a refresh.
+ * The backoff goes on past the refresh period because a RESYNC makes the coordinator punch
+ * every mutual pair of the node again: a peer that is simply absent (not running wgpunch, not
+ * listing us) would otherwise cost that on every refresh, forever. A peer that arrives later
+ * is pushed (its registration punches the pair), and its own fresh backoff asks again if that
+ * PUNCH is lost.
  */
 /* A PUNCH for the path in use nudges (NODE_PEER_NUDGE) at most this often. */
 #define NODE_PEER_NUDGE_EVERY_MS 5000
 #define NODE_PEER_RESYNC_FIRST_MS 2000
 #define NODE_PEER_RESYNC_MS 20000
+#define NODE_PEER_RESYNC_MAX_MS 320000
 #define NODE_PEER_MAX_CAND (PROTO_MAX_LAN + 1) /* LAN ones, one IPv6, the IPv4 mapping */
 /*
  * The second side of a pair (a PUNCH without the ACK flag) waits this long, plus up to

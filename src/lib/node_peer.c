@@ -471,8 +471,9 @@ void node_peer_resync_asked(struct node_peer *p, uint64_t now_ms)
 		return;
 	}
 	p->resync_ms = now_ms;
-	p->resync_wait_ms = p->resync_wait_ms * 2 > NODE_PEER_RESYNC_MS ? NODE_PEER_RESYNC_MS
-									: p->resync_wait_ms * 2;
+	p->resync_wait_ms = p->resync_wait_ms * 2 > NODE_PEER_RESYNC_MAX_MS
+				    ? NODE_PEER_RESYNC_MAX_MS
+				    : p->resync_wait_ms * 2;
 }
 
 const char *node_path_name(enum node_path path)

@@ -17,7 +17,8 @@
  *
  * A PUNCH can be lost, and then a peer has no path and nothing coming. A
  * peer with no path and no PUNCH asks for one (REGISTER with RESYNC) after
- * 2 s, and again after twice as long each time, up to the 20 s refresh. A peer on a relay
+ * 2 s, and again after twice as long each time (past 20 s on the refresh, up to 320 s:
+ * node_peer.h says why). A peer on a relay
  * the coordinator gave on request asks the same way when its upgrade slot comes
  * (node_peer.h): the PUNCH that follows makes both sides try the direct path.
  */
@@ -478,7 +479,8 @@ void paths_shell_on_punch(struct paths_shell *ps, unsigned int link_id, const st
 			 key_short(p->m.key, k), node_path_name(p->m.path),
 			 addr_format(&obs.endpoint, a));
 	} else if (p->m.state == NODE_PEER_UP)
-		log_info("punch for peer %s: path already up (%s via %s)", key_short(p->m.key, k),
+		/* Nothing to do: a RESYNC (ours or the peer's) or a second coordinator re-sent it. */
+		log_debug("punch for peer %s: path already up (%s via %s)", key_short(p->m.key, k),
 			 node_path_name(p->m.path), addr_format(&obs.endpoint, a));
 	else
 		log_info("punch for peer %s without a usable candidate", key_short(p->m.key, k));

@@ -186,20 +186,18 @@ static void test_node_peer_resync_backs_off_and_starts_over_when_up(void)
 	CHECK(node_peer_wants_resync(&p, t + NODE_PEER_RESYNC_FIRST_MS));
 	t += NODE_PEER_RESYNC_FIRST_MS;
 	node_peer_resync_asked(&p, t);
-	/* ... then after 4, 8, 16 and 20 s (the refresh period), and 20 s from then on. */
-	CHECK_EQ_INT(node_peer_resync_due(&p), t + 4000);
-	t += 4000;
+	/* ... then after twice as long each time, past the refresh period (a peer that is simply
+	 * absent must not make the coordinator re-punch every pair at every refresh), up to
+	 * NODE_PEER_RESYNC_MAX_MS and no further. */
+	for (uint32_t wait = 4000; wait <= NODE_PEER_RESYNC_MAX_MS; wait *= 2) {
+		CHECK_EQ_INT(node_peer_resync_due(&p), t + wait);
+		t += wait;
+		node_peer_resync_asked(&p, t);
+	}
+	CHECK_EQ_INT(node_peer_resync_due(&p), t + NODE_PEER_RESYNC_MAX_MS);
+	t += NODE_PEER_RESYNC_MAX_MS;
 	node_peer_resync_asked(&p, t);
-	CHECK_EQ_INT(node_peer_resync_due(&p), t + 8000);
-	t += 8000;
-	node_peer_resync_asked(&p, t);
-	CHECK_EQ_INT(node_peer_resync_due(&p), t + 16000);
-	t += 16000;
-	node_peer_resync_asked(&p, t);
-	CHECK_EQ_INT(node_peer_resync_due(&p), t + NODE_PEER_RESYNC_MS);
-	t += NODE_PEER_RESYNC_MS;
-	node_peer_resync_asked(&p, t);
-	CHECK_EQ_INT(node_peer_resync_due(&p), t + NODE_PEER_RESYNC_MS);
+	CHECK_EQ_INT(node_peer_resync_due(&p), t + NODE_PEER_RESYNC_MAX_MS);
 
 	/* A PUNCH opens an attempt: nothing to ask while it runs. */
 	t += 1000;
@@ -208,7 +206,7 @@ static void test_node_peer_resync_backs_off_and_starts_over_when_up(void)
 	CHECK(!node_peer_wants_resync(&p, t + 100000));
 	/* It fails: the backoff goes on from the PUNCH (a failing pair is not punched in a loop). */
 	CHECK_EQ_INT(node_peer_on_poll(&p, &o, t + NODE_PEER_ATTEMPT_MS, true), NODE_PEER_GIVE_UP);
-	CHECK_EQ_INT(node_peer_resync_due(&p), t + NODE_PEER_RESYNC_MS);
+	CHECK_EQ_INT(node_peer_resync_due(&p), t + NODE_PEER_RESYNC_MAX_MS);
 
 	/* The next PUNCH works; when that path is lost again, the first ask comes after 2 s. */
 	t += 30000;
