@@ -21,6 +21,7 @@
 #include "wgpunch/counters.h"
 #include "wgpunch/hs_budget.h"
 #include "wgpunch/ratelimit.h"
+#include "wgpunch/session.h"
 #include "wgpunch/ts_table.h"
 
 /*
@@ -79,6 +80,7 @@ struct hs {
 	struct filter *filter;
 	uint64_t budget_warned_ms; /* the last "over budget" warning (0 = never) */
 	uint64_t hs_cost_ns, cookie_cost_ns; /* measured at start */
+	struct session_responder resp;       /* the Noise state every handshake starts from */
 	struct cookie_responder cookie;
 	struct ratelimit source; /* proven sources only */
 	struct hs_budget budget;

@@ -53,6 +53,23 @@ struct session_keys {
 int session_hs_init(struct session_hs *hs, bool initiator, const uint8_t *prologue,
 		    size_t prologue_len, const uint8_t s_priv[32], const uint8_t *rs);
 
+/*
+ * What every responder handshake of one static key starts from: the static public key
+ * (a fixed-base X25519) and the symmetric state after the prologue and the "<- s"
+ * pre-message (two hashes). Computed once per key instead of once per handshake.
+ */
+struct session_responder {
+	uint8_t s_priv[32], s_pub[32];
+	uint8_t ck[SESSION_HASH_LEN], h[SESSION_HASH_LEN];
+};
+
+/* 0, or -EINVAL (no key, or a prologue length without one) / -EIO. */
+int session_responder_init(struct session_responder *r, const uint8_t *prologue,
+			   size_t prologue_len, const uint8_t s_priv[32]);
+/* hs as session_hs_init(hs, false, prologue, prologue_len, s_priv, NULL) leaves it. */
+void session_hs_init_responder(struct session_hs *hs, const struct session_responder *r);
+void session_responder_wipe(struct session_responder *r);
+
 /* -> e, es, s, ss, payload. e_priv is the ephemeral private key (random in
  * production, fixed in tests). Returns the message length or -errno. */
 ssize_t session_hs_write_msg1(struct session_hs *hs, const uint8_t e_priv[32],

@@ -137,11 +137,8 @@ static void hs_on_init(void *arg, const struct transport_rx *rx)
 
 	if (!hs_admit(h, rx, now, &proven))
 		return;
-	if (session_hs_init(&hs, false, (const uint8_t *)SESSION_PROLOGUE, strlen(SESSION_PROLOGUE),
-			    h->conf->coord.private_key, NULL) < 0) {
-		h->ctr.hs_failed++;
-		goto out;
-	}
+	/* The static key's part (a fixed-base X25519, two hashes) was done once, at start. */
+	session_hs_init_responder(&hs, &h->resp);
 	r = session_hs_read_msg1(&hs, o->body, o->body_len, ts, sizeof(ts));
 	if (r != PROTO_TIMESTAMP_LEN) {
 		transport_drop(&h->ctr.hs_bad, from, "handshake does not authenticate");
@@ -264,6 +261,10 @@ int hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct tra
 	h->dir = dir;
 	h->filter = filter;
 
+	e = session_responder_init(&h->resp, (const uint8_t *)SESSION_PROLOGUE,
+				   strlen(SESSION_PROLOGUE), conf->coord.private_key);
+	if (e < 0)
+		return log_err_errno(e, "cannot use the coordinator's private key");
 	/* What this machine can do, now: the median of a few batches (hs_budget.h). */
 	e = hs_budget_measure_responder(HS_MEASURE_RESPONDER_N, hs_clock, NULL, &h->hs_cost_ns);
 	if (e == 0)
@@ -304,6 +305,7 @@ void hs_destroy(struct hs *h)
 	ratelimit_destroy(&h->source);
 	ts_table_destroy(&h->ts);
 	cookie_responder_wipe(&h->cookie);
+	session_responder_wipe(&h->resp);
 }
 
 void hs_reload(struct hs *h, const struct config *conf)

@@ -241,6 +241,38 @@ fail:
 	return -EINVAL;
 }
 
+int session_responder_init(struct session_responder *r, const uint8_t *prologue,
+			   size_t prologue_len, const uint8_t s_priv[32])
+{
+	struct session_hs hs;
+	int e = session_hs_init(&hs, false, prologue, prologue_len, s_priv, NULL);
+
+	sodium_memzero(r, sizeof(*r));
+	if (e == 0) {
+		memcpy(r->s_priv, hs.s_priv, sizeof(r->s_priv));
+		memcpy(r->s_pub, hs.s_pub, sizeof(r->s_pub));
+		memcpy(r->ck, hs.ck, sizeof(r->ck));
+		memcpy(r->h, hs.h, sizeof(r->h));
+	}
+	sodium_memzero(&hs, sizeof(hs));
+	return e;
+}
+
+void session_hs_init_responder(struct session_hs *hs, const struct session_responder *r)
+{
+	sodium_memzero(hs, sizeof(*hs));
+	hs->initiator = false;
+	memcpy(hs->s_priv, r->s_priv, sizeof(hs->s_priv));
+	memcpy(hs->s_pub, r->s_pub, sizeof(hs->s_pub));
+	memcpy(hs->ck, r->ck, sizeof(hs->ck));
+	memcpy(hs->h, r->h, sizeof(hs->h));
+}
+
+void session_responder_wipe(struct session_responder *r)
+{
+	sodium_memzero(r, sizeof(*r));
+}
+
 /* Store the work copy back on success, wipe it either way. */
 static ssize_t hs_finish(struct session_hs *hs, struct session_hs *tmp, ssize_t r)
 {

@@ -74,7 +74,8 @@ static void run_vector(const cJSON *v, int index)
 	uint8_t iprol[MAX_BLOB], rprol[MAX_BLOB], is[32], ie[32], irs[32], rs[32], re[32];
 	uint8_t want_hash[SESSION_HASH_LEN], pub[32];
 	int iprol_len, rprol_len, hash_len;
-	struct session_hs ihs, rhs;
+	struct session_hs ihs, rhs, rhs_plain;
+	struct session_responder resp;
 	struct session_keys ik, rk;
 	const cJSON *msgs, *m;
 	uint64_t inonce = 0, rnonce = 0;
@@ -96,7 +97,13 @@ static void run_vector(const cJSON *v, int index)
 		return;
 
 	CHECK_EQ_INT(session_hs_init(&ihs, true, iprol, (size_t)iprol_len, is, irs), 0);
-	CHECK_EQ_INT(session_hs_init(&rhs, false, rprol, (size_t)rprol_len, rs, NULL), 0);
+	/* The responder starts from the per-key state the coordinator computes once; it must be
+	 * exactly what session_hs_init() makes, and the vector then runs through it. */
+	CHECK_EQ_INT(session_hs_init(&rhs_plain, false, rprol, (size_t)rprol_len, rs, NULL), 0);
+	CHECK_EQ_INT(session_responder_init(&resp, rprol, (size_t)rprol_len, rs), 0);
+	session_hs_init_responder(&rhs, &resp);
+	CHECK(memcmp(&rhs, &rhs_plain, sizeof(rhs)) == 0);
+	session_responder_wipe(&resp);
 
 	cJSON_ArrayForEach(m, msgs)
 	{
