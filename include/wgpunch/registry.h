@@ -8,7 +8,8 @@
  *   - struct reg_node itself (REGISTRY_NODE_BUDGET, checked at compile time),
  *   - its peer list, a separate sorted array of 64-bit key fingerprints
  *     (8 peers: 64 bytes plus the allocator's header),
- *   - two bucket pointers (load factor <= 1 in each hash table),
+ *   - two bucket pointers (load factor <= 1 in each hash table; the tables
+ *     double with the entries, so they cost that at any node count),
  *   - LAN candidates in a small separate allocation, only when a node has any.
  *
  * Lookups are O(1): hash tables with power-of-two arrays of bucket pointers
@@ -119,11 +120,11 @@ struct registry {
 	uint32_t max_nodes;
 };
 
-/* Sizes both tables for max_nodes (untouched bucket pages cost nothing). 0 or -ENOMEM/-EINVAL. */
+/* Small tables that grow with the entries (up to max_nodes). 0 or -ENOMEM/-EINVAL. */
 int registry_init(struct registry *r, uint32_t max_nodes);
 /* Frees every entry and the tables. */
 void registry_destroy(struct registry *r);
-/* Changes the bound (existing entries above it stay); grows the tables when needed. */
+/* Changes the bound (existing entries above it stay). 0 or -EINVAL. */
 int registry_set_max_nodes(struct registry *r, uint32_t max_nodes);
 
 /* Adds an entry for key, last seen now (no session, not registered).
@@ -176,7 +177,7 @@ size_t registry_get_lan(const struct reg_node *n, struct addr *out, size_t cap);
 
 /* Heap bytes n holds (entry, peers, LAN; without allocator overhead). */
 size_t registry_node_bytes(const struct reg_node *n);
-/* Bucket bytes per node at the configured bound (both tables). */
+/* Bucket bytes per entry there is now (both tables). */
 size_t registry_bucket_bytes_per_node(const struct registry *r);
 
 #endif

@@ -17,7 +17,7 @@ static_assert(sizeof(struct reg_addr) == 20, "struct reg_addr is meant to be com
 
 /* A million nodes need 2^20 buckets; beyond 2^30 the arrays alone are 16 GB. */
 #define REGISTRY_MAX_BUCKETS (1u << 30)
-#define REGISTRY_MIN_BUCKETS 16u
+#define REGISTRY_MIN_BUCKETS 1024u
 /* With at most 2^30 of 2^32 indices in use a draw is free with p >= 3/4, so
  * 64 draws all fail with p < 2^-128: only a broken generator gets there. */
 #define REGISTRY_INDEX_DRAWS 64
@@ -59,15 +59,6 @@ bool registry_addr_equal(const struct reg_addr *a, const struct reg_addr *b)
 {
 	/* pack() zeroes the unused bytes, so the whole struct compares. */
 	return a->family == b->family && a->port == b->port && !memcmp(a->ip, b->ip, 16);
-}
-
-static uint32_t registry_buckets_for(uint32_t max_nodes)
-{
-	uint32_t n = REGISTRY_MIN_BUCKETS;
-
-	while (n < max_nodes && n < REGISTRY_MAX_BUCKETS)
-		n <<= 1;
-	return n;
 }
 
 /* Fingerprints are keyed BLAKE2b and indices are random: their low bits are uniform. */
@@ -121,7 +112,7 @@ int registry_init(struct registry *r, uint32_t max_nodes)
 	if (max_nodes == 0)
 		return -EINVAL;
 	r->max_nodes = max_nodes;
-	return registry_rehash(r, registry_buckets_for(max_nodes));
+	return registry_rehash(r, REGISTRY_MIN_BUCKETS);
 }
 
 static void registry_free_node(struct reg_node *n)
@@ -147,20 +138,25 @@ void registry_destroy(struct registry *r)
 
 int registry_set_max_nodes(struct registry *r, uint32_t max_nodes)
 {
-	uint32_t buckets;
-
 	if (max_nodes == 0)
 		return -EINVAL;
-	buckets = registry_buckets_for(max_nodes);
-	/* Rehashing is linear, but only a reload that raises the bound gets here. */
-	if (buckets > r->mask + 1) {
-		int e = registry_rehash(r, buckets);
-
-		if (e < 0)
-			return e;
-	}
-	r->max_nodes = max_nodes;
+	r->max_nodes = max_nodes; /* the tables follow the entries, not the bound */
 	return 0;
+}
+
+/*
+ * Doubles both tables once the entries outnumber the buckets, so that they cost memory
+ * for the nodes there are, not for max_nodes (random slots would make every page of a
+ * table sized up front resident after a few thousand nodes). Rehashing is linear: on the
+ * way to a million nodes, twenty doublings of amortised O(1) each, the last about 2^20
+ * relinks (tens of ms, once). Without memory for the larger tables the chains just grow.
+ */
+static void registry_maybe_grow(struct registry *r)
+{
+	uint32_t buckets = r->mask + 1;
+
+	if (r->n_nodes > buckets && buckets < REGISTRY_MAX_BUCKETS)
+		(void)registry_rehash(r, buckets << 1);
 }
 
 struct reg_node *registry_find_fp(const struct registry *r, uint64_t fp,
@@ -241,6 +237,7 @@ int registry_add(struct registry *r, const uint8_t key[KEY_LEN], uint64_t now_ms
 	r->fp_buckets[slot] = n;
 	registry_lru_append(r, n);
 	r->n_nodes++;
+	registry_maybe_grow(r);
 	*out = n;
 	return 0;
 }
@@ -465,6 +462,7 @@ size_t registry_node_bytes(const struct reg_node *n)
 size_t registry_bucket_bytes_per_node(const struct registry *r)
 {
 	size_t total = 2 * (size_t)(r->mask + 1) * sizeof(struct reg_node *);
+	size_t n = r->n_nodes ? r->n_nodes : 1;
 
-	return (total + r->max_nodes - 1) / r->max_nodes;
+	return (total + n - 1) / n;
 }

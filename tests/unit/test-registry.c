@@ -190,12 +190,27 @@ static void test_registry_bound(void)
 	registry_remove(&r, first);
 	make_key(k, 99);
 	CHECK_EQ_INT(registry_add(&r, k, 0, &n), 0);
-	/* Raising the bound (reload) grows the tables and keeps entries findable. */
-	CHECK_EQ_INT(registry_set_max_nodes(&r, 1000), 0);
+	/* Raising the bound (reload) keeps entries findable; the tables grow with the entries
+	 * (doubling once they outnumber the buckets), not with the bound. */
+	CHECK_EQ_INT(registry_set_max_nodes(&r, 3000), 0);
 	CHECK_EQ_INT(r.mask + 1, 1024);
+	for (uint32_t i = 1000; i < 4000 && r.n_nodes < 2100; i++) {
+		make_key(k, i);
+		CHECK_EQ_INT(registry_add(&r, k, 0, &n), 0);
+		CHECK_EQ_INT(registry_assign_index(&r, n, NULL, NULL), 0);
+	}
+	CHECK_EQ_INT(r.mask + 1, 4096);
+	CHECK(r.n_nodes <= r.mask + 1);
 	for (uint32_t i = 1; i < 3; i++) {
 		make_key(k, i);
 		CHECK(registry_find(&r, k) != NULL);
+	}
+	for (uint32_t i = 1000; i < 1000 + r.n_nodes - 3; i++) {
+		make_key(k, i);
+		n = registry_find(&r, k);
+		CHECK(n && registry_find_index(&r, n->local_idx) == n);
+		if (!n)
+			break;
 	}
 	make_key(k, 1);
 	n = registry_find(&r, k);
