@@ -6,8 +6,10 @@
  * One entry per node, keyed by its WireGuard public key, sized so that a
  * million nodes with eight peers each fit in about 512 bytes a node:
  *   - struct reg_node itself (REGISTRY_NODE_BUDGET, checked at compile time),
- *   - its peer list, a separate sorted array of 64-bit key fingerprints
- *     (8 peers: 64 bytes plus the allocator's header),
+ *     with its peer list, a sorted array of 64-bit key fingerprints, inside it
+ *     for up to REGISTRY_INLINE_PEERS peers (no allocation, no allocator
+ *     header; a REGISTER that repeats the list allocates nothing) and in a
+ *     separate array beyond,
  *   - two bucket pointers (load factor <= 1 in each hash table; the tables
  *     double with the entries, so they cost that at any node count),
  *   - LAN candidates in a small separate allocation, only when a node has any.
@@ -62,6 +64,9 @@ enum reg_filter_state {
 	REG_FILTER_DONE,     /* filter holds the result (UNKNOWN after a timeout) */
 };
 
+/* Peer lists up to this long live in the entry: the design's fleet has about 8 peers a node. */
+#define REGISTRY_INLINE_PEERS 8
+
 struct reg_node {
 	/* Intrusive links: one allocation per node, O(1) unlink. */
 	struct reg_node *fp_next;             /* chain in the fingerprint table */
@@ -95,7 +100,8 @@ struct reg_node {
 	uint64_t filter_nonce;        /* FILTER_GO nonce the echo must carry */
 	uint64_t filter_deadline_ms;  /* when a pending test times out */
 
-	uint64_t *peers;     /* sorted, unique fingerprints of the node's WireGuard peers */
+	uint64_t *peers;     /* sorted, unique fingerprints of the node's WireGuard peers:
+			      * peers_inline for up to REGISTRY_INLINE_PEERS, else allocated */
 	struct reg_lan *lan; /* NULL when the node reported no LAN address */
 	uint16_t n_peers;
 	uint16_t wg_port;     /* the node's WireGuard listen port, from REGISTER */
@@ -105,10 +111,16 @@ struct reg_node {
 	uint8_t reg_flags;    /* flags of the last REGISTER */
 	bool registered;      /* a REGISTER has been accepted */
 	uint16_t n_pending;   /* punch attempts it caused, waiting for an ack (punch.c) */
+	uint64_t peers_inline[REGISTRY_INLINE_PEERS];
 };
 
-/* What struct reg_node may cost, so that node + peers + buckets stay near 512 bytes. */
-#define REGISTRY_NODE_BUDGET 400
+/*
+ * What struct reg_node may cost, 8 inline peers included, so that the entry (one malloc
+ * chunk: size + 8 rounded up to 16), the two buckets and the ts_table stay near 512 bytes.
+ * 456 today; the budget leaves room for one more struct reg_addr (20 bytes: a second
+ * mapping for the other address family).
+ */
+#define REGISTRY_NODE_BUDGET 480
 
 struct registry {
 	struct reg_node **fp_buckets;  /* mask + 1 buckets */

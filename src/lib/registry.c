@@ -13,6 +13,11 @@
 
 static_assert(sizeof(struct reg_node) <= REGISTRY_NODE_BUDGET,
 	      "struct reg_node outgrew its budget: a million nodes must fit in ~512 MB");
+
+static bool registry_peers_inline(const struct reg_node *n)
+{
+	return n->peers == n->peers_inline;
+}
 static_assert(sizeof(struct reg_addr) == 20, "struct reg_addr is meant to be compact");
 
 /* A million nodes need 2^20 buckets; beyond 2^30 the arrays alone are 16 GB. */
@@ -117,7 +122,8 @@ int registry_init(struct registry *r, uint32_t max_nodes)
 
 static void registry_free_node(struct reg_node *n)
 {
-	free(n->peers);
+	if (!registry_peers_inline(n))
+		free(n->peers);
 	free(n->lan);
 	sodium_memzero(n, sizeof(*n)); /* session keys */
 	free(n);
@@ -324,38 +330,61 @@ static int registry_cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Sorts a few fingerprints in place: a REGISTER's page is usually eight or fewer. */
+static void registry_sort_small(uint64_t *v, size_t count)
+{
+	for (size_t i = 1; i < count; i++) {
+		uint64_t x = v[i];
+		size_t j = i;
+
+		for (; j > 0 && v[j - 1] > x; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
+}
+
 int registry_set_peers(struct reg_node *n, const uint64_t *fps, size_t count)
 {
-	uint64_t *sorted = NULL;
+	uint64_t stack[REGISTRY_INLINE_PEERS], *sorted = stack;
 	size_t m = 0;
 
 	if (count > UINT16_MAX)
 		return -EINVAL;
-	if (count) {
+	if (count > REGISTRY_INLINE_PEERS) {
 		sorted = malloc(count * sizeof(*sorted));
 		if (!sorted)
 			return -ENOMEM;
+	}
+	if (count) {
 		memcpy(sorted, fps, count * sizeof(*sorted));
-		qsort(sorted, count, sizeof(*sorted), registry_cmp_u64);
+		if (count <= REGISTRY_INLINE_PEERS)
+			registry_sort_small(sorted, count);
+		else
+			qsort(sorted, count, sizeof(*sorted), registry_cmp_u64);
 		for (size_t i = 0; i < count; i++)
 			if (m == 0 || sorted[m - 1] != sorted[i])
 				sorted[m++] = sorted[i];
 	}
-	/* REGISTER repeats every 20 s, nearly always unchanged: keep the old array then. */
+	/* REGISTER repeats every refresh, nearly always unchanged: nothing to store then (and,
+	 * for eight peers or fewer, nothing was allocated). */
 	if (m == n->n_peers && (m == 0 || !memcmp(sorted, n->peers, m * sizeof(*sorted)))) {
-		free(sorted);
+		if (sorted != stack)
+			free(sorted);
 		return 0;
 	}
-	if (m && m < count) {
-		uint64_t *shrunk = realloc(sorted, m * sizeof(*sorted));
+	if (!registry_peers_inline(n))
+		free(n->peers);
+	if (m <= REGISTRY_INLINE_PEERS) {
+		/* in the entry itself: no allocation, no allocator header */
+		memcpy(n->peers_inline, sorted, m * sizeof(*sorted));
+		n->peers = m ? n->peers_inline : NULL;
+		if (sorted != stack)
+			free(sorted);
+	} else {
+		uint64_t *shrunk = m < count ? realloc(sorted, m * sizeof(*sorted)) : NULL;
 
-		if (shrunk)
-			sorted = shrunk;
+		n->peers = shrunk ? shrunk : sorted;
 	}
-	free(n->peers);
-	n->peers = m ? sorted : NULL;
-	if (!m)
-		free(sorted);
 	n->n_peers = (uint16_t)m;
 	return 1;
 }
@@ -452,7 +481,10 @@ size_t registry_get_lan(const struct reg_node *n, struct addr *out, size_t cap)
 
 size_t registry_node_bytes(const struct reg_node *n)
 {
-	size_t b = sizeof(*n) + n->n_peers * sizeof(n->peers[0]);
+	size_t b = sizeof(*n);
+
+	if (!registry_peers_inline(n))
+		b += n->n_peers * sizeof(n->peers[0]);
 
 	if (n->lan)
 		b += sizeof(*n->lan) + n->lan->n * sizeof(n->lan->addr[0]);

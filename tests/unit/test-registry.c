@@ -444,6 +444,43 @@ static void test_registry_many_nodes(void)
 	free(idx);
 }
 
+/* Up to REGISTRY_INLINE_PEERS peers live in the entry, more in an array of their own; the
+ * list stays sorted and unique and consent works the same either way, in both directions. */
+static void test_registry_peers_inline(void)
+{
+	struct registry r;
+	struct reg_node *n;
+	uint8_t k[KEY_LEN];
+	uint64_t fps[REGISTRY_INLINE_PEERS + 4];
+
+	CHECK_EQ_INT(registry_init(&r, 10), 0);
+	make_key(k, 1);
+	CHECK_EQ_INT(registry_add(&r, k, 0, &n), 0);
+	for (size_t i = 0; i < sizeof(fps) / sizeof(fps[0]); i++)
+		fps[i] = 1000 - 7 * i; /* descending: the store sorts */
+	CHECK_EQ_INT(registry_set_peers(n, fps, REGISTRY_INLINE_PEERS), 1);
+	CHECK(n->peers == n->peers_inline);
+	CHECK_EQ_INT(registry_node_bytes(n), sizeof(*n));
+	CHECK(n->peers[0] < n->peers[REGISTRY_INLINE_PEERS - 1]);
+	CHECK(registry_lists(n, fps[3]) && !registry_lists(n, fps[REGISTRY_INLINE_PEERS]));
+	/* The same set again, in another order: unchanged. */
+	CHECK_EQ_INT(registry_set_peers(n, n->peers, REGISTRY_INLINE_PEERS), 0);
+	CHECK_EQ_INT(registry_set_peers(n, fps, REGISTRY_INLINE_PEERS + 4), 1);
+	CHECK(n->peers != n->peers_inline);
+	CHECK_EQ_INT(n->n_peers, REGISTRY_INLINE_PEERS + 4);
+	CHECK_EQ_INT(registry_node_bytes(n), sizeof(*n) + (REGISTRY_INLINE_PEERS + 4) * 8);
+	CHECK(registry_lists(n, fps[REGISTRY_INLINE_PEERS + 3]));
+	/* Duplicates count once: 9 given, 8 distinct, back in the entry. */
+	fps[REGISTRY_INLINE_PEERS] = fps[0];
+	CHECK_EQ_INT(registry_set_peers(n, fps, REGISTRY_INLINE_PEERS + 1), 1);
+	CHECK(n->peers == n->peers_inline);
+	CHECK_EQ_INT(n->n_peers, REGISTRY_INLINE_PEERS);
+	CHECK_EQ_INT(registry_set_peers(n, NULL, 0), 1);
+	CHECK_EQ_INT(n->n_peers, 0);
+	CHECK(!registry_lists(n, fps[0]));
+	registry_destroy(&r);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -454,6 +491,7 @@ int main(void)
 	TAP_RUN(test_registry_bound);
 	TAP_RUN(test_registry_consent);
 	TAP_RUN(test_registry_peer_pages);
+	TAP_RUN(test_registry_peers_inline);
 	TAP_RUN(test_registry_addr_pack);
 	TAP_RUN(test_registry_many_nodes);
 	return tap_done();
