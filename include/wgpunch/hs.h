@@ -36,6 +36,10 @@
  *     handshake and the operator's handshake_cpu: process, answer a cookie reply (under load,
  *     unproven), or drop.
  *  4. Noise, authorized_keys, the timestamp against ts_table (survives registry expiry).
+ *     Noise is read in two steps: e, es and the static key s (one X25519), then ss and the
+ *     timestamp (the second). Without mac2 and with no timestamp known for s, step 5's
+ *     answer is already certain, so the second step is skipped: a new node's (or, after a
+ *     restart, every node's) first HS_INIT costs one X25519, not two.
  *  5. Without mac2, a handshake that would create state or move it (no registry entry, no
  *     known timestamp, another source than the session's) gets a cookie reply instead: the
  *     registry only holds senders that showed they receive at their address.

@@ -82,6 +82,16 @@ ssize_t session_hs_write_msg1(struct session_hs *hs, const uint8_t e_priv[32],
  * Returns the payload length or -EBADMSG (authentication failed) / -errno. */
 ssize_t session_hs_read_msg1(struct session_hs *hs, const uint8_t *msg, size_t len,
 			     uint8_t *payload, size_t payload_cap);
+/*
+ * The same in two steps, so that a responder can decide from the initiator's static key
+ * alone (who it is, whether it is known) before the second X25519: _static() reads e, es
+ * and s (one X25519; hs->rs set, nothing authenticated but the encrypted s) on a fresh
+ * responder state, _payload() then ss and the payload, with the results of
+ * session_hs_read_msg1(). On failure hs is unchanged.
+ */
+int session_hs_read_msg1_static(struct session_hs *hs, const uint8_t *msg, size_t len);
+ssize_t session_hs_read_msg1_payload(struct session_hs *hs, const uint8_t *msg, size_t len,
+				     uint8_t *payload, size_t payload_cap);
 /* <- e, ee, se, payload. */
 ssize_t session_hs_write_msg2(struct session_hs *hs, const uint8_t e_priv[32],
 			      const uint8_t *payload, size_t payload_len, uint8_t *out, size_t cap);

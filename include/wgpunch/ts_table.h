@@ -39,6 +39,7 @@
 #ifndef WGPUNCH_TS_TABLE_H
 #define WGPUNCH_TS_TABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,6 +76,8 @@ void ts_table_destroy(struct ts_table *t);
 /* Compares ts (TAI64N, as session_tai64n_after()) with fp's last accepted one. No change. */
 enum ts_verdict ts_table_check(const struct ts_table *t, uint64_t fp,
 			       const uint8_t ts[TS_TABLE_TS_LEN]);
+/* Whether fp has a timestamp at all: ts_table_check() is TS_UNKNOWN exactly when not. */
+bool ts_table_known(const struct ts_table *t, uint64_t fp);
 /*
  * Records ts as fp's last accepted timestamp; call it only for a handshake accepted (after
  * Noise authenticated it). Never moves a timestamp back: an earlier ts leaves the later one.

@@ -113,6 +113,15 @@ static bool hs_admit(struct hs *h, const struct transport_rx *rx, uint64_t now, 
 
 /* ---- the responder ---- */
 
+/* An HS_INIT that would create or move state without proving its source: a cookie reply
+ * (within the cookie budget), so that the next one can prove it. */
+static void hs_require_cookie(struct hs *h, const struct transport_rx *rx, uint64_t now)
+{
+	h->ctr.hs_cookie_required++;
+	if (hs_budget_take_cookie(&h->budget, now))
+		hs_send_cookie(h, rx, now);
+}
+
 /*
  * HS_INIT on P. Past the flood protection and the Noise checks (authentic, authorised key,
  * timestamp newer than the last accepted), it answers HS_RESP; the new session replaces the
@@ -139,8 +148,7 @@ static void hs_on_init(void *arg, const struct transport_rx *rx)
 		return;
 	/* The static key's part (a fixed-base X25519, two hashes) was done once, at start. */
 	session_hs_init_responder(&hs, &h->resp);
-	r = session_hs_read_msg1(&hs, o->body, o->body_len, ts, sizeof(ts));
-	if (r != PROTO_TIMESTAMP_LEN) {
+	if (session_hs_read_msg1_static(&hs, o->body, o->body_len) < 0) {
 		transport_drop(&h->ctr.hs_bad, from, "handshake does not authenticate");
 		goto out;
 	}
@@ -150,6 +158,19 @@ static void hs_on_init(void *arg, const struct transport_rx *rx)
 		goto out;
 	}
 	fp = key_fingerprint(hs.rs);
+	/* Unproven, for a key with no timestamp (a new node, every node after a restart): the
+	 * answer is a cookie reply whatever the timestamp says (step 5 below), so the second
+	 * X25519 (ss) is not spent on it. Whether the rest authenticates is learnt with the
+	 * cookie: the HS_INIT that carries it is read in full. */
+	if (!proven && !ts_table_known(&h->ts, fp)) {
+		hs_require_cookie(h, rx, now);
+		goto out;
+	}
+	r = session_hs_read_msg1_payload(&hs, o->body, o->body_len, ts, sizeof(ts));
+	if (r != PROTO_TIMESTAMP_LEN) {
+		transport_drop(&h->ctr.hs_bad, from, "handshake does not authenticate");
+		goto out;
+	}
 	tv = ts_table_check(&h->ts, fp, ts);
 	if (tv == TS_REPLAY) {
 		transport_drop(&h->ctr.hs_replayed, from, "handshake timestamp not newer (replay)");
@@ -162,9 +183,7 @@ static void hs_on_init(void *arg, const struct transport_rx *rx)
 	 * lands here too: its source cannot read the cookie. */
 	if (!proven && (!n || tv == TS_UNKNOWN || !registry_addr_equal(&src, &n->session_addr) ||
 			n->sock != rx->sock->id.listen)) {
-		h->ctr.hs_cookie_required++;
-		if (hs_budget_take_cookie(&h->budget, now))
-			hs_send_cookie(h, rx, now);
+		hs_require_cookie(h, rx, now);
 		goto out;
 	}
 	if (!n) {

@@ -500,21 +500,19 @@ out:
 	return hs_finish(hs, &t, r);
 }
 
-ssize_t session_hs_read_msg1(struct session_hs *hs, const uint8_t *msg, size_t len,
-			     uint8_t *payload, size_t payload_cap)
+/* The fixed part of message 1 before its payload: e, the encrypted s and their tags. */
+#define MSG1_FIXED (32 + 32 + SESSION_TAG_LEN + SESSION_TAG_LEN)
+
+int session_hs_read_msg1_static(struct session_hs *hs, const uint8_t *msg, size_t len)
 {
 	struct session_hs t;
 	uint8_t rs_ct[32 + SESSION_TAG_LEN];
-	size_t plen;
 	ssize_t r;
 
-	if (hs->initiator)
-		return -EINVAL;
-	if (!msg || len < 32 + sizeof(rs_ct) + SESSION_TAG_LEN)
+	if (hs->initiator || hs->n || !sodium_is_zero(hs->re, 32))
+		return -EINVAL; /* only on a fresh responder state */
+	if (!msg || len < MSG1_FIXED)
 		return -EBADMSG;
-	plen = len - (32 + sizeof(rs_ct) + SESSION_TAG_LEN);
-	if (payload_cap < plen || (plen && !payload))
-		return -ENOSPC;
 	memcpy(&t, hs, sizeof(t));
 
 	/* -> e */
@@ -527,17 +525,55 @@ ssize_t session_hs_read_msg1(struct session_hs *hs, const uint8_t *msg, size_t l
 	/* s */
 	memcpy(rs_ct, msg + 32, sizeof(rs_ct));
 	r = decrypt_and_hash(&t, rs_ct, sizeof(rs_ct), t.rs);
-	if (r < 0)
-		goto out;
+out:
+	return (int)hs_finish(hs, &t, r < 0 ? r : 0);
+}
+
+ssize_t session_hs_read_msg1_payload(struct session_hs *hs, const uint8_t *msg, size_t len,
+				     uint8_t *payload, size_t payload_cap)
+{
+	struct session_hs t;
+	size_t plen;
+	ssize_t r;
+
+	if (hs->initiator || !hs->has_k || sodium_is_zero(hs->rs, 32))
+		return -EINVAL; /* session_hs_read_msg1_static() first */
+	if (!msg || len < MSG1_FIXED)
+		return -EBADMSG;
+	plen = len - MSG1_FIXED;
+	if (payload_cap < plen || (plen && !payload))
+		return -ENOSPC;
+	memcpy(&t, hs, sizeof(t));
+
 	/* ss */
 	r = mix_dh(&t, t.s_priv, t.rs);
 	if (r < 0)
 		goto out;
 	/* payload */
-	r = decrypt_and_hash(&t, msg + 32 + sizeof(rs_ct), plen + SESSION_TAG_LEN, payload);
+	r = decrypt_and_hash(&t, msg + 32 + 32 + SESSION_TAG_LEN, plen + SESSION_TAG_LEN, payload);
 out:
 	if (r < 0 && payload_cap && payload)
 		sodium_memzero(payload, plen);
+	return hs_finish(hs, &t, r);
+}
+
+ssize_t session_hs_read_msg1(struct session_hs *hs, const uint8_t *msg, size_t len,
+			     uint8_t *payload, size_t payload_cap)
+{
+	struct session_hs t;
+	ssize_t r;
+
+	if (hs->initiator)
+		return -EINVAL;
+	if (!msg || len < MSG1_FIXED)
+		return -EBADMSG;
+	if (payload_cap < len - MSG1_FIXED || (len > MSG1_FIXED && !payload))
+		return -ENOSPC;
+	/* On a copy, so that a failure in either half leaves hs as it was. */
+	memcpy(&t, hs, sizeof(t));
+	r = session_hs_read_msg1_static(&t, msg, len);
+	if (r == 0)
+		r = session_hs_read_msg1_payload(&t, msg, len, payload, payload_cap);
 	return hs_finish(hs, &t, r);
 }
 

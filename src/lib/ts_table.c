@@ -165,6 +165,14 @@ enum ts_verdict ts_table_check(const struct ts_table *t, uint64_t fp,
 	return ts_cmp(ts, e->ts) > 0 ? TS_NEWER : TS_REPLAY;
 }
 
+bool ts_table_known(const struct ts_table *t, uint64_t fp)
+{
+	struct ts_entry *set[2];
+
+	sets_of(t, fp, set);
+	return find(set, fp) != NULL;
+}
+
 void ts_table_commit(struct ts_table *t, uint64_t fp, const uint8_t ts[TS_TABLE_TS_LEN])
 {
 	struct ts_entry *set[2], *e, x = { .fp = fp };

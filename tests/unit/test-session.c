@@ -593,6 +593,50 @@ static void test_session_probe_mac(void)
 	CHECK(session_probe_mac_ok(key_r, msg, sizeof(msg), mac));
 }
 
+/* Message 1 read in two steps gives what one read gives, and a forged payload fails only
+ * in the second step (the first learns the claimed static key, nothing more). */
+static void test_session_read_msg1_in_two_steps(void)
+{
+	uint8_t i_priv[32], r_priv[32], r_pub[32], e[32], msg[256], pt[32], ts[12] = { 1, 2, 3 };
+	struct session_responder resp;
+	struct session_hs ihs, whole, split;
+	ssize_t len;
+
+	randombytes_buf(i_priv, sizeof(i_priv));
+	randombytes_buf(r_priv, sizeof(r_priv));
+	randombytes_buf(e, sizeof(e));
+	CHECK_EQ_INT(crypto_scalarmult_base(r_pub, r_priv), 0);
+	CHECK_EQ_INT(session_hs_init(&ihs, true, (const uint8_t *)"p", 1, i_priv, r_pub), 0);
+	len = session_hs_write_msg1(&ihs, e, ts, sizeof(ts), msg, sizeof(msg));
+	CHECK(len > 0);
+	if (len <= 0)
+		return;
+	CHECK_EQ_INT(session_responder_init(&resp, (const uint8_t *)"p", 1, r_priv), 0);
+	session_hs_init_responder(&whole, &resp);
+	session_hs_init_responder(&split, &resp);
+	CHECK_EQ_INT(session_hs_read_msg1(&whole, msg, (size_t)len, pt, sizeof(pt)), 12);
+	CHECK_EQ_INT(session_hs_read_msg1_static(&split, msg, (size_t)len), 0);
+	CHECK(memcmp(split.rs, ihs.s_pub, 32) == 0);
+	CHECK_EQ_INT(session_hs_read_msg1_payload(&split, msg, (size_t)len, pt, sizeof(pt)), 12);
+	CHECK(memcmp(pt, ts, sizeof(ts)) == 0);
+	CHECK(memcmp(&split, &whole, sizeof(split)) == 0);
+	/* A flipped payload byte: the static key still reads, the payload does not, and the
+	 * state stays as the first step left it. */
+	msg[len - 1] ^= 1;
+	session_hs_init_responder(&split, &resp);
+	CHECK_EQ_INT(session_hs_read_msg1_static(&split, msg, (size_t)len), 0);
+	memcpy(&whole, &split, sizeof(whole));
+	CHECK_EQ_INT(session_hs_read_msg1_payload(&split, msg, (size_t)len, pt, sizeof(pt)),
+		     -EBADMSG);
+	CHECK(memcmp(&split, &whole, sizeof(split)) == 0);
+	/* The payload step needs the static step first; the static step a fresh state. */
+	session_hs_init_responder(&split, &resp);
+	CHECK_EQ_INT(session_hs_read_msg1_payload(&split, msg, (size_t)len, pt, sizeof(pt)),
+		     -EINVAL);
+	CHECK_EQ_INT(session_hs_read_msg1_static(&whole, msg, (size_t)len), -EINVAL);
+	session_responder_wipe(&resp);
+}
+
 /* The fixed-base shortcut is X25519 itself: the same public key for random private keys,
  * unclamped ones included, and for the edge scalars. */
 static void test_session_x25519_base_matches_libsodium(void)
@@ -631,5 +675,6 @@ int main(void)
 	TAP_RUN(test_session_tai64n_encoding_and_order);
 	TAP_RUN(test_session_probe_mac);
 	TAP_RUN(test_session_x25519_base_matches_libsodium);
+	TAP_RUN(test_session_read_msg1_in_two_steps);
 	return tap_done();
 }
