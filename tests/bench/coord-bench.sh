@@ -121,9 +121,9 @@ printf '| new sessions a second (256 source addresses), default handshake_cpu 50
 	"$(g sessions_budget_per_s)" "$(g sessions_budget_coord_us)"
 printf '| new sessions a second (256 source addresses), handshake_cpu 100 | %s (coordinator CPU %s us each) | >= 6,000 |\n' \
 	"$(g sessions_per_s)" "$(g sessions_coord_us)"
-printf '| 10k nodes registered from scratch (window 64, default budget) | %s s (%s of them) | |\n' \
+printf '| 10k nodes registered from scratch (window 256, default budget) | %s s (%s of them) | |\n' \
 	"${R[establish_10k_s]:-n/a}" "$(g registered_10k)"
-printf '| %s nodes registered from scratch (window 64, handshake_cpu 100) | %s s (%s of them), %s kernel drops | |\n' \
+printf '| %s nodes registered from scratch (window 256, handshake_cpu 100) | %s s (%s of them), %s kernel drops | |\n' \
 	"$k" "${R[establish_s]:-n/a}" "$(g registered)" "$(g establish_kernel_drops)"
 printf '| REGISTER answered, window 64, %s nodes | %s a second (%s us coordinator CPU each, %s lost) | >= 400,000 at 1M nodes |\n' \
 	"$k" "$(g register_w64_per_s)" "$(g register_w64_coord_us)" "$(g register_w64_lost)"
