@@ -115,14 +115,21 @@ struct reg_node {
 };
 
 /*
- * What struct reg_node may cost, 8 inline peers included, so that the entry (one malloc
- * chunk: size + 8 rounded up to 16), the two buckets and the ts_table stay near 512 bytes.
- * 456 today; the budget leaves room for one more struct reg_addr (20 bytes: a second
- * mapping for the other address family).
+ * What struct reg_node may cost, 8 inline peers included, so that the entry (from a slab:
+ * exactly its size), the two buckets and the ts_table stay near 512 bytes. 456 today; the
+ * budget leaves room for one more struct reg_addr (20 bytes and alignment: a second mapping
+ * for the other address family).
  */
 #define REGISTRY_NODE_BUDGET 480
 
+/* Entries are allocated this many at a time (registry.c: no allocator header per entry). */
+#define REGISTRY_SLAB_NODES 1024
+
+struct reg_slab;
+
 struct registry {
+	struct reg_slab *slabs;        /* where every entry lives */
+	struct reg_node *free_nodes;   /* entries to reuse, through fp_next */
 	struct reg_node **fp_buckets;  /* mask + 1 buckets */
 	struct reg_node **idx_buckets; /* mask + 1 buckets */
 	uint32_t mask;

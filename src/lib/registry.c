@@ -11,6 +11,22 @@
 
 #include <sodium.h>
 
+/* Freed entries are poisoned under AddressSanitizer, so that slabs do not hide a use after
+ * free that malloc'd entries would show. */
+#if defined(__SANITIZE_ADDRESS__)
+#define REGISTRY_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REGISTRY_ASAN 1
+#endif
+#endif
+#ifdef REGISTRY_ASAN
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(a, s) ((void)(a), (void)(s))
+#define ASAN_UNPOISON_MEMORY_REGION(a, s) ((void)(a), (void)(s))
+#endif
+
 static_assert(sizeof(struct reg_node) <= REGISTRY_NODE_BUDGET,
 	      "struct reg_node outgrew its budget: a million nodes must fit in ~512 MB");
 
@@ -120,22 +136,66 @@ int registry_init(struct registry *r, uint32_t max_nodes)
 	return registry_rehash(r, REGISTRY_MIN_BUCKETS);
 }
 
-static void registry_free_node(struct reg_node *n)
+/*
+ * Entries come from slabs of REGISTRY_SLAB_NODES: a malloc'd entry costs its size plus an
+ * 8-byte header, rounded up to 16 (464 bytes for 456), a slab entry exactly its size. Freed
+ * entries go on a free list (through fp_next) and are reused; slabs are only freed with the
+ * registry, so the registry keeps the memory of its largest size (as malloc mostly would).
+ */
+struct reg_slab {
+	struct reg_slab *next;
+	struct reg_node node[REGISTRY_SLAB_NODES];
+};
+
+static struct reg_node *registry_alloc_node(struct registry *r)
+{
+	struct reg_node *n;
+
+	if (!r->free_nodes) {
+		struct reg_slab *s = malloc(sizeof(*s));
+
+		if (!s)
+			return NULL;
+		s->next = r->slabs;
+		r->slabs = s;
+		for (size_t i = REGISTRY_SLAB_NODES; i-- > 0;) {
+			s->node[i].fp_next = r->free_nodes;
+			r->free_nodes = &s->node[i];
+			ASAN_POISON_MEMORY_REGION((char *)&s->node[i] + sizeof(s->node[i].fp_next),
+						  sizeof(s->node[i]) - sizeof(s->node[i].fp_next));
+		}
+	}
+	n = r->free_nodes;
+	r->free_nodes = n->fp_next;
+	ASAN_UNPOISON_MEMORY_REGION(n, sizeof(*n));
+	memset(n, 0, sizeof(*n));
+	return n;
+}
+
+static void registry_free_node(struct registry *r, struct reg_node *n)
 {
 	if (!registry_peers_inline(n))
 		free(n->peers);
 	free(n->lan);
 	sodium_memzero(n, sizeof(*n)); /* session keys */
-	free(n);
+	n->fp_next = r->free_nodes;
+	r->free_nodes = n;
+	ASAN_POISON_MEMORY_REGION((char *)n + sizeof(n->fp_next), sizeof(*n) - sizeof(n->fp_next));
 }
 
 void registry_destroy(struct registry *r)
 {
 	struct reg_node *n, *next;
+	struct reg_slab *s, *snext;
 
 	for (n = r->lru_head; n; n = next) {
 		next = n->lru_next;
-		registry_free_node(n);
+		registry_free_node(r, n);
+	}
+	for (s = r->slabs; s; s = snext) {
+		snext = s->next;
+		ASAN_UNPOISON_MEMORY_REGION(s, sizeof(*s));
+		free(s);
 	}
 	free(r->fp_buckets);
 	free(r->idx_buckets);
@@ -232,7 +292,7 @@ int registry_add(struct registry *r, const uint8_t key[KEY_LEN], uint64_t now_ms
 		return -EEXIST;
 	if (r->n_nodes >= r->max_nodes)
 		return -ENOSPC;
-	n = calloc(1, sizeof(*n));
+	n = registry_alloc_node(r);
 	if (!n)
 		return -ENOMEM;
 	memcpy(n->key, key, KEY_LEN);
@@ -278,7 +338,7 @@ void registry_remove(struct registry *r, struct reg_node *n)
 	}
 	registry_lru_unlink(r, n);
 	r->n_nodes--;
-	registry_free_node(n);
+	registry_free_node(r, n);
 }
 
 int registry_assign_index(struct registry *r, struct reg_node *n, registry_rand_fn rnd, void *arg)
