@@ -51,6 +51,8 @@ void registry_addr_pack(struct reg_addr *out, const struct addr *a);
 void registry_addr_unpack(struct addr *out, const struct reg_addr *a);
 bool registry_addr_equal(const struct reg_addr *a, const struct reg_addr *b);
 
+struct filter_test;
+
 /* LAN candidates, allocated only for nodes that report some. */
 struct reg_lan {
 	uint8_t n;
@@ -72,8 +74,9 @@ struct reg_node {
 	struct reg_node *fp_next;             /* chain in the fingerprint table */
 	struct reg_node *idx_next;            /* chain in the session index table */
 	struct reg_node *lru_prev, *lru_next; /* least recently refreshed first */
-	/* Owned by the filter test (filter.c): its FIFO of pending tests. */
-	struct reg_node *filter_prev, *filter_next;
+	/* The filter test's state while one is pending (filter.c's; NULL otherwise): the nonce,
+	 * the deadline and the FIFO links are needed only then, so they live apart. */
+	struct filter_test *filter_test;
 
 	uint8_t key[KEY_LEN];  /* the node's WireGuard public key: its identity */
 	uint64_t fp;           /* key_fingerprint(key): hash key, and what peers list */
@@ -97,8 +100,6 @@ struct reg_node {
 	struct reg_addr session_addr; /* where the session's handshake / latest DATA came from */
 	struct reg_addr mapping[2];   /* public ip:port of the WireGuard port seen on P and P + 1 */
 	struct reg_addr filter_addr;  /* the session address the filter test last ran for */
-	uint64_t filter_nonce;        /* FILTER_GO nonce the echo must carry */
-	uint64_t filter_deadline_ms;  /* when a pending test times out */
 
 	uint64_t *peers;     /* sorted, unique fingerprints of the node's WireGuard peers:
 			      * peers_inline for up to REGISTRY_INLINE_PEERS, else allocated */
@@ -116,7 +117,7 @@ struct reg_node {
 
 /*
  * What struct reg_node may cost, 8 inline peers included, so that the entry (from a slab:
- * exactly its size), the two buckets and the ts_table stay near 512 bytes. 456 today; the
+ * exactly its size), the two buckets and the ts_table stay near 512 bytes. 432 today; the
  * budget leaves room for one more struct reg_addr (20 bytes and alignment: a second mapping
  * for the other address family).
  */

@@ -177,6 +177,7 @@ static void registry_free_node(struct registry *r, struct reg_node *n)
 	if (!registry_peers_inline(n))
 		free(n->peers);
 	free(n->lan);
+	free(n->filter_test); /* a pending test's state (filter.c cancels it before, normally) */
 	sodium_memzero(n, sizeof(*n)); /* session keys */
 	n->fp_next = r->free_nodes;
 	r->free_nodes = n;
