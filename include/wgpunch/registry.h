@@ -5,13 +5,14 @@
  *
  * One entry per node, keyed by its WireGuard public key, sized so that a
  * million nodes with eight peers each fit in about 512 bytes a node:
- *   - struct reg_node itself (REGISTRY_NODE_BUDGET, checked at compile time),
+ *   - struct reg_node itself (REGISTRY_NODE_BUDGET, checked at compile time;
+ *     from slabs of REGISTRY_SLAB_NODES, so no allocator header),
  *     with its peer list, a sorted array of 64-bit key fingerprints, inside it
  *     for up to REGISTRY_INLINE_PEERS peers (no allocation, no allocator
  *     header; a REGISTER that repeats the list allocates nothing) and in a
  *     separate array beyond,
  *   - two bucket pointers (load factor <= 1 in each hash table; the tables
- *     double with the entries, so they cost that at any node count),
+ *     double with the entries, so they cost 16 to 32 bytes a node at any count),
  *   - LAN candidates in a small separate allocation, only when a node has any.
  *
  * Lookups are O(1): hash tables with power-of-two arrays of bucket pointers
