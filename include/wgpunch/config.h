@@ -28,9 +28,11 @@
 #define CONFIG_DEFAULT_RELAY_PAIR_BYTES_PER_S 104857600 /* 100 MiB, per pair, both directions */
 #define CONFIG_DEFAULT_RELAY_IDLE_TIMEOUT_S 180 /* no forwarded datagram: keepalives stopped */
 #define CONFIG_DEFAULT_MAX_NODES 1048576u
-/* Half a core for handshakes; a re-key every 15 min: 1M nodes need ~1,170 handshakes a second. */
+/* Half a core for handshakes; a re-key every hour: 1M nodes need ~280 handshakes a second, a
+ * tenth of a core, so that with the refreshes 1M nodes fit in half a core (docs/operations.md,
+ * "Sizing the coordinator"). */
 #define CONFIG_DEFAULT_HANDSHAKE_CPU 50
-#define CONFIG_DEFAULT_REKEY_INTERVAL_S 900
+#define CONFIG_DEFAULT_REKEY_INTERVAL_S 3600
 #define CONFIG_RUN_DIR "/run/wgpunch"
 #define CONFIG_IFNAMSIZ 16
 

@@ -47,7 +47,7 @@ struct filter {
 	struct relay *relay;       /* a result may show that no direct path can work */
 	struct coord_handle timer; /* timer.uv.timer: the head's deadline */
 	/* Pending tests, oldest first: all share one timeout, so the head expires next. */
-	struct reg_node *head, *tail;
+	struct filter_test *head, *tail;
 	uint32_t n_pending;
 	struct filter_counters ctr;
 };

@@ -21,6 +21,7 @@
 #include "wgpunch/counters.h"
 #include "wgpunch/hs_budget.h"
 #include "wgpunch/ratelimit.h"
+#include "wgpunch/session.h"
 #include "wgpunch/ts_table.h"
 
 /*
@@ -35,6 +36,10 @@
  *     handshake and the operator's handshake_cpu: process, answer a cookie reply (under load,
  *     unproven), or drop.
  *  4. Noise, authorized_keys, the timestamp against ts_table (survives registry expiry).
+ *     Noise is read in two steps: e, es and the static key s (one X25519), then ss and the
+ *     timestamp (the second). Without mac2 and with no timestamp known for s, step 5's
+ *     answer is already certain, so the second step is skipped: a new node's (or, after a
+ *     restart, every node's) first HS_INIT costs one X25519, not two.
  *  5. Without mac2, a handshake that would create state or move it (no registry entry, no
  *     known timestamp, another source than the session's) gets a cookie reply instead: the
  *     registry only holds senders that showed they receive at their address.
@@ -79,6 +84,7 @@ struct hs {
 	struct filter *filter;
 	uint64_t budget_warned_ms; /* the last "over budget" warning (0 = never) */
 	uint64_t hs_cost_ns, cookie_cost_ns; /* measured at start */
+	struct session_responder resp;       /* the Noise state every handshake starts from */
 	struct cookie_responder cookie;
 	struct ratelimit source; /* proven sources only */
 	struct hs_budget budget;

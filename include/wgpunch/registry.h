@@ -5,10 +5,14 @@
  *
  * One entry per node, keyed by its WireGuard public key, sized so that a
  * million nodes with eight peers each fit in about 512 bytes a node:
- *   - struct reg_node itself (REGISTRY_NODE_BUDGET, checked at compile time),
- *   - its peer list, a separate sorted array of 64-bit key fingerprints
- *     (8 peers: 64 bytes plus the allocator's header),
- *   - two bucket pointers (load factor <= 1 in each hash table),
+ *   - struct reg_node itself (REGISTRY_NODE_BUDGET, checked at compile time;
+ *     from slabs of REGISTRY_SLAB_NODES, so no allocator header),
+ *     with its peer list, a sorted array of 64-bit key fingerprints, inside it
+ *     for up to REGISTRY_INLINE_PEERS peers (no allocation, no allocator
+ *     header; a REGISTER that repeats the list allocates nothing) and in a
+ *     separate array beyond,
+ *   - two bucket pointers (load factor <= 1 in each hash table; the tables
+ *     double with the entries, so they cost 16 to 32 bytes a node at any count),
  *   - LAN candidates in a small separate allocation, only when a node has any.
  *
  * Lookups are O(1): hash tables with power-of-two arrays of bucket pointers
@@ -48,6 +52,8 @@ void registry_addr_pack(struct reg_addr *out, const struct addr *a);
 void registry_addr_unpack(struct addr *out, const struct reg_addr *a);
 bool registry_addr_equal(const struct reg_addr *a, const struct reg_addr *b);
 
+struct filter_test;
+
 /* LAN candidates, allocated only for nodes that report some or have an IPv6 mapping. */
 struct reg_lan {
 	uint8_t n;
@@ -64,13 +70,17 @@ enum reg_filter_state {
 	REG_FILTER_DONE,     /* filter holds the result (UNKNOWN after a timeout) */
 };
 
+/* Peer lists up to this long live in the entry: the design's fleet has about 8 peers a node. */
+#define REGISTRY_INLINE_PEERS 8
+
 struct reg_node {
 	/* Intrusive links: one allocation per node, O(1) unlink. */
 	struct reg_node *fp_next;             /* chain in the fingerprint table */
 	struct reg_node *idx_next;            /* chain in the session index table */
 	struct reg_node *lru_prev, *lru_next; /* least recently refreshed first */
-	/* Owned by the filter test (filter.c): its FIFO of pending tests. */
-	struct reg_node *filter_prev, *filter_next;
+	/* The filter test's state while one is pending (filter.c's; NULL otherwise): the nonce,
+	 * the deadline and the FIFO links are needed only then, so they live apart. */
+	struct filter_test *filter_test;
 
 	uint8_t key[KEY_LEN];  /* the node's WireGuard public key: its identity */
 	uint64_t fp;           /* key_fingerprint(key): hash key, and what peers list */
@@ -94,10 +104,9 @@ struct reg_node {
 	struct reg_addr session_addr; /* where the session's handshake / latest DATA came from */
 	struct reg_addr mapping[2];   /* public ip:port of the WireGuard port seen on P and P + 1 */
 	struct reg_addr filter_addr;  /* the session address the filter test last ran for */
-	uint64_t filter_nonce;        /* FILTER_GO nonce the echo must carry */
-	uint64_t filter_deadline_ms;  /* when a pending test times out */
 
-	uint64_t *peers;     /* sorted, unique fingerprints of the node's WireGuard peers */
+	uint64_t *peers;     /* sorted, unique fingerprints of the node's WireGuard peers:
+			      * peers_inline for up to REGISTRY_INLINE_PEERS, else allocated */
 	struct reg_lan *lan; /* NULL when the node reported no LAN address */
 	uint16_t n_peers;
 	uint16_t wg_port;     /* the node's WireGuard listen port, from REGISTER */
@@ -107,12 +116,25 @@ struct reg_node {
 	uint8_t reg_flags;    /* flags of the last REGISTER */
 	bool registered;      /* a REGISTER has been accepted */
 	uint16_t n_pending;   /* punch attempts it caused, waiting for an ack (punch.c) */
+	uint64_t peers_inline[REGISTRY_INLINE_PEERS];
 };
 
-/* What struct reg_node may cost, so that node + peers + buckets stay near 512 bytes. */
-#define REGISTRY_NODE_BUDGET 400
+/*
+ * What struct reg_node may cost, 8 inline peers included, so that the entry (from a slab:
+ * exactly its size), the two buckets and the ts_table stay near 512 bytes. 432 today; the
+ * budget leaves room for one more struct reg_addr (20 bytes and alignment: a second mapping
+ * for the other address family).
+ */
+#define REGISTRY_NODE_BUDGET 480
+
+/* Entries are allocated this many at a time (registry.c: no allocator header per entry). */
+#define REGISTRY_SLAB_NODES 1024
+
+struct reg_slab;
 
 struct registry {
+	struct reg_slab *slabs;        /* where every entry lives */
+	struct reg_node *free_nodes;   /* entries to reuse, through fp_next */
 	struct reg_node **fp_buckets;  /* mask + 1 buckets */
 	struct reg_node **idx_buckets; /* mask + 1 buckets */
 	uint32_t mask;
@@ -122,11 +144,11 @@ struct registry {
 	uint32_t max_nodes;
 };
 
-/* Sizes both tables for max_nodes (untouched bucket pages cost nothing). 0 or -ENOMEM/-EINVAL. */
+/* Small tables that grow with the entries (up to max_nodes). 0 or -ENOMEM/-EINVAL. */
 int registry_init(struct registry *r, uint32_t max_nodes);
 /* Frees every entry and the tables. */
 void registry_destroy(struct registry *r);
-/* Changes the bound (existing entries above it stay); grows the tables when needed. */
+/* Changes the bound (existing entries above it stay). 0 or -EINVAL. */
 int registry_set_max_nodes(struct registry *r, uint32_t max_nodes);
 
 /* Adds an entry for key, last seen now (no session, not registered).
@@ -183,7 +205,7 @@ bool registry_get_mapping6(const struct reg_node *n, struct addr *out);
 
 /* Heap bytes n holds (entry, peers, LAN; without allocator overhead). */
 size_t registry_node_bytes(const struct reg_node *n);
-/* Bucket bytes per node at the configured bound (both tables). */
+/* Bucket bytes per entry there is now (both tables). */
 size_t registry_bucket_bytes_per_node(const struct registry *r);
 
 #endif

@@ -31,10 +31,14 @@
  * (rx_unexpected, data_unexpected) and dropped. DATA itself is never
  * dispatched: it is the transport's.
  *
- * Receive path: libuv's one datagram per callback (transport_on_recv), which
- * hands each datagram to transport_input(). A batched recvmmsg path replaces
- * transport_on_recv alone and calls transport_input() per datagram; sending
- * goes through transport_tx() alone, the place for a sendmmsg queue.
+ * Receive path: libuv says when a socket is readable; the transport reads it
+ * with recvmmsg, TRANSPORT_BATCH datagrams at a time and a bounded number of
+ * batches a wake-up, and hands each datagram to transport_input(). Replies made
+ * meanwhile are copied into a preallocated queue and leave with one sendmmsg
+ * per socket when the batch is done; a send from anywhere else (a timer) is
+ * one sendto. Nothing on either path allocates. The sockets ask for
+ * TRANSPORT_SOCKBUF of buffer (logged: what the kernel granted) and count the
+ * kernel's drops (SO_RXQ_OVFL) in rx_kernel_drops.
  *
  * One loop, no threads. Counters: transport_counters_table.
  */
@@ -57,8 +61,17 @@
 /* ADDR_CHECK: at most one a node per TRANSPORT_ADDR_CHECK_MS; its echo counts this long. */
 #define TRANSPORT_ADDR_CHECK_MS 1000
 #define TRANSPORT_ADDR_CHECK_TTL_MS 5000
-/* Larger than any valid datagram, so a longer one shows up as UV_UDP_PARTIAL. */
+/* Larger than any valid datagram, so a longer one shows up as truncated (MSG_TRUNC). */
 #define TRANSPORT_RXBUF (PROTO_MAX_DATAGRAM + 256)
+/* Datagrams a recvmmsg reads, and batches a wake-up reads from one socket at most (fairness:
+ * the rest wakes the loop again after its other handles had their turn). */
+#define TRANSPORT_BATCH 64
+#define TRANSPORT_BATCHES_PER_EVENT 4
+/* Replies queued before a sendmmsg: a datagram makes at most a few (a PUNCH makes two). */
+#define TRANSPORT_TXBATCH 128
+/* Asked for each listen socket's receive and send buffer: at 1M nodes a burst of 40,000
+ * datagrams (a restart's handshakes) must wait in the kernel, not be dropped. */
+#define TRANSPORT_SOCKBUF (32 << 20)
 
 enum transport_role {
 	TRANSPORT_MAIN = 0,  /* listen port P */
@@ -75,12 +88,14 @@ struct transport_sock_id {
 };
 
 struct transport;
+struct transport_batch;
 
 struct transport_sock {
 	struct coord_handle h; /* h.uv.udp; .data is the struct transport */
 	struct transport *t;
 	struct transport_sock_id id;
 	struct addr bound;
+	uint32_t rxq_ovfl; /* the kernel's cumulative drop count on it, last seen */
 };
 
 /* One listen address: its sockets, by role. */
@@ -106,8 +121,13 @@ struct transport_listen {
 	X(addr_check_limited, "new sources not checked: one outstanding, or DATA too small") \
 	X(addr_echo_bad, "ADDR_ECHOs that answer no outstanding check from their source")    \
 	X(addr_moved, "sessions moved to a new address after its ADDR_ECHO")                 \
+	X(rx_batches, "recvmmsg calls that returned datagrams")                              \
+	X(rx_errors, "receive calls that failed (an ICMP error for an earlier send)")        \
+	X(rx_kernel_drops, "datagrams the kernel dropped: buffer full (SO_RXQ_OVFL)")        \
 	X(tx_datagrams, "datagrams handed to the kernel")                                    \
-	X(tx_errors, "datagrams not sent: no memory, or the kernel refused")
+	X(tx_batches, "sendmmsg calls")                                                      \
+	X(tx_eagain, "datagrams not sent: the socket's send buffer was full")                \
+	X(tx_errors, "datagrams not sent: too long, or the kernel refused")
 
 struct transport_counters {
 	TRANSPORT_COUNTERS(COUNTER_FIELD)
@@ -162,7 +182,8 @@ struct transport {
 	uint64_t unknown_refill_ms;
 	uint8_t addr_key[16]; /* keys the ADDR_CHECK nonces (crypto_shorthash) */
 	struct transport_counters ctr;
-	uint8_t rxbuf[TRANSPORT_RXBUF]; /* one loop, one read at a time */
+	struct transport_batch *batch; /* the recvmmsg / sendmmsg buffers */
+	bool in_batch;                 /* handling a read batch: replies wait for its sendmmsg */
 };
 
 /*

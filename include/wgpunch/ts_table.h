@@ -2,19 +2,23 @@
 /*
  * ts_table - the last accepted handshake timestamp (TAI64N) per node key, apart from the
  * registry, so a captured HS_INIT cannot be replayed once the node's registry entry expired.
- * Pure: no clock reads, no I/O, no logging; ts_table_init() allocates once, nothing else does.
+ * Pure: no clock reads, no I/O, no logging. It allocates at init and when it grows.
  *
  * Keyed by key_fingerprint() (64 bits, as the registry's peer lists): two keys share a
  * timestamp only if their fingerprints collide, which takes about 2^64 key generations to aim
  * at one victim's key.
  *
- * Layout: 8-way set-associative; the set is chosen by SipHash (crypto_shorthash) of the
- * fingerprint under a random key given at init. The fingerprint itself is keyed with a public
+ * Layout: 8-way set-associative with two choices: the two sets a fingerprint may live in are
+ * chosen by SipHash (crypto_shorthash) of it under a random key given at init, and a new
+ * key goes to the emptier one. The fingerprint itself is keyed with a public
  * constant, so without this second key anyone could grind keys into a victim's set.
- * TS_TABLE_ENTRY_BYTES per entry, capacity rounded up to a power of two (at least 8).
+ * TS_TABLE_ENTRY_BYTES per entry. The table starts at TS_TABLE_START_SETS sets and doubles
+ * once half full, up to the capacity given at init (rounded up to a power of two, at least
+ * 8): memory follows the keys there are.
  *
- * When the set is full, the entry committed longest ago leaves (commit order, not time: the
- * table never needs a clock). Its key then reads as TS_UNKNOWN. To push out one given key,
+ * When both sets are full, the entry of the two committed longest ago leaves (commit order, not time: the
+ * table never needs a clock; a 32-bit order that wraps, so "longest ago" is exact among
+ * entries committed within 2^31 commits of each other). Its key then reads as TS_UNKNOWN. To push out one given key,
  * without the SipHash key, takes about as many accepted handshakes under other keys as the
  * table holds, each fully authenticated (and, if the caller follows the rule below, from a
  * proven source). Size the table above max_nodes so that evictions do not happen in normal
@@ -35,13 +39,15 @@
 #ifndef WGPUNCH_TS_TABLE_H
 #define WGPUNCH_TS_TABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define TS_TABLE_TS_LEN 12  /* TAI64N */
 #define TS_TABLE_KEY_LEN 16 /* crypto_shorthash_KEYBYTES */
 #define TS_TABLE_WAYS 8
-#define TS_TABLE_ENTRY_BYTES 32
+#define TS_TABLE_ENTRY_BYTES 24
+#define TS_TABLE_START_SETS 128 /* 1,024 entries, 24 kB */
 #define TS_TABLE_MAX_CAPACITY (1u << 26)
 
 enum ts_verdict {
@@ -54,20 +60,24 @@ struct ts_entry;
 
 struct ts_table {
 	struct ts_entry *e;
-	size_t sets; /* a power of two */
+	size_t sets;     /* a power of two */
+	size_t max_sets; /* what the table may grow to */
 	size_t count;
-	uint64_t seq; /* commit counter: the replacement order */
+	uint32_t seq; /* commit counter: the replacement order */
 	uint64_t evicted;
 	uint8_t key[TS_TABLE_KEY_LEN];
 };
 
-/* capacity 1 to TS_TABLE_MAX_CAPACITY; key random. 0, -EINVAL or -ENOMEM. */
+/* capacity (the most it grows to) 1 to TS_TABLE_MAX_CAPACITY; key random. 0, -EINVAL or
+ * -ENOMEM. */
 int ts_table_init(struct ts_table *t, size_t capacity, const uint8_t key[TS_TABLE_KEY_LEN]);
 void ts_table_destroy(struct ts_table *t);
 
 /* Compares ts (TAI64N, as session_tai64n_after()) with fp's last accepted one. No change. */
 enum ts_verdict ts_table_check(const struct ts_table *t, uint64_t fp,
 			       const uint8_t ts[TS_TABLE_TS_LEN]);
+/* Whether fp has a timestamp at all: ts_table_check() is TS_UNKNOWN exactly when not. */
+bool ts_table_known(const struct ts_table *t, uint64_t fp);
 /*
  * Records ts as fp's last accepted timestamp; call it only for a handshake accepted (after
  * Noise authenticated it). Never moves a timestamp back: an earlier ts leaves the later one.
@@ -76,7 +86,8 @@ enum ts_verdict ts_table_check(const struct ts_table *t, uint64_t fp,
 void ts_table_commit(struct ts_table *t, uint64_t fp, const uint8_t ts[TS_TABLE_TS_LEN]);
 
 size_t ts_table_count(const struct ts_table *t);
-size_t ts_table_capacity(const struct ts_table *t);
+size_t ts_table_capacity(const struct ts_table *t);     /* now */
+size_t ts_table_max_capacity(const struct ts_table *t); /* at most */
 /* Entries pushed out so far (a gauge of whether the table is too small). */
 uint64_t ts_table_evicted(const struct ts_table *t);
 size_t ts_table_memory(const struct ts_table *t);

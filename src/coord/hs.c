@@ -113,6 +113,15 @@ static bool hs_admit(struct hs *h, const struct transport_rx *rx, uint64_t now, 
 
 /* ---- the responder ---- */
 
+/* An HS_INIT that would create or move state without proving its source: a cookie reply
+ * (within the cookie budget), so that the next one can prove it. */
+static void hs_require_cookie(struct hs *h, const struct transport_rx *rx, uint64_t now)
+{
+	h->ctr.hs_cookie_required++;
+	if (hs_budget_take_cookie(&h->budget, now))
+		hs_send_cookie(h, rx, now);
+}
+
 /*
  * HS_INIT on P. Past the flood protection and the Noise checks (authentic, authorised key,
  * timestamp newer than the last accepted), it answers HS_RESP; the new session replaces the
@@ -137,13 +146,9 @@ static void hs_on_init(void *arg, const struct transport_rx *rx)
 
 	if (!hs_admit(h, rx, now, &proven))
 		return;
-	if (session_hs_init(&hs, false, (const uint8_t *)SESSION_PROLOGUE, strlen(SESSION_PROLOGUE),
-			    h->conf->coord.private_key, NULL) < 0) {
-		h->ctr.hs_failed++;
-		goto out;
-	}
-	r = session_hs_read_msg1(&hs, o->body, o->body_len, ts, sizeof(ts));
-	if (r != PROTO_TIMESTAMP_LEN) {
+	/* The static key's part (a fixed-base X25519, two hashes) was done once, at start. */
+	session_hs_init_responder(&hs, &h->resp);
+	if (session_hs_read_msg1_static(&hs, o->body, o->body_len) < 0) {
 		transport_drop(&h->ctr.hs_bad, from, "handshake does not authenticate");
 		goto out;
 	}
@@ -153,6 +158,19 @@ static void hs_on_init(void *arg, const struct transport_rx *rx)
 		goto out;
 	}
 	fp = key_fingerprint(hs.rs);
+	/* Unproven, for a key with no timestamp (a new node, every node after a restart): the
+	 * answer is a cookie reply whatever the timestamp says (step 5 below), so the second
+	 * X25519 (ss) is not spent on it. Whether the rest authenticates is learnt with the
+	 * cookie: the HS_INIT that carries it is read in full. */
+	if (!proven && !ts_table_known(&h->ts, fp)) {
+		hs_require_cookie(h, rx, now);
+		goto out;
+	}
+	r = session_hs_read_msg1_payload(&hs, o->body, o->body_len, ts, sizeof(ts));
+	if (r != PROTO_TIMESTAMP_LEN) {
+		transport_drop(&h->ctr.hs_bad, from, "handshake does not authenticate");
+		goto out;
+	}
 	tv = ts_table_check(&h->ts, fp, ts);
 	if (tv == TS_REPLAY) {
 		transport_drop(&h->ctr.hs_replayed, from, "handshake timestamp not newer (replay)");
@@ -165,9 +183,7 @@ static void hs_on_init(void *arg, const struct transport_rx *rx)
 	 * lands here too: its source cannot read the cookie. */
 	if (!proven && (!n || tv == TS_UNKNOWN || !registry_addr_equal(&src, &n->session_addr) ||
 			n->sock != rx->sock->id.listen)) {
-		h->ctr.hs_cookie_required++;
-		if (hs_budget_take_cookie(&h->budget, now))
-			hs_send_cookie(h, rx, now);
+		hs_require_cookie(h, rx, now);
 		goto out;
 	}
 	if (!n) {
@@ -264,6 +280,10 @@ int hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct tra
 	h->dir = dir;
 	h->filter = filter;
 
+	e = session_responder_init(&h->resp, (const uint8_t *)SESSION_PROLOGUE,
+				   strlen(SESSION_PROLOGUE), conf->coord.private_key);
+	if (e < 0)
+		return log_err_errno(e, "cannot use the coordinator's private key");
 	/* What this machine can do, now: the median of a few batches (hs_budget.h). */
 	e = hs_budget_measure_responder(HS_MEASURE_RESPONDER_N, hs_clock, NULL, &h->hs_cost_ns);
 	if (e == 0)
@@ -304,6 +324,7 @@ void hs_destroy(struct hs *h)
 	ratelimit_destroy(&h->source);
 	ts_table_destroy(&h->ts);
 	cookie_responder_wipe(&h->cookie);
+	session_responder_wipe(&h->resp);
 }
 
 void hs_reload(struct hs *h, const struct config *conf)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <sodium.h>
@@ -16,6 +17,7 @@
 #include "wgpunch/log.h"
 #include "wgpunch/registry.h"
 #include "wgpunch/session.h"
+#include "wgpunch/udp_batch.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -23,10 +25,26 @@
 COUNTER_TABLE_DEFINE(transport_counters, TRANSPORT_COUNTERS(X));
 #undef X
 
-struct send_req {
-	uv_udp_send_t req;
-	size_t len;
-	uint8_t data[];
+/*
+ * Everything a batch needs, allocated once with the transport: reading and answering a
+ * datagram allocates nothing. Replies made while a read batch is handled wait in tx and go
+ * out with one sendmmsg per run of one socket when the batch is done (or the queue fills).
+ */
+struct transport_batch {
+	struct mmsghdr rx[TRANSPORT_BATCH];
+	struct iovec rxiov[TRANSPORT_BATCH];
+	struct addr src[TRANSPORT_BATCH];
+	union {
+		char buf[UDP_BATCH_CTL_SPACE];
+		struct cmsghdr align;
+	} ctl[TRANSPORT_BATCH];
+	uint8_t rxdata[TRANSPORT_BATCH][TRANSPORT_RXBUF];
+	unsigned int ntx;
+	struct mmsghdr tx[TRANSPORT_TXBATCH];
+	struct iovec txiov[TRANSPORT_TXBATCH];
+	struct addr dst[TRANSPORT_TXBATCH];
+	struct transport_sock *txsock[TRANSPORT_TXBATCH];
+	uint8_t txdata[TRANSPORT_TXBATCH][PROTO_MAX_DATAGRAM];
 };
 
 void transport_drop(uint64_t *counter, const struct addr *from, const char *why)
@@ -46,45 +64,102 @@ struct transport_sock *transport_sock(struct transport *t, struct transport_sock
 
 /* ---- sending: transport_tx() is the one place a datagram leaves ---- */
 
-static void transport_on_sent(uv_udp_send_t *req, int status)
+static int transport_fd(const struct transport_sock *s)
 {
-	struct send_req *s = container_of(req, struct send_req, req);
+	uv_os_fd_t fd;
 
-	/* UV_ECANCELED: the socket is closing and the coordinator may be going; touch nothing. */
-	if (status < 0 && status != UV_ECANCELED) {
-		struct transport *t = req->handle->data;
+	if (uv_is_closing(&s->h.uv.handle) || uv_fileno(&s->h.uv.handle, &fd) < 0)
+		return -1;
+	return fd;
+}
 
+static void transport_tx_failed(struct transport *t, int e)
+{
+	/* a full socket buffer drops the datagram, as a router would: waiting stalls the loop */
+	if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS)
+		t->ctr.tx_eagain++;
+	else
 		t->ctr.tx_errors++;
-		log_debug("send failed: %s", uv_strerror(status));
+	log_debug("send failed: %s", strerror(e));
+}
+
+/* Sends tx[first..first+n) (all from one socket), retrying what the kernel did not take. */
+static void transport_flush_run(struct transport *t, unsigned int first, unsigned int n)
+{
+	struct transport_batch *b = t->batch;
+	int fd = transport_fd(b->txsock[first]);
+	unsigned int sent = 0, tries = 0;
+
+	if (fd < 0)
+		return; /* the socket is closing, and the coordinator with it */
+	while (sent < n && tries++ < n + 4) {
+		int r = sendmmsg(fd, b->tx + first + sent, n - sent, MSG_DONTWAIT);
+
+		t->ctr.tx_batches++;
+		if (r > 0) {
+			t->ctr.tx_datagrams += (unsigned int)r;
+			sent += (unsigned int)r;
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		transport_tx_failed(t, r < 0 ? errno : EIO);
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+			t->ctr.tx_eagain += n - sent - 1; /* the rest would meet the same buffer */
+			return;
+		}
+		sent++; /* skip the one the kernel refuses (an ICMP error, a bad address) */
 	}
-	free(s);
+}
+
+/* Sends what the read batch queued. */
+static void transport_flush(struct transport *t)
+{
+	struct transport_batch *b = t->batch;
+	unsigned int i = 0;
+
+	while (i < b->ntx) {
+		unsigned int k = 1;
+
+		while (i + k < b->ntx && b->txsock[i + k] == b->txsock[i])
+			k++;
+		transport_flush_run(t, i, k);
+		i += k;
+	}
+	b->ntx = 0;
 }
 
 static void transport_tx(struct transport *t, struct transport_sock *s, const struct addr *to,
 			 const uint8_t *buf, size_t len)
 {
-	struct send_req *r;
-	uv_buf_t b;
-	int e;
+	struct transport_batch *b = t->batch;
+	unsigned int i;
+	int fd;
 
-	r = malloc(sizeof(*r) + len);
-	if (!r) {
+	if (len > PROTO_MAX_DATAGRAM) {
 		t->ctr.tx_errors++;
 		return;
 	}
-	r->len = len;
-	memcpy(r->data, buf, len);
-	b = uv_buf_init((char *)r->data, (unsigned int)len);
-	e = uv_udp_send(&r->req, &s->h.uv.udp, &b, 1, &to->sa, transport_on_sent);
-	if (e < 0) {
-		char a[ADDR_STRLEN];
-
-		free(r);
-		t->ctr.tx_errors++;
-		log_debug("send to %s failed: %s", addr_format(to, a), uv_strerror(e));
+	if (!t->in_batch) {
+		/* a timer's send, or transport_input() called directly: one datagram now */
+		fd = transport_fd(s);
+		if (fd < 0)
+			return;
+		if (sendto(fd, buf, len, MSG_DONTWAIT, &to->sa, addr_len(to)) < 0) {
+			transport_tx_failed(t, errno);
+			return;
+		}
+		t->ctr.tx_datagrams++;
 		return;
 	}
-	t->ctr.tx_datagrams++;
+	if (b->ntx == TRANSPORT_TXBATCH)
+		transport_flush(t);
+	i = b->ntx++;
+	memcpy(b->txdata[i], buf, len);
+	b->dst[i] = *to;
+	b->txsock[i] = s;
+	b->txiov[i].iov_len = len;
+	b->tx[i].msg_hdr.msg_namelen = addr_len(to);
 }
 
 void transport_send(struct transport *t, struct transport_sock_id id, const struct addr *to,
@@ -437,15 +512,66 @@ void transport_route_msg(struct transport *t, uint8_t type, unsigned int roles,
 	t->msg[type] = (struct transport_route){ .fn = fn, .arg = arg, .roles = roles };
 }
 
-/* ---- receiving through libuv: replaceable by a recvmmsg loop calling transport_input() ---- */
+/*
+ * ---- receiving: recvmmsg, woken by libuv ----
+ *
+ * The libuv handle stays the socket's owner (bind, close, the handle list), but it never
+ * reads: the alloc callback hands it no buffer, which libuv documents as making the receive
+ * callback report UV_ENOBUFS without reading. That callback is the socket being readable,
+ * and the datagrams are read here in batches of TRANSPORT_BATCH, at most
+ * TRANSPORT_BATCHES_PER_EVENT of them a wake-up so that one busy socket cannot starve the
+ * loop's timers and other sockets (epoll is level-triggered: what is left wakes us again).
+ */
 
 static void transport_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-	struct transport *t = h->data;
-
+	(void)h;
 	(void)suggested;
-	buf->base = (char *)t->rxbuf;
-	buf->len = sizeof(t->rxbuf);
+	buf->base = NULL;
+	buf->len = 0;
+}
+
+/* One recvmmsg batch from s, handled; the datagrams read, or -1 when there were none. */
+static int transport_read_batch(struct transport *t, struct transport_sock *s)
+{
+	struct transport_batch *b = t->batch;
+	int fd = transport_fd(s), n;
+
+	if (fd < 0)
+		return -1;
+	for (int i = 0; i < TRANSPORT_BATCH; i++) {
+		b->rx[i].msg_hdr.msg_namelen = sizeof(b->src[i]);
+		b->rx[i].msg_hdr.msg_controllen = sizeof(b->ctl[i].buf);
+		b->rx[i].msg_hdr.msg_flags = 0;
+	}
+	n = recvmmsg(fd, b->rx, TRANSPORT_BATCH, MSG_DONTWAIT, NULL);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -1;
+		/* ICMP errors for earlier sends and the like: consumed, read on next time */
+		t->ctr.rx_errors++;
+		log_debug("receive error: %s", strerror(errno));
+		return errno == EINTR ? 0 : -1;
+	}
+	t->ctr.rx_batches++;
+	t->in_batch = true;
+	for (int i = 0; i < n && !coord_handles_closing(t->handles); i++) {
+		struct msghdr *h = &b->rx[i].msg_hdr;
+		struct addr *from = &b->src[i];
+
+		t->ctr.rx_kernel_drops += udp_rxq_ovfl(h, &s->rxq_ovfl);
+		if (h->msg_namelen < sizeof(sa_family_t) ||
+		    (from->sa.sa_family != AF_INET && from->sa.sa_family != AF_INET6))
+			continue;
+		transport_input(t, s, from, b->rxdata[i], b->rx[i].msg_len,
+				h->msg_flags & MSG_TRUNC);
+	}
+	t->in_batch = false;
+	if (coord_handles_closing(t->handles))
+		b->ntx = 0;
+	else
+		transport_flush(t);
+	return n;
 }
 
 static void transport_on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
@@ -453,21 +579,20 @@ static void transport_on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 {
 	struct coord_handle *ch = container_of(h, struct coord_handle, uv.udp);
 	struct transport_sock *s = container_of(ch, struct transport_sock, h);
-	struct addr from;
-	socklen_t sl;
 
-	if (nread < 0) {
-		/* ICMP errors and the like: nothing to do, keep reading. */
+	(void)buf;
+	(void)sa;
+	(void)flags;
+	if (nread != UV_ENOBUFS) {
 		log_debug("receive error: %s", uv_strerror((int)nread));
 		return;
 	}
-	if (!sa)
-		return;
-	sl = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-	if (addr_from_sockaddr(&from, sa, sl) < 0)
-		return;
-	transport_input(s->t, s, &from, (const uint8_t *)buf->base, (size_t)nread,
-			flags & UV_UDP_PARTIAL);
+	for (int i = 0; i < TRANSPORT_BATCHES_PER_EVENT; i++) {
+		int n = transport_read_batch(s->t, s);
+
+		if (n < 0 || (n > 0 && n < TRANSPORT_BATCH))
+			break; /* drained (or closing); 0 was an error consumed: read again */
+	}
 }
 
 /* ---- lifetime ---- */
@@ -493,6 +618,25 @@ static const struct coord_handle_ops transport_sock_ops = {
 	.reload_check = transport_sock_reload_check,
 };
 
+/* The parts of the headers that never change, filled once. */
+static void transport_batch_init(struct transport_batch *b)
+{
+	for (int i = 0; i < TRANSPORT_BATCH; i++) {
+		b->rxiov[i].iov_base = b->rxdata[i];
+		b->rxiov[i].iov_len = sizeof(b->rxdata[i]);
+		b->rx[i].msg_hdr.msg_iov = &b->rxiov[i];
+		b->rx[i].msg_hdr.msg_iovlen = 1;
+		b->rx[i].msg_hdr.msg_name = &b->src[i];
+		b->rx[i].msg_hdr.msg_control = b->ctl[i].buf;
+	}
+	for (int i = 0; i < TRANSPORT_TXBATCH; i++) {
+		b->txiov[i].iov_base = b->txdata[i];
+		b->tx[i].msg_hdr.msg_iov = &b->txiov[i];
+		b->tx[i].msg_hdr.msg_iovlen = 1;
+		b->tx[i].msg_hdr.msg_name = &b->dst[i];
+	}
+}
+
 int transport_init(struct transport *t, uv_loop_t *loop, struct coord_handles *handles,
 		   const struct config_coordinator_role *cr, const struct transport_sessions *s)
 {
@@ -507,8 +651,10 @@ int transport_init(struct transport *t, uv_loop_t *loop, struct coord_handles *h
 		return log_err_errno(-EINVAL, "coordinator needs 1 to %d listen addresses",
 				     TRANSPORT_MAX_LISTEN);
 	t->listen = calloc(cr->n_listen, sizeof(*t->listen));
-	if (!t->listen)
+	t->batch = calloc(1, sizeof(*t->batch)); /* zeroed: no control data, no flags */
+	if (!t->listen || !t->batch)
 		return log_err_errno(-ENOMEM, "cannot start the coordinator");
+	transport_batch_init(t->batch);
 	t->n_listen = cr->n_listen;
 	for (size_t i = 0; i < t->n_listen; i++) {
 		for (uint8_t role = 0; role < TRANSPORT_LISTEN_ROLES; role++) {
@@ -526,7 +672,8 @@ int transport_init(struct transport *t, uv_loop_t *loop, struct coord_handles *h
 static int transport_bind_one(struct transport_sock *s)
 {
 	char a[ADDR_STRLEN];
-	int r;
+	int r, rcv = 0, snd = 0;
+	uv_os_fd_t fd;
 
 	if (s->id.role == TRANSPORT_PROBE) {
 		if (addr_port(&s->bound) == UINT16_MAX)
@@ -538,6 +685,16 @@ static int transport_bind_one(struct transport_sock *s)
 			addr_family(&s->bound) == AF_INET6 ? UV_UDP_IPV6ONLY : 0);
 	if (r < 0)
 		return log_err_errno(r, "cannot bind %s", addr_format(&s->bound, a));
+	r = uv_fileno(&s->h.uv.handle, &fd);
+	if (r < 0)
+		return log_err_errno(r, "no socket for %s", addr_format(&s->bound, a));
+	r = udp_rxq_ovfl_enable(fd);
+	if (r < 0)
+		return log_err_errno(r, "cannot count drops on %s", addr_format(&s->bound, a));
+	udp_sockbuf_set(fd, TRANSPORT_SOCKBUF, &rcv, &snd);
+	/* Linux reports twice what it reserves (the other half is its bookkeeping) */
+	log_info("listening on %s, socket buffers %d kB receive, %d kB send",
+		 addr_format(&s->bound, a), rcv / 2048, snd / 2048);
 	r = uv_udp_recv_start(&s->h.uv.udp, transport_on_alloc, transport_on_recv);
 	if (r < 0)
 		return log_err_errno(r, "cannot receive on %s", addr_format(&s->bound, a));
@@ -561,6 +718,8 @@ int transport_bind(struct transport *t)
 void transport_destroy(struct transport *t)
 {
 	free(t->listen);
+	free(t->batch);
 	t->listen = NULL;
+	t->batch = NULL;
 	t->n_listen = 0;
 }

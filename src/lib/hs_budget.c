@@ -154,6 +154,7 @@ int hs_budget_measure(void (*work)(void *), void *work_arg, unsigned n, hs_budge
 /* Fixed test keys: the cost does not depend on the key, and the helper needs no randomness. */
 struct responder_job {
 	uint8_t coord_priv[32];
+	struct session_responder resp;
 	uint8_t e_priv[32];
 	uint8_t msg1[PROTO_HS_INIT_NOISE_LEN];
 	int err;
@@ -166,9 +167,9 @@ static void responder_once(void *arg)
 	struct session_keys keys;
 	struct session_hs hs;
 
-	if (session_hs_init(&hs, false, (const uint8_t *)SESSION_PROLOGUE, strlen(SESSION_PROLOGUE),
-			    j->coord_priv, NULL) < 0 ||
-	    session_hs_read_msg1(&hs, j->msg1, sizeof(j->msg1), ts, sizeof(ts)) != sizeof(ts) ||
+	/* As hs.c does it: from the responder state computed once per coordinator key. */
+	session_hs_init_responder(&hs, &j->resp);
+	if (session_hs_read_msg1(&hs, j->msg1, sizeof(j->msg1), ts, sizeof(ts)) != sizeof(ts) ||
 	    session_hs_write_msg2(&hs, j->e_priv, NULL, 0, msg2, sizeof(msg2)) != sizeof(msg2))
 		j->err = -EPROTO;
 	else
@@ -190,7 +191,9 @@ int hs_budget_measure_responder(unsigned n, hs_budget_clock_fn clock, void *cloc
 	memset(node_priv, 0x33, sizeof(node_priv));
 	memset(node_e, 0x44, sizeof(node_e));
 	session_tai64n(ts, 1700000000, 0);
-	if (crypto_scalarmult_base(coord_pub, j.coord_priv) != 0)
+	if (crypto_scalarmult_base(coord_pub, j.coord_priv) != 0 ||
+	    session_responder_init(&j.resp, (const uint8_t *)SESSION_PROLOGUE,
+				   strlen(SESSION_PROLOGUE), j.coord_priv) < 0)
 		return -EINVAL;
 	e = session_hs_init(&hs, true, (const uint8_t *)SESSION_PROLOGUE, strlen(SESSION_PROLOGUE),
 			    node_priv, coord_pub);

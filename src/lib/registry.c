@@ -11,13 +11,34 @@
 
 #include <sodium.h>
 
+/* Freed entries are poisoned under AddressSanitizer, so that slabs do not hide a use after
+ * free that malloc'd entries would show. */
+#if defined(__SANITIZE_ADDRESS__)
+#define REGISTRY_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REGISTRY_ASAN 1
+#endif
+#endif
+#ifdef REGISTRY_ASAN
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(a, s) ((void)(a), (void)(s))
+#define ASAN_UNPOISON_MEMORY_REGION(a, s) ((void)(a), (void)(s))
+#endif
+
 static_assert(sizeof(struct reg_node) <= REGISTRY_NODE_BUDGET,
 	      "struct reg_node outgrew its budget: a million nodes must fit in ~512 MB");
+
+static bool registry_peers_inline(const struct reg_node *n)
+{
+	return n->peers == n->peers_inline;
+}
 static_assert(sizeof(struct reg_addr) == 20, "struct reg_addr is meant to be compact");
 
 /* A million nodes need 2^20 buckets; beyond 2^30 the arrays alone are 16 GB. */
 #define REGISTRY_MAX_BUCKETS (1u << 30)
-#define REGISTRY_MIN_BUCKETS 16u
+#define REGISTRY_MIN_BUCKETS 1024u
 /* With at most 2^30 of 2^32 indices in use a draw is free with p >= 3/4, so
  * 64 draws all fail with p < 2^-128: only a broken generator gets there. */
 #define REGISTRY_INDEX_DRAWS 64
@@ -59,15 +80,6 @@ bool registry_addr_equal(const struct reg_addr *a, const struct reg_addr *b)
 {
 	/* pack() zeroes the unused bytes, so the whole struct compares. */
 	return a->family == b->family && a->port == b->port && !memcmp(a->ip, b->ip, 16);
-}
-
-static uint32_t registry_buckets_for(uint32_t max_nodes)
-{
-	uint32_t n = REGISTRY_MIN_BUCKETS;
-
-	while (n < max_nodes && n < REGISTRY_MAX_BUCKETS)
-		n <<= 1;
-	return n;
 }
 
 /* Fingerprints are keyed BLAKE2b and indices are random: their low bits are uniform. */
@@ -121,24 +133,70 @@ int registry_init(struct registry *r, uint32_t max_nodes)
 	if (max_nodes == 0)
 		return -EINVAL;
 	r->max_nodes = max_nodes;
-	return registry_rehash(r, registry_buckets_for(max_nodes));
+	return registry_rehash(r, REGISTRY_MIN_BUCKETS);
 }
 
-static void registry_free_node(struct reg_node *n)
+/*
+ * Entries come from slabs of REGISTRY_SLAB_NODES: a malloc'd entry costs its size plus an
+ * 8-byte header, rounded up to 16 (464 bytes for 456), a slab entry exactly its size. Freed
+ * entries go on a free list (through fp_next) and are reused; slabs are only freed with the
+ * registry, so the registry keeps the memory of its largest size (as malloc mostly would).
+ */
+struct reg_slab {
+	struct reg_slab *next;
+	struct reg_node node[REGISTRY_SLAB_NODES];
+};
+
+static struct reg_node *registry_alloc_node(struct registry *r)
 {
-	free(n->peers);
+	struct reg_node *n;
+
+	if (!r->free_nodes) {
+		struct reg_slab *s = malloc(sizeof(*s));
+
+		if (!s)
+			return NULL;
+		s->next = r->slabs;
+		r->slabs = s;
+		for (size_t i = REGISTRY_SLAB_NODES; i-- > 0;) {
+			s->node[i].fp_next = r->free_nodes;
+			r->free_nodes = &s->node[i];
+			ASAN_POISON_MEMORY_REGION((char *)&s->node[i] + sizeof(s->node[i].fp_next),
+						  sizeof(s->node[i]) - sizeof(s->node[i].fp_next));
+		}
+	}
+	n = r->free_nodes;
+	r->free_nodes = n->fp_next;
+	ASAN_UNPOISON_MEMORY_REGION(n, sizeof(*n));
+	memset(n, 0, sizeof(*n));
+	return n;
+}
+
+static void registry_free_node(struct registry *r, struct reg_node *n)
+{
+	if (!registry_peers_inline(n))
+		free(n->peers);
 	free(n->lan);
+	free(n->filter_test); /* a pending test's state (filter.c cancels it before, normally) */
 	sodium_memzero(n, sizeof(*n)); /* session keys */
-	free(n);
+	n->fp_next = r->free_nodes;
+	r->free_nodes = n;
+	ASAN_POISON_MEMORY_REGION((char *)n + sizeof(n->fp_next), sizeof(*n) - sizeof(n->fp_next));
 }
 
 void registry_destroy(struct registry *r)
 {
 	struct reg_node *n, *next;
+	struct reg_slab *s, *snext;
 
 	for (n = r->lru_head; n; n = next) {
 		next = n->lru_next;
-		registry_free_node(n);
+		registry_free_node(r, n);
+	}
+	for (s = r->slabs; s; s = snext) {
+		snext = s->next;
+		ASAN_UNPOISON_MEMORY_REGION(s, sizeof(*s));
+		free(s);
 	}
 	free(r->fp_buckets);
 	free(r->idx_buckets);
@@ -147,20 +205,25 @@ void registry_destroy(struct registry *r)
 
 int registry_set_max_nodes(struct registry *r, uint32_t max_nodes)
 {
-	uint32_t buckets;
-
 	if (max_nodes == 0)
 		return -EINVAL;
-	buckets = registry_buckets_for(max_nodes);
-	/* Rehashing is linear, but only a reload that raises the bound gets here. */
-	if (buckets > r->mask + 1) {
-		int e = registry_rehash(r, buckets);
-
-		if (e < 0)
-			return e;
-	}
-	r->max_nodes = max_nodes;
+	r->max_nodes = max_nodes; /* the tables follow the entries, not the bound */
 	return 0;
+}
+
+/*
+ * Doubles both tables once the entries outnumber the buckets, so that they cost memory
+ * for the nodes there are, not for max_nodes (random slots would make every page of a
+ * table sized up front resident after a few thousand nodes). Rehashing is linear: on the
+ * way to a million nodes, twenty doublings of amortised O(1) each, the last about 2^20
+ * relinks (tens of ms, once). Without memory for the larger tables the chains just grow.
+ */
+static void registry_maybe_grow(struct registry *r)
+{
+	uint32_t buckets = r->mask + 1;
+
+	if (r->n_nodes > buckets && buckets < REGISTRY_MAX_BUCKETS)
+		(void)registry_rehash(r, buckets << 1);
 }
 
 struct reg_node *registry_find_fp(const struct registry *r, uint64_t fp,
@@ -230,7 +293,7 @@ int registry_add(struct registry *r, const uint8_t key[KEY_LEN], uint64_t now_ms
 		return -EEXIST;
 	if (r->n_nodes >= r->max_nodes)
 		return -ENOSPC;
-	n = calloc(1, sizeof(*n));
+	n = registry_alloc_node(r);
 	if (!n)
 		return -ENOMEM;
 	memcpy(n->key, key, KEY_LEN);
@@ -241,6 +304,7 @@ int registry_add(struct registry *r, const uint8_t key[KEY_LEN], uint64_t now_ms
 	r->fp_buckets[slot] = n;
 	registry_lru_append(r, n);
 	r->n_nodes++;
+	registry_maybe_grow(r);
 	*out = n;
 	return 0;
 }
@@ -275,7 +339,7 @@ void registry_remove(struct registry *r, struct reg_node *n)
 	}
 	registry_lru_unlink(r, n);
 	r->n_nodes--;
-	registry_free_node(n);
+	registry_free_node(r, n);
 }
 
 int registry_assign_index(struct registry *r, struct reg_node *n, registry_rand_fn rnd, void *arg)
@@ -327,38 +391,61 @@ static int registry_cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Sorts a few fingerprints in place: a REGISTER's page is usually eight or fewer. */
+static void registry_sort_small(uint64_t *v, size_t count)
+{
+	for (size_t i = 1; i < count; i++) {
+		uint64_t x = v[i];
+		size_t j = i;
+
+		for (; j > 0 && v[j - 1] > x; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
+}
+
 int registry_set_peers(struct reg_node *n, const uint64_t *fps, size_t count)
 {
-	uint64_t *sorted = NULL;
+	uint64_t stack[REGISTRY_INLINE_PEERS], *sorted = stack;
 	size_t m = 0;
 
 	if (count > UINT16_MAX)
 		return -EINVAL;
-	if (count) {
+	if (count > REGISTRY_INLINE_PEERS) {
 		sorted = malloc(count * sizeof(*sorted));
 		if (!sorted)
 			return -ENOMEM;
+	}
+	if (count) {
 		memcpy(sorted, fps, count * sizeof(*sorted));
-		qsort(sorted, count, sizeof(*sorted), registry_cmp_u64);
+		if (count <= REGISTRY_INLINE_PEERS)
+			registry_sort_small(sorted, count);
+		else
+			qsort(sorted, count, sizeof(*sorted), registry_cmp_u64);
 		for (size_t i = 0; i < count; i++)
 			if (m == 0 || sorted[m - 1] != sorted[i])
 				sorted[m++] = sorted[i];
 	}
-	/* REGISTER repeats every 20 s, nearly always unchanged: keep the old array then. */
+	/* REGISTER repeats every refresh, nearly always unchanged: nothing to store then (and,
+	 * for eight peers or fewer, nothing was allocated). */
 	if (m == n->n_peers && (m == 0 || !memcmp(sorted, n->peers, m * sizeof(*sorted)))) {
-		free(sorted);
+		if (sorted != stack)
+			free(sorted);
 		return 0;
 	}
-	if (m && m < count) {
-		uint64_t *shrunk = realloc(sorted, m * sizeof(*sorted));
+	if (!registry_peers_inline(n))
+		free(n->peers);
+	if (m <= REGISTRY_INLINE_PEERS) {
+		/* in the entry itself: no allocation, no allocator header */
+		memcpy(n->peers_inline, sorted, m * sizeof(*sorted));
+		n->peers = m ? n->peers_inline : NULL;
+		if (sorted != stack)
+			free(sorted);
+	} else {
+		uint64_t *shrunk = m < count ? realloc(sorted, m * sizeof(*sorted)) : NULL;
 
-		if (shrunk)
-			sorted = shrunk;
+		n->peers = shrunk ? shrunk : sorted;
 	}
-	free(n->peers);
-	n->peers = m ? sorted : NULL;
-	if (!m)
-		free(sorted);
 	n->n_peers = (uint16_t)m;
 	return 1;
 }
@@ -495,7 +582,10 @@ bool registry_get_mapping6(const struct reg_node *n, struct addr *out)
 
 size_t registry_node_bytes(const struct reg_node *n)
 {
-	size_t b = sizeof(*n) + n->n_peers * sizeof(n->peers[0]);
+	size_t b = sizeof(*n);
+
+	if (!registry_peers_inline(n))
+		b += n->n_peers * sizeof(n->peers[0]);
 
 	if (n->lan)
 		b += sizeof(*n->lan) + (n->lan->n + n->lan->has6) * sizeof(n->lan->addr[0]);
@@ -505,6 +595,7 @@ size_t registry_node_bytes(const struct reg_node *n)
 size_t registry_bucket_bytes_per_node(const struct registry *r)
 {
 	size_t total = 2 * (size_t)(r->mask + 1) * sizeof(struct reg_node *);
+	size_t n = r->n_nodes ? r->n_nodes : 1;
 
-	return (total + r->max_nodes - 1) / r->max_nodes;
+	return (total + n - 1) / n;
 }

@@ -204,6 +204,169 @@ static int mix_dh(struct session_hs *hs, const uint8_t priv[32], const uint8_t p
 	return r;
 }
 
+/*
+ * ---- X25519 with the base point, through the Edwards form ----
+ *
+ * libsodium computes crypto_scalarmult_base() with the same Montgomery ladder as any other
+ * point on this machine (its AVX implementation has no fixed-base table), while its Ed25519
+ * fixed-base multiplication uses precomputed tables and is about 2.5 times faster. The
+ * X25519 public key of a is the Montgomery u of a*B, and B is the Edwards image of u = 9, so
+ *	u = (1 + y) / (1 - y) mod p,  p = 2^255 - 19,
+ * for y the Edwards y of a*B (the low 255 bits of its encoding). The field arithmetic below
+ * is only that conversion; it runs on public data (u is the public key, and y follows from
+ * u), so it need not be constant-time, though it is. test-session checks it against
+ * crypto_scalarmult_base() for many random keys.
+ */
+typedef uint64_t fe51[5]; /* 5 limbs of 51 bits, little-endian */
+#define FE51_MASK ((UINT64_C(1) << 51) - 1)
+
+static void fe51_frombytes(fe51 h, const uint8_t s[32])
+{
+	uint64_t w[4];
+
+	for (int i = 0; i < 4; i++) {
+		w[i] = 0;
+		for (int j = 7; j >= 0; j--)
+			w[i] = w[i] << 8 | s[8 * i + j];
+	}
+	h[0] = w[0] & FE51_MASK;
+	h[1] = (w[0] >> 51 | w[1] << 13) & FE51_MASK;
+	h[2] = (w[1] >> 38 | w[2] << 26) & FE51_MASK;
+	h[3] = (w[2] >> 25 | w[3] << 39) & FE51_MASK;
+	h[4] = (w[3] >> 12) & FE51_MASK; /* bit 255 (the sign of x) dropped */
+}
+
+static void fe51_carry(fe51 h)
+{
+	for (int i = 0; i < 4; i++) {
+		h[i + 1] += h[i] >> 51;
+		h[i] &= FE51_MASK;
+	}
+	h[0] += 19 * (h[4] >> 51);
+	h[4] &= FE51_MASK;
+	h[1] += h[0] >> 51;
+	h[0] &= FE51_MASK;
+}
+
+static void fe51_mul(fe51 h, const fe51 f, const fe51 g)
+{
+	unsigned __int128 t[5];
+	uint64_t g19[5];
+
+	for (int i = 0; i < 5; i++)
+		g19[i] = 19 * g[i];
+	for (int k = 0; k < 5; k++) {
+		t[k] = 0;
+		for (int i = 0; i < 5; i++) {
+			int j = k - i;
+
+			t[k] += (unsigned __int128)f[i] * (j >= 0 ? g[j] : g19[j + 5]);
+		}
+	}
+	for (int k = 0; k < 4; k++) {
+		t[k + 1] += (uint64_t)(t[k] >> 51);
+		t[k] &= FE51_MASK;
+	}
+	h[0] = (uint64_t)t[0] + 19 * (uint64_t)(t[4] >> 51);
+	for (int k = 1; k < 5; k++)
+		h[k] = (uint64_t)t[k];
+	h[4] &= FE51_MASK;
+	fe51_carry(h);
+}
+
+static void fe51_sqn(fe51 h, const fe51 f, int n)
+{
+	fe51_mul(h, f, f);
+	while (--n > 0)
+		fe51_mul(h, h, h);
+}
+
+/* h = f^(p - 2) = 1 / f (f != 0): the addition chain of ref10's fe_invert. */
+static void fe51_invert(fe51 out, const fe51 z)
+{
+	fe51 t0, t1, t2, t3;
+
+	fe51_sqn(t0, z, 1);
+	fe51_sqn(t1, t0, 2);
+	fe51_mul(t1, z, t1);
+	fe51_mul(t0, t0, t1);
+	fe51_sqn(t2, t0, 1);
+	fe51_mul(t1, t1, t2);
+	fe51_sqn(t2, t1, 5);
+	fe51_mul(t1, t2, t1);
+	fe51_sqn(t2, t1, 10);
+	fe51_mul(t2, t2, t1);
+	fe51_sqn(t3, t2, 20);
+	fe51_mul(t2, t3, t2);
+	fe51_sqn(t2, t2, 10);
+	fe51_mul(t1, t2, t1);
+	fe51_sqn(t2, t1, 50);
+	fe51_mul(t2, t2, t1);
+	fe51_sqn(t3, t2, 100);
+	fe51_mul(t2, t3, t2);
+	fe51_sqn(t2, t2, 50);
+	fe51_mul(t1, t2, t1);
+	fe51_sqn(t1, t1, 5);
+	fe51_mul(out, t1, t0);
+}
+
+static void fe51_tobytes(uint8_t s[32], const fe51 f)
+{
+	fe51 h = { f[0], f[1], f[2], f[3], f[4] };
+	uint64_t q, w[4];
+
+	fe51_carry(h);
+	/* h < 2^255 + small: subtract p once if h >= p (q is 1 then), keeping 255 bits */
+	q = (h[0] + 19) >> 51;
+	for (int i = 1; i < 5; i++)
+		q = (h[i] + q) >> 51;
+	h[0] += 19 * q;
+	for (int i = 0; i < 4; i++) {
+		h[i + 1] += h[i] >> 51;
+		h[i] &= FE51_MASK;
+	}
+	h[4] &= FE51_MASK;
+	w[0] = h[0] | h[1] << 51;
+	w[1] = h[1] >> 13 | h[2] << 38;
+	w[2] = h[2] >> 26 | h[3] << 25;
+	w[3] = h[3] >> 39 | h[4] << 12;
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 8; j++)
+			s[8 * i + j] = (uint8_t)(w[i] >> (8 * j));
+}
+
+int session_x25519_base(uint8_t pub[32], const uint8_t priv[32])
+{
+	uint8_t a[32], ed[32];
+	fe51 y, num, den, u;
+	int r = 0;
+
+	memcpy(a, priv, sizeof(a));
+	a[0] &= 248; /* X25519's clamping: the Edwards multiplication does not clamp */
+	a[31] &= 127;
+	a[31] |= 64;
+	if (crypto_scalarmult_ed25519_base_noclamp(ed, a) != 0) {
+		r = crypto_scalarmult_base(pub, priv); /* unreachable for a clamped scalar */
+		goto out;
+	}
+	fe51_frombytes(y, ed);
+	/* 1 + y and 1 - y (as 2p + 1 - y, to stay positive); y != 1: a*B is not the identity */
+	memcpy(num, y, sizeof(num));
+	num[0] += 1;
+	den[0] = 2 * (FE51_MASK - 18) + 1 - y[0];
+	for (int i = 1; i < 5; i++)
+		den[i] = 2 * FE51_MASK - y[i];
+	fe51_carry(num);
+	fe51_carry(den);
+	fe51_invert(den, den);
+	fe51_mul(u, num, den);
+	fe51_tobytes(pub, u);
+out:
+	sodium_memzero(a, sizeof(a));
+	sodium_memzero(ed, sizeof(ed));
+	return r;
+}
+
 /* ---- HandshakeState ---- */
 
 int session_hs_init(struct session_hs *hs, bool initiator, const uint8_t *prologue,
@@ -241,6 +404,38 @@ fail:
 	return -EINVAL;
 }
 
+int session_responder_init(struct session_responder *r, const uint8_t *prologue,
+			   size_t prologue_len, const uint8_t s_priv[32])
+{
+	struct session_hs hs;
+	int e = session_hs_init(&hs, false, prologue, prologue_len, s_priv, NULL);
+
+	sodium_memzero(r, sizeof(*r));
+	if (e == 0) {
+		memcpy(r->s_priv, hs.s_priv, sizeof(r->s_priv));
+		memcpy(r->s_pub, hs.s_pub, sizeof(r->s_pub));
+		memcpy(r->ck, hs.ck, sizeof(r->ck));
+		memcpy(r->h, hs.h, sizeof(r->h));
+	}
+	sodium_memzero(&hs, sizeof(hs));
+	return e;
+}
+
+void session_hs_init_responder(struct session_hs *hs, const struct session_responder *r)
+{
+	sodium_memzero(hs, sizeof(*hs));
+	hs->initiator = false;
+	memcpy(hs->s_priv, r->s_priv, sizeof(hs->s_priv));
+	memcpy(hs->s_pub, r->s_pub, sizeof(hs->s_pub));
+	memcpy(hs->ck, r->ck, sizeof(hs->ck));
+	memcpy(hs->h, r->h, sizeof(hs->h));
+}
+
+void session_responder_wipe(struct session_responder *r)
+{
+	sodium_memzero(r, sizeof(*r));
+}
+
 /* Store the work copy back on success, wipe it either way. */
 static ssize_t hs_finish(struct session_hs *hs, struct session_hs *tmp, ssize_t r)
 {
@@ -254,7 +449,7 @@ static ssize_t hs_finish(struct session_hs *hs, struct session_hs *tmp, ssize_t 
 static int write_e(struct session_hs *t, const uint8_t e_priv[32], uint8_t *out)
 {
 	memcpy(t->e_priv, e_priv, 32);
-	if (crypto_scalarmult_base(t->e_pub, t->e_priv) != 0)
+	if (session_x25519_base(t->e_pub, t->e_priv) != 0)
 		return -EINVAL;
 	memcpy(out, t->e_pub, 32);
 	mix_hash(t, t->e_pub, 32);
@@ -305,21 +500,19 @@ out:
 	return hs_finish(hs, &t, r);
 }
 
-ssize_t session_hs_read_msg1(struct session_hs *hs, const uint8_t *msg, size_t len,
-			     uint8_t *payload, size_t payload_cap)
+/* The fixed part of message 1 before its payload: e, the encrypted s and their tags. */
+#define MSG1_FIXED (32 + 32 + SESSION_TAG_LEN + SESSION_TAG_LEN)
+
+int session_hs_read_msg1_static(struct session_hs *hs, const uint8_t *msg, size_t len)
 {
 	struct session_hs t;
 	uint8_t rs_ct[32 + SESSION_TAG_LEN];
-	size_t plen;
 	ssize_t r;
 
-	if (hs->initiator)
-		return -EINVAL;
-	if (!msg || len < 32 + sizeof(rs_ct) + SESSION_TAG_LEN)
+	if (hs->initiator || hs->n || !sodium_is_zero(hs->re, 32))
+		return -EINVAL; /* only on a fresh responder state */
+	if (!msg || len < MSG1_FIXED)
 		return -EBADMSG;
-	plen = len - (32 + sizeof(rs_ct) + SESSION_TAG_LEN);
-	if (payload_cap < plen || (plen && !payload))
-		return -ENOSPC;
 	memcpy(&t, hs, sizeof(t));
 
 	/* -> e */
@@ -332,17 +525,55 @@ ssize_t session_hs_read_msg1(struct session_hs *hs, const uint8_t *msg, size_t l
 	/* s */
 	memcpy(rs_ct, msg + 32, sizeof(rs_ct));
 	r = decrypt_and_hash(&t, rs_ct, sizeof(rs_ct), t.rs);
-	if (r < 0)
-		goto out;
+out:
+	return (int)hs_finish(hs, &t, r < 0 ? r : 0);
+}
+
+ssize_t session_hs_read_msg1_payload(struct session_hs *hs, const uint8_t *msg, size_t len,
+				     uint8_t *payload, size_t payload_cap)
+{
+	struct session_hs t;
+	size_t plen;
+	ssize_t r;
+
+	if (hs->initiator || !hs->has_k || sodium_is_zero(hs->rs, 32))
+		return -EINVAL; /* session_hs_read_msg1_static() first */
+	if (!msg || len < MSG1_FIXED)
+		return -EBADMSG;
+	plen = len - MSG1_FIXED;
+	if (payload_cap < plen || (plen && !payload))
+		return -ENOSPC;
+	memcpy(&t, hs, sizeof(t));
+
 	/* ss */
 	r = mix_dh(&t, t.s_priv, t.rs);
 	if (r < 0)
 		goto out;
 	/* payload */
-	r = decrypt_and_hash(&t, msg + 32 + sizeof(rs_ct), plen + SESSION_TAG_LEN, payload);
+	r = decrypt_and_hash(&t, msg + 32 + 32 + SESSION_TAG_LEN, plen + SESSION_TAG_LEN, payload);
 out:
 	if (r < 0 && payload_cap && payload)
 		sodium_memzero(payload, plen);
+	return hs_finish(hs, &t, r);
+}
+
+ssize_t session_hs_read_msg1(struct session_hs *hs, const uint8_t *msg, size_t len,
+			     uint8_t *payload, size_t payload_cap)
+{
+	struct session_hs t;
+	ssize_t r;
+
+	if (hs->initiator)
+		return -EINVAL;
+	if (!msg || len < MSG1_FIXED)
+		return -EBADMSG;
+	if (payload_cap < len - MSG1_FIXED || (len > MSG1_FIXED && !payload))
+		return -ENOSPC;
+	/* On a copy, so that a failure in either half leaves hs as it was. */
+	memcpy(&t, hs, sizeof(t));
+	r = session_hs_read_msg1_static(&t, msg, len);
+	if (r == 0)
+		r = session_hs_read_msg1_payload(&t, msg, len, payload, payload_cap);
 	return hs_finish(hs, &t, r);
 }
 

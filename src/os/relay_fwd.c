@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "wgpunch/udp_batch.h"
+
 #define X(name, help) COUNTER_DEF(relay_fwd_counters, name, help)
 COUNTER_TABLE_DEFINE(relay_fwd_counters, RELAY_FWD_COUNTERS(X));
 #undef X
@@ -265,24 +267,6 @@ int relay_fwd_send(struct relay_fwd *f, uint16_t port, const struct addr *dst, c
 
 /* ---- receiving ---- */
 
-static void note_rxq_ovfl(struct relay_fwd *f, struct relay_fwd_sock *s, struct msghdr *h)
-{
-	if (!h->msg_controllen)
-		return;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL)
-			continue;
-		uint32_t v;
-
-		memcpy(&v, CMSG_DATA(c), sizeof(v));
-		/* a cumulative count of the socket's drops, as of this datagram's arrival */
-		if (v > s->rxq_ovfl) {
-			f->counters.rx_kernel_drops += v - s->rxq_ovfl;
-			s->rxq_ovfl = v;
-		}
-	}
-}
-
 /* One recvmmsg batch from s; returns the datagrams read, 0 when none, -1 to stop reading. */
 static int read_batch(struct relay_fwd *f, struct relay_fwd_sock *s)
 {
@@ -324,7 +308,7 @@ static int read_batch(struct relay_fwd *f, struct relay_fwd_sock *s)
 		struct msghdr *h = &b->rx[i].msg_hdr;
 		size_t len = b->rx[i].msg_len;
 
-		note_rxq_ovfl(f, s, h);
+		f->counters.rx_kernel_drops += udp_rxq_ovfl(h, &s->rxq_ovfl);
 		if (h->msg_flags & MSG_TRUNC) {
 			f->counters.rx_truncated++;
 			continue;
@@ -417,18 +401,6 @@ static void relay_fwd_on_closed(uv_handle_t *h)
 		free(p);
 }
 
-static void set_buf(int fd, int force_opt, int opt, int *granted)
-{
-	int v = RELAY_FWD_SOCKBUF;
-	socklen_t l = sizeof(v);
-
-	/* FORCE passes net.core.[rw]mem_max when we have CAP_NET_ADMIN; else take what we get */
-	if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof(v)) < 0)
-		(void)setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v));
-	if (getsockopt(fd, SOL_SOCKET, opt, &v, &l) == 0)
-		*granted = v;
-}
-
 static int open_sock(struct relay_fwd *f, const struct addr *listen, uint16_t port)
 {
 	int fam = addr_family(listen);
@@ -440,13 +412,15 @@ static int open_sock(struct relay_fwd *f, const struct addr *listen, uint16_t po
 	if (fam == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) /* [::] and 0.0.0.0 */
 		goto fail;
-	if (setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one)) < 0)
-		goto fail;
+	r = udp_rxq_ovfl_enable(fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
 	if (fam == AF_INET ? setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one))
 			   : setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one)))
 		goto fail;
-	set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, &f->rcvbuf);
-	set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, &f->sndbuf);
+	udp_sockbuf_set(fd, RELAY_FWD_SOCKBUF, &f->rcvbuf, &f->sndbuf);
 
 	struct addr a = *listen;
 

@@ -190,12 +190,27 @@ static void test_registry_bound(void)
 	registry_remove(&r, first);
 	make_key(k, 99);
 	CHECK_EQ_INT(registry_add(&r, k, 0, &n), 0);
-	/* Raising the bound (reload) grows the tables and keeps entries findable. */
-	CHECK_EQ_INT(registry_set_max_nodes(&r, 1000), 0);
+	/* Raising the bound (reload) keeps entries findable; the tables grow with the entries
+	 * (doubling once they outnumber the buckets), not with the bound. */
+	CHECK_EQ_INT(registry_set_max_nodes(&r, 3000), 0);
 	CHECK_EQ_INT(r.mask + 1, 1024);
+	for (uint32_t i = 1000; i < 4000 && r.n_nodes < 2100; i++) {
+		make_key(k, i);
+		CHECK_EQ_INT(registry_add(&r, k, 0, &n), 0);
+		CHECK_EQ_INT(registry_assign_index(&r, n, NULL, NULL), 0);
+	}
+	CHECK_EQ_INT(r.mask + 1, 4096);
+	CHECK(r.n_nodes <= r.mask + 1);
 	for (uint32_t i = 1; i < 3; i++) {
 		make_key(k, i);
 		CHECK(registry_find(&r, k) != NULL);
+	}
+	for (uint32_t i = 1000; i < 1000 + r.n_nodes - 3; i++) {
+		make_key(k, i);
+		n = registry_find(&r, k);
+		CHECK(n && registry_find_index(&r, n->local_idx) == n);
+		if (!n)
+			break;
 	}
 	make_key(k, 1);
 	n = registry_find(&r, k);
@@ -449,6 +464,43 @@ static void test_registry_many_nodes(void)
 	free(idx);
 }
 
+/* Up to REGISTRY_INLINE_PEERS peers live in the entry, more in an array of their own; the
+ * list stays sorted and unique and consent works the same either way, in both directions. */
+static void test_registry_peers_inline(void)
+{
+	struct registry r;
+	struct reg_node *n;
+	uint8_t k[KEY_LEN];
+	uint64_t fps[REGISTRY_INLINE_PEERS + 4];
+
+	CHECK_EQ_INT(registry_init(&r, 10), 0);
+	make_key(k, 1);
+	CHECK_EQ_INT(registry_add(&r, k, 0, &n), 0);
+	for (size_t i = 0; i < sizeof(fps) / sizeof(fps[0]); i++)
+		fps[i] = 1000 - 7 * i; /* descending: the store sorts */
+	CHECK_EQ_INT(registry_set_peers(n, fps, REGISTRY_INLINE_PEERS), 1);
+	CHECK(n->peers == n->peers_inline);
+	CHECK_EQ_INT(registry_node_bytes(n), sizeof(*n));
+	CHECK(n->peers[0] < n->peers[REGISTRY_INLINE_PEERS - 1]);
+	CHECK(registry_lists(n, fps[3]) && !registry_lists(n, fps[REGISTRY_INLINE_PEERS]));
+	/* The same set again, in another order: unchanged. */
+	CHECK_EQ_INT(registry_set_peers(n, n->peers, REGISTRY_INLINE_PEERS), 0);
+	CHECK_EQ_INT(registry_set_peers(n, fps, REGISTRY_INLINE_PEERS + 4), 1);
+	CHECK(n->peers != n->peers_inline);
+	CHECK_EQ_INT(n->n_peers, REGISTRY_INLINE_PEERS + 4);
+	CHECK_EQ_INT(registry_node_bytes(n), sizeof(*n) + (REGISTRY_INLINE_PEERS + 4) * 8);
+	CHECK(registry_lists(n, fps[REGISTRY_INLINE_PEERS + 3]));
+	/* Duplicates count once: 9 given, 8 distinct, back in the entry. */
+	fps[REGISTRY_INLINE_PEERS] = fps[0];
+	CHECK_EQ_INT(registry_set_peers(n, fps, REGISTRY_INLINE_PEERS + 1), 1);
+	CHECK(n->peers == n->peers_inline);
+	CHECK_EQ_INT(n->n_peers, REGISTRY_INLINE_PEERS);
+	CHECK_EQ_INT(registry_set_peers(n, NULL, 0), 1);
+	CHECK_EQ_INT(n->n_peers, 0);
+	CHECK(!registry_lists(n, fps[0]));
+	registry_destroy(&r);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -459,6 +511,7 @@ int main(void)
 	TAP_RUN(test_registry_bound);
 	TAP_RUN(test_registry_consent);
 	TAP_RUN(test_registry_peer_pages);
+	TAP_RUN(test_registry_peers_inline);
 	TAP_RUN(test_registry_addr_pack);
 	TAP_RUN(test_registry_many_nodes);
 	return tap_done();

@@ -74,7 +74,8 @@ static void run_vector(const cJSON *v, int index)
 	uint8_t iprol[MAX_BLOB], rprol[MAX_BLOB], is[32], ie[32], irs[32], rs[32], re[32];
 	uint8_t want_hash[SESSION_HASH_LEN], pub[32];
 	int iprol_len, rprol_len, hash_len;
-	struct session_hs ihs, rhs;
+	struct session_hs ihs, rhs, rhs_plain;
+	struct session_responder resp;
 	struct session_keys ik, rk;
 	const cJSON *msgs, *m;
 	uint64_t inonce = 0, rnonce = 0;
@@ -96,7 +97,13 @@ static void run_vector(const cJSON *v, int index)
 		return;
 
 	CHECK_EQ_INT(session_hs_init(&ihs, true, iprol, (size_t)iprol_len, is, irs), 0);
-	CHECK_EQ_INT(session_hs_init(&rhs, false, rprol, (size_t)rprol_len, rs, NULL), 0);
+	/* The responder starts from the per-key state the coordinator computes once; it must be
+	 * exactly what session_hs_init() makes, and the vector then runs through it. */
+	CHECK_EQ_INT(session_hs_init(&rhs_plain, false, rprol, (size_t)rprol_len, rs, NULL), 0);
+	CHECK_EQ_INT(session_responder_init(&resp, rprol, (size_t)rprol_len, rs), 0);
+	session_hs_init_responder(&rhs, &resp);
+	CHECK(memcmp(&rhs, &rhs_plain, sizeof(rhs)) == 0);
+	session_responder_wipe(&resp);
 
 	cJSON_ArrayForEach(m, msgs)
 	{
@@ -586,6 +593,71 @@ static void test_session_probe_mac(void)
 	CHECK(session_probe_mac_ok(key_r, msg, sizeof(msg), mac));
 }
 
+/* Message 1 read in two steps gives what one read gives, and a forged payload fails only
+ * in the second step (the first learns the claimed static key, nothing more). */
+static void test_session_read_msg1_in_two_steps(void)
+{
+	uint8_t i_priv[32], r_priv[32], r_pub[32], e[32], msg[256], pt[32], ts[12] = { 1, 2, 3 };
+	struct session_responder resp;
+	struct session_hs ihs, whole, split;
+	ssize_t len;
+
+	randombytes_buf(i_priv, sizeof(i_priv));
+	randombytes_buf(r_priv, sizeof(r_priv));
+	randombytes_buf(e, sizeof(e));
+	CHECK_EQ_INT(crypto_scalarmult_base(r_pub, r_priv), 0);
+	CHECK_EQ_INT(session_hs_init(&ihs, true, (const uint8_t *)"p", 1, i_priv, r_pub), 0);
+	len = session_hs_write_msg1(&ihs, e, ts, sizeof(ts), msg, sizeof(msg));
+	CHECK(len > 0);
+	if (len <= 0)
+		return;
+	CHECK_EQ_INT(session_responder_init(&resp, (const uint8_t *)"p", 1, r_priv), 0);
+	session_hs_init_responder(&whole, &resp);
+	session_hs_init_responder(&split, &resp);
+	CHECK_EQ_INT(session_hs_read_msg1(&whole, msg, (size_t)len, pt, sizeof(pt)), 12);
+	CHECK_EQ_INT(session_hs_read_msg1_static(&split, msg, (size_t)len), 0);
+	CHECK(memcmp(split.rs, ihs.s_pub, 32) == 0);
+	CHECK_EQ_INT(session_hs_read_msg1_payload(&split, msg, (size_t)len, pt, sizeof(pt)), 12);
+	CHECK(memcmp(pt, ts, sizeof(ts)) == 0);
+	CHECK(memcmp(&split, &whole, sizeof(split)) == 0);
+	/* A flipped payload byte: the static key still reads, the payload does not, and the
+	 * state stays as the first step left it. */
+	msg[len - 1] ^= 1;
+	session_hs_init_responder(&split, &resp);
+	CHECK_EQ_INT(session_hs_read_msg1_static(&split, msg, (size_t)len), 0);
+	memcpy(&whole, &split, sizeof(whole));
+	CHECK_EQ_INT(session_hs_read_msg1_payload(&split, msg, (size_t)len, pt, sizeof(pt)),
+		     -EBADMSG);
+	CHECK(memcmp(&split, &whole, sizeof(split)) == 0);
+	/* The payload step needs the static step first; the static step a fresh state. */
+	session_hs_init_responder(&split, &resp);
+	CHECK_EQ_INT(session_hs_read_msg1_payload(&split, msg, (size_t)len, pt, sizeof(pt)),
+		     -EINVAL);
+	CHECK_EQ_INT(session_hs_read_msg1_static(&whole, msg, (size_t)len), -EINVAL);
+	session_responder_wipe(&resp);
+}
+
+/* The fixed-base shortcut is X25519 itself: the same public key for random private keys,
+ * unclamped ones included, and for the edge scalars. */
+static void test_session_x25519_base_matches_libsodium(void)
+{
+	uint8_t priv[32], want[32], got[32];
+	int bad = 0;
+
+	for (int i = 0; i < 3000; i++) {
+		randombytes_buf(priv, sizeof(priv));
+		if (i == 0)
+			memset(priv, 0, sizeof(priv));
+		if (i == 1)
+			memset(priv, 0xff, sizeof(priv));
+		CHECK_EQ_INT(crypto_scalarmult_base(want, priv), 0);
+		CHECK_EQ_INT(session_x25519_base(got, priv), 0);
+		if (memcmp(want, got, sizeof(got)))
+			bad++;
+	}
+	CHECK_EQ_INT(bad, 0);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -602,5 +674,7 @@ int main(void)
 	TAP_RUN(test_session_replay_too_old_and_far_jump);
 	TAP_RUN(test_session_tai64n_encoding_and_order);
 	TAP_RUN(test_session_probe_mac);
+	TAP_RUN(test_session_x25519_base_matches_libsodium);
+	TAP_RUN(test_session_read_msg1_in_two_steps);
 	return tap_done();
 }

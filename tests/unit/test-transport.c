@@ -607,6 +607,80 @@ static void never_fires(uv_timer_t *t)
 	CHECK(!"a closed timer fired");
 }
 
+/* Sends n DATA datagrams for an index nobody has, from the peer socket to P. */
+static void send_unknown_burst(struct bench *b, int n)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET };
+	struct proto_msg m = { .type = PROTO_MSG_REGISTER, .reg.n_pages = 1 };
+	uint8_t buf[PROTO_MAX_DATAGRAM];
+	size_t len = build_data(&b->node, 0x5555, 1, &m, buf, sizeof(buf));
+
+	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	to.sin_port = htons(addr_port(&sock_of(b, TRANSPORT_MAIN)->bound));
+	for (int i = 0; i < n; i++)
+		CHECK(sendto(b->peer_fd, buf, len, 0, (struct sockaddr *)&to, sizeof(to)) ==
+		      (ssize_t)len);
+}
+
+/* Runs the loop until `want` datagrams were read (or a bound); the replies the peer got. */
+static int pump_and_count_replies(struct bench *b, uint64_t want)
+{
+	uint8_t buf[PROTO_MAX_DATAGRAM];
+	int replies = 0;
+
+	for (int i = 0; i < 2000 && b->t.ctr.rx_datagrams + b->t.ctr.rx_kernel_drops < want; i++) {
+		uv_run(&b->loop, UV_RUN_NOWAIT);
+		usleep(100);
+	}
+	for (int i = 0; i < 200; i++) {
+		struct pollfd p = { .fd = b->peer_fd, .events = POLLIN };
+
+		if (poll(&p, 1, 10) <= 0)
+			break;
+		while (recv(b->peer_fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+			replies++;
+	}
+	return replies;
+}
+
+/*
+ * The socket path itself: a burst is read with a few recvmmsg calls, not one per datagram,
+ * its replies (SESSION_UNKNOWN) leave in a few sendmmsg calls, and what the kernel dropped
+ * because the receive buffer was full is counted (SO_RXQ_OVFL), not lost silently.
+ */
+static void test_transport_batches_and_counts_kernel_drops(void)
+{
+	struct bench b;
+	uv_os_fd_t fd;
+	int small = 4096, replies;
+
+	if (bench_start(&b) < 0)
+		goto out;
+	send_unknown_burst(&b, 100);
+	replies = pump_and_count_replies(&b, 100);
+	CHECK_EQ_INT(b.t.ctr.rx_datagrams, 100);
+	CHECK_EQ_INT(b.t.ctr.rx_kernel_drops, 0);
+	CHECK(b.t.ctr.rx_batches >= 2 && b.t.ctr.rx_batches <= 20); /* 64 a call at most */
+	CHECK_EQ_INT(b.t.ctr.session_unknown_sent, 100);
+	CHECK_EQ_INT(b.t.ctr.tx_datagrams, 100);
+	CHECK(b.t.ctr.tx_batches >= 2 && b.t.ctr.tx_batches <= 20);
+	CHECK_EQ_INT(replies, 100);
+
+	/* A receive buffer of a few datagrams, and a burst sent while the loop does not run. */
+	CHECK_EQ_INT(uv_fileno(&sock_of(&b, TRANSPORT_MAIN)->h.uv.handle, &fd), 0);
+	CHECK_EQ_INT(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	send_unknown_burst(&b, 300);
+	pump_and_count_replies(&b, 100 + 2);
+	/* The kernel tells its drop count with the next datagram it queues: one more. */
+	send_unknown_burst(&b, 1);
+	pump_and_count_replies(&b, 401);
+	CHECK(b.t.ctr.rx_kernel_drops > 0);
+	/* Every datagram sent is either read or counted as dropped by the kernel. */
+	CHECK_EQ_INT(b.t.ctr.rx_datagrams + b.t.ctr.rx_kernel_drops, 401);
+	bench_stop(&b);
+out:;
+}
+
 static void test_coord_handles_lifecycle(void)
 {
 	static const struct coord_handle_ops picky = { .what = "picky",
@@ -687,7 +761,7 @@ static void test_coord_start_reload_stop(void)
 		     transport_counters_table.n + hs_counters_table.n + hs_budget_counters_table.n +
 			     dir_counters_table.n + filter_counters_table.n +
 			     punch_counters_table.n);
-	CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(st, "counters")), 52);
+	CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(st, "counters")), 57);
 	cJSON_Delete(st);
 
 	/* A socket that would have to move, or one more listen address: a restart. */
@@ -746,6 +820,7 @@ int main(void)
 	TAP_RUN(test_transport_unknown_type_and_wrong_port_dropped);
 	TAP_RUN(test_transport_probe_bound_to_its_port);
 	TAP_RUN(test_transport_session_framing_and_rebinding);
+	TAP_RUN(test_transport_batches_and_counts_kernel_drops);
 	TAP_RUN(test_coord_handles_lifecycle);
 	TAP_RUN(test_coord_start_reload_stop);
 	TAP_RUN(test_coord_failed_start_closes_everything);

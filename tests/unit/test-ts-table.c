@@ -129,6 +129,54 @@ static void test_ts_table_restart_is_unknown(void)
 	CHECK_EQ_INT(ts_table_init(&t, TS_TABLE_MAX_CAPACITY + 1, test_key), -EINVAL);
 }
 
+/*
+ * The table costs memory for the keys it holds, not for the capacity asked at init: it
+ * starts small, doubles once half full, keeps every key across the doublings (no eviction
+ * at that load), and stops at the capacity asked.
+ */
+static void test_ts_table_grows_with_its_keys(void)
+{
+	struct ts_table t;
+	uint8_t ts[12];
+	const uint64_t n = 20000;
+	size_t cap = 1u << 16;
+
+	CHECK_EQ_INT(ts_table_init(&t, cap, test_key), 0);
+	CHECK_EQ_INT(ts_table_capacity(&t), TS_TABLE_START_SETS * TS_TABLE_WAYS);
+	CHECK_EQ_INT(ts_table_max_capacity(&t), cap);
+	for (uint64_t fp = 1; fp <= n; fp++) {
+		ts_at(ts, 1700000000 + (int64_t)fp, 0);
+		ts_table_commit(&t, fp * 0x9e3779b97f4a7c15ull, ts);
+		if (ts_table_count(&t) > ts_table_capacity(&t) / 2 + 1)
+			break;
+	}
+	CHECK_EQ_INT(ts_table_count(&t), n);
+	CHECK_EQ_INT(ts_table_evicted(&t), 0);
+	CHECK_EQ_INT(ts_table_capacity(&t), 1u << 16); /* 20,000 > 2^15 / 2 */
+	CHECK_EQ_INT(ts_table_memory(&t), (1u << 16) * TS_TABLE_ENTRY_BYTES);
+	for (uint64_t fp = 1; fp <= n; fp++) {
+		ts_at(ts, 1700000000 + (int64_t)fp, 0);
+		if (ts_table_check(&t, fp * 0x9e3779b97f4a7c15ull, ts) != TS_REPLAY) {
+			CHECK(false);
+			break;
+		}
+		ts_at(ts, 1700000000 + (int64_t)fp, 1);
+		if (ts_table_check(&t, fp * 0x9e3779b97f4a7c15ull, ts) != TS_NEWER) {
+			CHECK(false);
+			break;
+		}
+	}
+	/* Past half of the capacity asked it no longer grows: it evicts instead. */
+	for (uint64_t fp = n + 1; fp <= 4 * cap; fp++) {
+		ts_at(ts, 1700000000 + (int64_t)fp, 0);
+		ts_table_commit(&t, fp * 0x9e3779b97f4a7c15ull, ts);
+	}
+	CHECK_EQ_INT(ts_table_capacity(&t), cap);
+	CHECK(ts_table_count(&t) <= cap);
+	CHECK(ts_table_evicted(&t) > 0);
+	ts_table_destroy(&t);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -137,5 +185,6 @@ int main(void)
 	TAP_RUN(test_ts_table_survives_registry_expiry);
 	TAP_RUN(test_ts_table_full_evicts_oldest);
 	TAP_RUN(test_ts_table_restart_is_unknown);
+	TAP_RUN(test_ts_table_grows_with_its_keys);
 	return tap_done();
 }
