@@ -7,8 +7,7 @@
  *
  * Sizing. A responder handshake costs hs_cost_ns of one core (4 X25519 and 1 fixed-base
  * X25519 with session.c today: the static key's fixed-base one is done once, struct
- * session_responder, and the ephemeral's goes through Ed25519's tables,
- * session_x25519_base(); the measurement runs that same path, so the budget follows it).
+ * session_responder; the measurement runs that same path, so the budget follows it).
  * Given a share of a core (cpu_permille), the budget is
  *	rate  = cpu_permille / 1000 * 1e9 / hs_cost_ns   handshakes a second
  *	burst = rate * burst_ms / 1000

@@ -53,10 +53,6 @@ struct session_keys {
 int session_hs_init(struct session_hs *hs, bool initiator, const uint8_t *prologue,
 		    size_t prologue_len, const uint8_t s_priv[32], const uint8_t *rs);
 
-/* crypto_scalarmult_base(pub, priv), the same 32 bytes, in about 40 % of its time (through
- * libsodium's Ed25519 fixed-base tables). 0, or -1 as libsodium. */
-int session_x25519_base(uint8_t pub[32], const uint8_t priv[32]);
-
 /*
  * What every responder handshake of one static key starts from: the static public key
  * (a fixed-base X25519) and the symmetric state after the prologue and the "<- s"

@@ -637,27 +637,6 @@ static void test_session_read_msg1_in_two_steps(void)
 	session_responder_wipe(&resp);
 }
 
-/* The fixed-base shortcut is X25519 itself: the same public key for random private keys,
- * unclamped ones included, and for the edge scalars. */
-static void test_session_x25519_base_matches_libsodium(void)
-{
-	uint8_t priv[32], want[32], got[32];
-	int bad = 0;
-
-	for (int i = 0; i < 3000; i++) {
-		randombytes_buf(priv, sizeof(priv));
-		if (i == 0)
-			memset(priv, 0, sizeof(priv));
-		if (i == 1)
-			memset(priv, 0xff, sizeof(priv));
-		CHECK_EQ_INT(crypto_scalarmult_base(want, priv), 0);
-		CHECK_EQ_INT(session_x25519_base(got, priv), 0);
-		if (memcmp(want, got, sizeof(got)))
-			bad++;
-	}
-	CHECK_EQ_INT(bad, 0);
-}
-
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -674,7 +653,6 @@ int main(void)
 	TAP_RUN(test_session_replay_too_old_and_far_jump);
 	TAP_RUN(test_session_tai64n_encoding_and_order);
 	TAP_RUN(test_session_probe_mac);
-	TAP_RUN(test_session_x25519_base_matches_libsodium);
 	TAP_RUN(test_session_read_msg1_in_two_steps);
 	return tap_done();
 }
