@@ -244,6 +244,7 @@ struct link {
 	uint64_t last_rx_ms; /* last authentic DATA; 0 = never */
 	uint64_t session_up_ms; /* when the current keys were agreed */
 	uint32_t rekey_ms;      /* the coordinator's rekey interval, or LINK_REKEY_MS */
+	uint32_t refresh_ms;    /* min(REGISTER_ACK refresh_s, LINK_REFRESH_MS) */
 	/* mac1/mac2 of our HS_INIT and the coordinator's cookie (PROTOCOL.md section 5.2) */
 	struct cookie_initiator cookie;
 	struct addr observed; /* our session address as the coordinator saw it (REGISTER_ACK) */

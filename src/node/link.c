@@ -99,6 +99,7 @@ void link_init(struct link *l, uint16_t port, const uint8_t public_key[KEY_LEN],
 	l->unknown_backoff_ms = LINK_UNKNOWN_BACKOFF_FIRST_MS;
 	l->resolve_backoff_ms = LINK_RESOLVE_RETRY_FIRST_MS;
 	l->rekey_ms = LINK_REKEY_MS;
+	l->refresh_ms = LINK_REFRESH_MS;
 }
 
 void link_clear(struct link *l)
@@ -638,6 +639,14 @@ static void on_reg_timer(struct run *r)
 	session_begin(r);
 }
 
+/* The refresh period: the coordinator's refresh_s (never longer than LINK_REFRESH_MS, which
+ * keeps the session socket's NAT mapping alive), or the short one while tunnels are busy. */
+static uint32_t refresh_period(const struct link *l)
+{
+	return l->active && l->refresh_ms > LINK_REFRESH_ACTIVE_MS ? LINK_REFRESH_ACTIVE_MS
+								     : l->refresh_ms;
+}
+
 /* fresh: a new session, not a re-key. A re-key keeps the coordinator's entry (mapping,
  * filter, peers): its REGISTER confirms the new keys and stands for the next refresh, and
  * there is nothing new to probe. */
@@ -645,7 +654,7 @@ static void rdv_session_up(struct run *r, bool fresh)
 {
 	struct link *l = r->l;
 
-	arm(r, LINK_T_REFRESH, l->active ? LINK_REFRESH_ACTIVE_MS : LINK_REFRESH_MS);
+	arm(r, LINK_T_REFRESH, refresh_period(l));
 	/* No timer in the way: the sooner the coordinator knows us, the sooner the punch. */
 	register_now(r, fresh);
 }
@@ -807,6 +816,20 @@ static void rdv_on_msg(struct run *r, const struct proto_msg *m)
 			probe_start(r);
 		}
 		l->observed = m->reg_ack.observed;
+		if (m->reg_ack.refresh_s) {
+			/* The coordinator forgets an entry after 3 x refresh_s: register at least
+			 * that often, and never less often than the NAT keepalive needs; nor more
+			 * often than a busy node does, whatever a coordinator says. */
+			uint32_t ms = m->reg_ack.refresh_s * 1000u;
+
+			ms = ms > LINK_REFRESH_MS ? LINK_REFRESH_MS : ms;
+			ms = ms < LINK_REFRESH_ACTIVE_MS ? LINK_REFRESH_ACTIVE_MS : ms;
+			if (ms != l->refresh_ms) {
+				l->refresh_ms = ms;
+				if (l->timers[LINK_T_REFRESH] > r->now + refresh_period(l))
+					arm(r, LINK_T_REFRESH, refresh_period(l));
+			}
+		}
 		if (m->reg_ack.rekey_s) {
 			/* The operator sizes re-keying to the fleet; a bound keeps a mistyped
 			 * value from pinning the session for good or re-keying in a loop. */
@@ -990,7 +1013,7 @@ static void on_timer(struct run *r)
 			 * when something says the mapping may have moved (a new session, a new
 			 * session address, local changes) or a RESYNC wants a punch: an idle node
 			 * sends this one datagram per refresh. */
-			arm(r, LINK_T_REFRESH, l->active ? LINK_REFRESH_ACTIVE_MS : LINK_REFRESH_MS);
+			arm(r, LINK_T_REFRESH, refresh_period(l));
 			register_now(r, l->resync_wanted);
 			/* A lost IPv6 probe (or its MAPPING) is tried again here, not with
 			 * the IPv4 rounds' backoff: the IPv6 mapping is an extra candidate. */

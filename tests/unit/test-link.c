@@ -988,6 +988,35 @@ static void test_link_active_refresh(void)
 	CHECK_EQ_INT(w.l.timers[LINK_T_REFRESH], w.now + LINK_REFRESH_MS);
 }
 
+/* The coordinator's refresh_s: a shorter one is followed at once (it forgets an entry after
+ * 3 x refresh_s), a longer one is not (the refresh also keeps the NAT mapping alive), and
+ * none is below the busy pace. */
+static void test_link_follows_refresh_s(void)
+{
+	static const uint16_t said[] = { 10, 600, 1 };
+	static const uint32_t want[] = { 10000, LINK_REFRESH_MS, LINK_REFRESH_ACTIVE_MS };
+	struct world w;
+	struct coord c = { 0 };
+	struct proto_msg m, ack = { .type = PROTO_MSG_REGISTER_ACK };
+
+	quiet_world(&w, &c);
+	CHECK(w.l.timers[LINK_T_REFRESH] > w.now + 10000);
+	for (size_t i = 0; i < sizeof(said) / sizeof(said[0]); i++) {
+		ev(&w, (struct link_event){ .type = LINK_EV_REGISTER });
+		CHECK(find_msg(&w, &c, PROTO_MSG_REGISTER, &m) >= 0);
+		ack.reg_ack.seq = m.reg.seq;
+		ack.reg_ack.refresh_s = said[i];
+		coord_send(&w, &c, &ack);
+		CHECK_EQ_INT(w.l.refresh_ms, want[i]);
+		if (i == 0) {
+			/* A shorter period pulls the next refresh in, and stays. */
+			CHECK_EQ_INT(w.l.timers[LINK_T_REFRESH], w.now + 10000);
+			pump(&w, &c);
+			CHECK_EQ_INT(w.l.timers[LINK_T_REFRESH], w.now + 10000);
+		}
+	}
+}
+
 /* A REGISTER_ACK that shows a new session address (NAT rebinding) and an ADDR_CHECK both
  * start a probe round at once. */
 static void test_link_rebinding_probes_at_once(void)
@@ -1092,6 +1121,7 @@ int main(void)
 	TAP_RUN(test_link_rekey_interval_from_coordinator);
 	TAP_RUN(test_link_idle_sends_one_datagram_per_refresh);
 	TAP_RUN(test_link_active_refresh);
+	TAP_RUN(test_link_follows_refresh_s);
 	TAP_RUN(test_link_rebinding_probes_at_once);
 	TAP_RUN(test_link_register_pages);
 	TAP_RUN(test_link_mapping_rounds);
