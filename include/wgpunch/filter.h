@@ -27,7 +27,8 @@
 #define FILTER_COUNTERS(X)                                                     \
 	X(echo_unexpected, "FILTER_ECHO with no test pending, or wrong nonce") \
 	X(filter_tests, "filter tests started")                                \
-	X(filter_timeouts, "filter tests that ended without an echo (UNKNOWN)")
+	X(filter_timeouts, "filter tests that ended without an echo (UNKNOWN)") \
+	X(filter_rejudged, "POISONABLE results made UNKNOWN by a later probe mapping")
 
 struct filter_counters {
 	FILTER_COUNTERS(COUNTER_FIELD)
@@ -67,6 +68,14 @@ void filter_on_session_addr(struct filter *f, struct reg_node *n);
  * POISON, so the test cannot tell).
  */
 uint8_t filter_judge(const struct reg_node *n, const struct reg_addr *src);
+
+/*
+ * n's probe mappings changed. An echo that arrived before both were known was judged by itself
+ * (POISONABLE); when they now show endpoint-dependent mapping, the result becomes UNKNOWN, as
+ * filter_judge() would have said, and the node is told again. Call before the relay and punch
+ * decisions that read n->filter.
+ */
+void filter_on_mappings(struct filter *f, struct reg_node *n);
 
 /* n is leaving the registry: its pending test, if any, is dropped. */
 void filter_cancel(struct filter *f, struct reg_node *n);

@@ -80,6 +80,7 @@ static void coord_dir_changed(void *arg, struct reg_node *n, bool was_ready, boo
 {
 	struct coord *c = arg;
 
+	filter_on_mappings(&c->filter, n);
 	/* RELAY before PUNCH: a node that has its relay acks the PUNCH only, so WireGuard's
 	 * first initiation (the next comes 5 s later) goes to the relay, not to a direct
 	 * candidate that cannot work. */

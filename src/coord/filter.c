@@ -183,6 +183,20 @@ void filter_on_session_addr(struct filter *f, struct reg_node *n)
 		filter_start(f, n);
 }
 
+void filter_on_mappings(struct filter *f, struct reg_node *n)
+{
+	struct proto_msg m = { .type = PROTO_MSG_FILTER_RESULT };
+
+	if (n->filter_state != REG_FILTER_DONE || n->filter != PROTO_FILTER_POISONABLE ||
+	    !n->mapping[0].family || !n->mapping[1].family ||
+	    registry_addr_equal(&n->mapping[0], &n->mapping[1]))
+		return;
+	f->ctr.filter_rejudged++;
+	n->filter = PROTO_FILTER_UNKNOWN;
+	m.filter_result.filter = PROTO_FILTER_UNKNOWN;
+	transport_send_msg(f->t, n, &m);
+}
+
 void filter_cancel(struct filter *f, struct reg_node *n)
 {
 	filter_unlink(f, n);

@@ -1226,6 +1226,47 @@ out:
 	harness_stop(&h);
 }
 
+/* The echo can come before the probe to P + 1 (lost, or late): judged alone it says
+ * POISONABLE. When the mappings then show a symmetric router, the result becomes UNKNOWN and
+ * the node is told again, so the relay and punch decisions do not rest on a wrong filter. */
+static void test_coord_filter_rejudged_when_mapping_shows_later(void)
+{
+	struct harness h;
+	struct client sym;
+	struct proto_msg map, res;
+	int sym_p1, echo_fd;
+	uint8_t f = 0xff;
+
+	if (harness_start(&h, NULL, 0) < 0)
+		goto out;
+	client_init(&sym);
+	sym_p1 = bind_udp(0, NULL);
+	echo_fd = bind_udp(0, NULL);
+
+	CHECK_EQ_INT(client_handshake(&h, &sym), 0);
+	client_probe(&h, &sym, sym.wg_fd, h.port, 1, false);
+	CHECK_EQ_INT(client_take(&h, &sym, PROTO_MSG_MAPPING, 1000, &map), 0);
+	CHECK_EQ_INT(client_filter(&h, &sym, echo_fd, &f), 0);
+	CHECK_EQ_INT(f, PROTO_FILTER_POISONABLE);
+	CHECK_EQ_INT(counter(&h, "filter_rejudged"), 0);
+	/* The probe to P + 1 arrives from another port: endpoint-dependent. */
+	client_probe(&h, &sym, sym_p1, (uint16_t)(h.port + 1), 1, false);
+	CHECK_EQ_INT(client_take(&h, &sym, PROTO_MSG_MAPPING, 1000, &map), 0);
+	CHECK_EQ_INT(client_take(&h, &sym, PROTO_MSG_FILTER_RESULT, 1000, &res), 0);
+	CHECK_EQ_INT(res.filter_result.filter, PROTO_FILTER_UNKNOWN);
+	CHECK_EQ_INT(counter(&h, "filter_rejudged"), 1);
+	/* Told once: the same mappings again change nothing. */
+	client_probe(&h, &sym, sym_p1, (uint16_t)(h.port + 1), 2, false);
+	CHECK_EQ_INT(client_take(&h, &sym, PROTO_MSG_MAPPING, 1000, &map), 0);
+	CHECK(client_take(&h, &sym, PROTO_MSG_FILTER_RESULT, 300, NULL) < 0);
+	CHECK_EQ_INT(counter(&h, "filter_rejudged"), 1);
+	close(sym_p1);
+	close(echo_fd);
+	client_close(&sym);
+out:
+	harness_stop(&h);
+}
+
 static void test_coord_pair_punch_order_and_ack(void)
 {
 	struct harness h;
@@ -2421,6 +2462,7 @@ int main(void)
 	TAP_RUN(test_coord_filter_results);
 	TAP_RUN(test_coord_filter_judge_endpoint_dependent_is_unknown);
 	TAP_RUN(test_coord_filter_unknown_when_mapping_endpoint_dependent);
+	TAP_RUN(test_coord_filter_rejudged_when_mapping_shows_later);
 	TAP_RUN(test_coord_pair_punch_order_and_ack);
 	TAP_RUN(test_coord_pair_poisonable_first_and_timeout);
 	TAP_RUN(test_coord_no_consent_no_punch);
