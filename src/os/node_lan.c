@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "wgpunch/log.h"
 
 /* Candidates looked at per refresh (after the cheap filters), and IPv6 addresses whose flags
@@ -74,17 +76,6 @@ uint8_t node_lan_pick(const struct node_lan_entry *e, size_t n, const char *wg_i
 	return (uint8_t)k;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int node_lan_parse_inet6(const char *line, struct in6_addr *a, uint32_t *flags,
 			 char ifname[IF_NAMESIZE])
 {
@@ -92,14 +83,14 @@ int node_lan_parse_inet6(const char *line, struct in6_addr *a, uint32_t *flags,
 	char name[IF_NAMESIZE + 1];
 	int used = 0;
 
-	for (int i = 0; i < 16; i++) {
-		int hi = hexval(line[2 * i]), lo = hi < 0 ? -1 : hexval(line[2 * i + 1]);
+	size_t got = 0;
+	const char *end = NULL;
 
-		if (lo < 0)
-			return -EINVAL;
-		a->s6_addr[i] = (uint8_t)(hi << 4 | lo);
-	}
-	line += 32;
+	/* Stops at the first character that is not hex (a short line's NUL included). */
+	if (sodium_hex2bin(a->s6_addr, 16, line, 32, NULL, &got, &end) != 0 || got != 16 ||
+	    end != line + 32)
+		return -EINVAL;
+	line = end;
 	if (*line != ' ' && *line != '\t')
 		return -EINVAL;
 	if (sscanf(line, "%x %x %x %x %16s%n", &idx, &plen, &scope, &fl, name, &used) != 5 ||
