@@ -29,7 +29,12 @@
  *
  *  1. mac1 (cookie.h): the sender knows our public key. Bad mac1: dropped, counted, no answer,
  *     no state, nothing charged: one BLAKE2b, no X25519.
- *  2. mac2 proves the source receives at its address. Only then is the source's prefix
+ *  2. mac2 proves the source receives at its address. Without it, from a source address and
+ *     listen address that no session uses (transport_may_hold_session()), step 5's answer
+ *     is certain before Noise is read: a cookie reply (within the cookie budget), no X25519.
+ *     So a new node's first HS_INIT, every node's after a restart and a forged flood cost a
+ *     BLAKE2b and a cookie, and only a rekey from the session's own address is read unproven.
+ *     With mac2, the source's prefix is
  *     charged (ratelimit.h: HS_SOURCE_PER_S a second, burst HS_SOURCE_BURST, IPv6 by /64), so a
  *     forged flood with a victim's address can never spend the victim's bucket.
  *  3. The global budget (hs_budget.h), sized at start from the measured cost of one responder
@@ -54,18 +59,19 @@
 /* The per-source limiter's shape, as hs_init() sets it up (for tests). */
 void hs_source_params(struct ratelimit_params *p);
 
-#define HS_COUNTERS(X)                                                              \
-	X(hs_accepted, "handshakes answered: a new session")                        \
-	X(hs_bad, "Noise message 1 failed to authenticate")                         \
-	X(hs_unauthorized, "key not in authorized_keys")                            \
-	X(hs_replayed, "timestamp not later than the last accepted one")            \
-	X(hs_full, "registry at max_nodes: new node refused")                       \
-	X(hs_failed, "local failure (memory, index)")                               \
-	X(hs_bad_mac1, "dropped unread: mac1 wrong (sender does not know our key)") \
-	X(hs_rate_limited, "dropped unread: its proven source sent too many")       \
-	X(hs_over_budget, "dropped unread: the global handshake budget is spent")   \
-	X(hs_cookie_sent, "cookie replies sent")                                    \
-	X(hs_cookie_required, "authentic, but would create or move state without mac2: cookie")
+#define HS_COUNTERS(X)                                                                           \
+	X(hs_accepted, "handshakes answered: a new session")                                     \
+	X(hs_bad, "Noise message 1 failed to authenticate")                                      \
+	X(hs_unauthorized, "key not in authorized_keys")                                         \
+	X(hs_replayed, "timestamp not later than the last accepted one")                         \
+	X(hs_full, "registry at max_nodes: new node refused")                                    \
+	X(hs_failed, "local failure (memory, index)")                                            \
+	X(hs_bad_mac1, "dropped unread: mac1 wrong (sender does not know our key)")              \
+	X(hs_rate_limited, "dropped unread: its proven source sent too many")                    \
+	X(hs_over_budget, "dropped unread: the global handshake budget is spent")                \
+	X(hs_cookie_sent, "cookie replies sent")                                                 \
+	X(hs_cookie_required, "would create or move state without mac2: a cookie reply instead") \
+	X(hs_cookie_unread, "of those, from an address with no session: cookie before any X25519")
 
 struct hs_counters {
 	HS_COUNTERS(COUNTER_FIELD)
@@ -82,7 +88,7 @@ struct hs {
 	struct transport *t;
 	struct dir *dir;
 	struct filter *filter;
-	uint64_t budget_warned_ms; /* the last "over budget" warning (0 = never) */
+	uint64_t budget_warned_ms;           /* the last "over budget" warning (0 = never) */
 	uint64_t hs_cost_ns, cookie_cost_ns; /* measured at start */
 	struct session_responder resp;       /* the Noise state every handshake starts from */
 	struct cookie_responder cookie;

@@ -51,13 +51,20 @@
 #include <uv.h>
 
 #include "wgpunch/addr.h"
+#include "wgpunch/addr_hint.h"
 #include "wgpunch/config.h"
 #include "wgpunch/coord_handles.h"
 #include "wgpunch/counters.h"
 #include "wgpunch/proto.h"
 
 #define TRANSPORT_MAX_LISTEN 64
-#define TRANSPORT_UNKNOWN_PER_S 1000 /* SESSION_UNKNOWN replies a second, all sources together */
+/* SESSION_UNKNOWN replies a second, all sources together. Each is smaller than the DATA it
+ * answers (no amplification), and after a restart it is how a fleet learns to handshake
+ * again within a round trip, not a timeout: above the handshake rate a core can serve. */
+#define TRANSPORT_UNKNOWN_PER_S 10000
+/* addr_hint's period: a live session refreshes (REGISTER, DATA) well within it (dir.h's
+ * DIR_REFRESH_S is 20 s). */
+#define TRANSPORT_HINT_PERIOD_MS 60000
 /* ADDR_CHECK: at most one a node per TRANSPORT_ADDR_CHECK_MS; its echo counts this long. */
 #define TRANSPORT_ADDR_CHECK_MS 1000
 #define TRANSPORT_ADDR_CHECK_TTL_MS 5000
@@ -180,7 +187,8 @@ struct transport {
 	struct transport_route msg[TRANSPORT_MSG_TYPES];
 	uint32_t unknown_tokens;
 	uint64_t unknown_refill_ms;
-	uint8_t addr_key[16]; /* keys the ADDR_CHECK nonces (crypto_shorthash) */
+	uint8_t addr_key[16];  /* keys the ADDR_CHECK nonces (crypto_shorthash) */
+	struct addr_hint hint; /* the session addresses, for transport_may_hold_session() */
 	struct transport_counters ctr;
 	struct transport_batch *batch; /* the recvmmsg / sendmmsg buffers */
 	bool in_batch;                 /* handling a read batch: replies wait for its sendmmsg */
@@ -197,6 +205,13 @@ int transport_init(struct transport *t, uv_loop_t *loop, struct coord_handles *h
 int transport_bind(struct transport *t);
 /* Frees what transport_init() allocated; only after handles closed every socket. */
 void transport_destroy(struct transport *t);
+
+/*
+ * False when no session answers at rx's source on its listen address, nor did in the last
+ * TRANSPORT_HINT_PERIOD_MS or so (addr_hint.h): an unproven HS_INIT from there cannot be a
+ * rekey, and may be answered with a cookie reply unread. True may be wrong (a collision).
+ */
+bool transport_may_hold_session(const struct transport *t, const struct transport_rx *rx);
 
 /* Registers fn for outer type `type` (HS_INIT, PROBE) on the ports in roles. */
 void transport_route_outer(struct transport *t, uint8_t type, unsigned int roles,

@@ -73,6 +73,15 @@ static void hs_send_cookie(struct hs *h, const struct transport_rx *rx, uint64_t
 	transport_send(h->t, rx->sock->id, rx->from, out, (size_t)len);
 }
 
+/* An HS_INIT that would create or move state without proving its source: a cookie reply
+ * (within the cookie budget), so that the next one can prove it. */
+static void hs_require_cookie(struct hs *h, const struct transport_rx *rx, uint64_t now)
+{
+	h->ctr.hs_cookie_required++;
+	if (hs_budget_take_cookie(&h->budget, now))
+		hs_send_cookie(h, rx, now);
+}
+
 /* Steps 1-3 of the header, before any X25519: true when the Noise message may be read. */
 static bool hs_admit(struct hs *h, const struct transport_rx *rx, uint64_t now, bool *proven)
 {
@@ -91,6 +100,12 @@ static bool hs_admit(struct hs *h, const struct transport_rx *rx, uint64_t now, 
 		return false;
 	}
 	*proven = v == COOKIE_MAC2_OK;
+	/* Step 2: unproven, from where no session is: not a rekey, so a cookie whatever it says. */
+	if (!*proven && !transport_may_hold_session(h->t, rx)) {
+		h->ctr.hs_cookie_unread++;
+		hs_require_cookie(h, rx, now);
+		return false;
+	}
 	/* Only a proven source is charged: a forged one cannot spend a victim's bucket. */
 	if (*proven && !ratelimit_allow(&h->source, rx->from, now)) {
 		transport_drop(&h->ctr.hs_rate_limited, rx->from,
@@ -112,15 +127,6 @@ static bool hs_admit(struct hs *h, const struct transport_rx *rx, uint64_t now, 
 }
 
 /* ---- the responder ---- */
-
-/* An HS_INIT that would create or move state without proving its source: a cookie reply
- * (within the cookie budget), so that the next one can prove it. */
-static void hs_require_cookie(struct hs *h, const struct transport_rx *rx, uint64_t now)
-{
-	h->ctr.hs_cookie_required++;
-	if (hs_budget_take_cookie(&h->budget, now))
-		hs_send_cookie(h, rx, now);
-}
 
 /*
  * HS_INIT on P. Past the flood protection and the Noise checks (authentic, authorised key,

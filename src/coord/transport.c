@@ -221,7 +221,6 @@ void transport_session_install(struct transport *t, struct reg_node *n,
 			       const struct session_keys *keys, uint32_t remote_idx,
 			       struct transport_sock_id id, const struct addr *from)
 {
-	(void)t;
 	n->remote_idx = remote_idx;
 	n->send_counter = 0;
 	memcpy(n->send_key, keys->send, SESSION_KEY_LEN);
@@ -232,6 +231,15 @@ void transport_session_install(struct transport *t, struct reg_node *n,
 	n->addr_check_ms = 0;
 	registry_addr_pack(&n->session_addr, from);
 	n->sock = id.listen;
+	addr_hint_add(&t->hint, &n->session_addr, n->sock, uv_now(t->loop));
+}
+
+bool transport_may_hold_session(const struct transport *t, const struct transport_rx *rx)
+{
+	struct reg_addr src;
+
+	registry_addr_pack(&src, rx->from);
+	return addr_hint_maybe(&t->hint, &src, rx->sock->id.listen);
 }
 
 static bool transport_unknown_allowed(struct transport *t)
@@ -345,6 +353,7 @@ static void transport_on_addr_echo(struct transport *t, struct reg_node *n,
 	log_debug("node %s moved to %s", key_short(n->key, k), addr_format(rx->from, a));
 	n->session_addr = *src;
 	n->sock = listen;
+	addr_hint_add(&t->hint, src, listen, now);
 	t->sessions.moved(t->sessions.arg, n);
 }
 
@@ -395,6 +404,8 @@ static void transport_on_data(struct transport *t, struct transport_rx *rx)
 	}
 	if (elsewhere)
 		transport_addr_check(t, n, rx, &src);
+	else if (rx->sock->id.role == TRANSPORT_MAIN)
+		addr_hint_add(&t->hint, &src, n->sock, uv_now(t->loop));
 
 	d = m.type < TRANSPORT_MSG_TYPES ? &t->msg[m.type] : NULL;
 	if (!d || !d->fn || !(d->roles & TRANSPORT_ROLE_BIT(rx->sock->id.role))) {
@@ -647,6 +658,14 @@ int transport_init(struct transport *t, uv_loop_t *loop, struct coord_handles *h
 	t->unknown_tokens = TRANSPORT_UNKNOWN_PER_S;
 	randombytes_buf(t->addr_key, sizeof(t->addr_key));
 	t->unknown_refill_ms = uv_now(loop);
+	{
+		uint8_t k[ADDR_HINT_KEY_LEN];
+
+		randombytes_buf(k, sizeof(k));
+		if (addr_hint_init(&t->hint, k, TRANSPORT_HINT_PERIOD_MS, uv_now(loop)) < 0)
+			return log_err_errno(-ENOMEM, "cannot start the coordinator");
+		sodium_memzero(k, sizeof(k));
+	}
 	if (cr->n_listen == 0 || cr->n_listen > TRANSPORT_MAX_LISTEN)
 		return log_err_errno(-EINVAL, "coordinator needs 1 to %d listen addresses",
 				     TRANSPORT_MAX_LISTEN);
@@ -717,6 +736,7 @@ int transport_bind(struct transport *t)
 
 void transport_destroy(struct transport *t)
 {
+	addr_hint_destroy(&t->hint);
 	free(t->listen);
 	free(t->batch);
 	t->listen = NULL;

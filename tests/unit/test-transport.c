@@ -761,7 +761,7 @@ static void test_coord_start_reload_stop(void)
 		     transport_counters_table.n + hs_counters_table.n + hs_budget_counters_table.n +
 			     dir_counters_table.n + filter_counters_table.n +
 			     punch_counters_table.n);
-	CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(st, "counters")), 58);
+	CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(st, "counters")), 59);
 	cJSON_Delete(st);
 
 	/* A socket that would have to move, or one more listen address: a restart. */
