@@ -81,9 +81,10 @@ struct config_coordinator_role {
 	uint32_t relay_pair_bytes_per_s; /* 0: no limit */
 	uint32_t relay_idle_timeout_s;
 	char *control_socket;
-	uint32_t max_nodes; /* registry bound */
+	uint32_t max_nodes;        /* registry bound */
 	uint16_t handshake_cpu;    /* percent of one core the handshake budget may use */
 	uint16_t rekey_interval_s; /* nodes re-key this often (REGISTER_ACK rekey_s) */
+	char *state_file; /* absolute; sessions kept across a restart (coord_state.h); NULL: none */
 };
 
 struct config {

@@ -78,6 +78,8 @@ enum ts_verdict ts_table_check(const struct ts_table *t, uint64_t fp,
 			       const uint8_t ts[TS_TABLE_TS_LEN]);
 /* Whether fp has a timestamp at all: ts_table_check() is TS_UNKNOWN exactly when not. */
 bool ts_table_known(const struct ts_table *t, uint64_t fp);
+/* fp's last accepted timestamp into out; false (out untouched) when there is none. */
+bool ts_table_get(const struct ts_table *t, uint64_t fp, uint8_t out[TS_TABLE_TS_LEN]);
 /*
  * Records ts as fp's last accepted timestamp; call it only for a handshake accepted (after
  * Noise authenticated it). Never moves a timestamp back: an earlier ts leaves the later one.

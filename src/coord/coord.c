@@ -35,6 +35,7 @@
 #include "wgpunch/metrics.h"
 #include "wgpunch/punch.h"
 #include "wgpunch/relay.h"
+#include "wgpunch/state.h"
 #include "wgpunch/status.h"
 #include "wgpunch/transport.h"
 
@@ -51,6 +52,7 @@ struct coord {
 	struct filter filter;
 	struct hs hs;
 	struct metrics_file *metrics; /* not in handles: it closes itself and never calls back */
+	bool started; /* coord_start() succeeded: coord_stop() writes the state file */
 };
 
 /* ---- hooks: a lower layer's news for a higher one ---- */
@@ -167,9 +169,45 @@ void coord_stop(struct coord *c)
 	 * callback frees c. The list is not empty once the relay exists (the transport's sockets
 	 * came first), so c is still here after coord_handles_close_all(). */
 	relay = c->relay.inited;
+	if (c->started && c->conf->coord.state_file)
+		state_save(c->conf->coord.state_file, &c->dir.reg, &c->hs.ts,
+			   c->conf->coord.private_key, c->conf->coord.public_key, uv_now(c->loop));
 	coord_handles_close_all(&c->handles);
 	if (relay)
 		relay_stop(&c->relay);
+}
+
+/* The sessions a planned restart kept (state.h). A file that cannot be used is logged and
+ * the coordinator starts empty, as without one: nodes then handshake again. */
+static void coord_load_state(struct coord *c)
+{
+	const struct config_coordinator_role *cr = &c->conf->coord;
+	struct state_result res;
+
+	state_load(cr->state_file, &c->dir.reg, &c->hs.ts, cr->private_key, cr->public_key,
+		   uv_now(c->loop), &res);
+}
+
+/* Once bound: the restored session addresses count as such (addr_hint.h), and a filter test
+ * that was under way when the state was written starts again. */
+static void coord_resume_state(struct coord *c)
+{
+	uint64_t now = uv_now(c->loop);
+
+	for (struct reg_node *n = registry_first(&c->dir.reg); n; n = n->lru_next) {
+		if (!n->local_idx)
+			continue;
+		if (n->sock >= c->transport.n_listen) {
+			/* Its listen address is gone from the config: the node handshakes anew. */
+			registry_clear_index(&c->dir.reg, n);
+			continue;
+		}
+		addr_hint_add(&c->transport.hint, &n->session_addr, n->sock, now);
+		if (n->filter_state == REG_FILTER_NONE) {
+			memset(&n->filter_addr, 0, sizeof(n->filter_addr));
+			filter_on_session_addr(&c->filter, n);
+		}
+	}
 }
 
 int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
@@ -218,9 +256,12 @@ int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
 	if (r < 0)
 		goto fail;
 
+	if (cr->state_file)
+		coord_load_state(c);
 	r = transport_bind(&c->transport);
 	if (r < 0)
 		goto fail;
+	coord_resume_state(c);
 	dir_start(&c->dir);
 	r = metrics_file_start(loop, conf->metrics_file, coord_render_metrics, c, &c->metrics);
 	if (r < 0)
@@ -232,6 +273,7 @@ int coord_start(uv_loop_t *loop, const struct config *conf, struct coord **out)
 		log_info("coordinator %s listening on %s and port %u", key_short(cr->public_key, k),
 			 addr_format(&cr->listen[i], a), addr_port(&cr->listen[i]) + 1u);
 	}
+	c->started = true;
 	*out = c;
 	return 0;
 fail:

@@ -505,18 +505,20 @@ static void conf_parse_private_key_file(struct conf_parser *p, const struct conf
 	free(display);
 }
 
-/* The metrics file is replaced by rename(), so only its folder must exist (and be one). */
-static void conf_parse_metrics_file(struct conf_parser *p, const struct conf_key *k,
-				    const char *value)
+/* A file wgpunch replaces by rename() (metrics_file): only its folder must exist (and be
+ * one). */
+static void conf_parse_output_file(struct conf_parser *p, const struct conf_key *k,
+				   const char *value)
 {
+	char **field = (char **)((char *)p->c + k->offset);
 	char *display, *abs, *dir;
 	const char *slash;
 	struct stat st;
 
 	if (conf_resolve_path(p, value, &display, &abs) < 0)
 		return;
-	free(p->c->metrics_file);
-	p->c->metrics_file = abs;
+	free(*field);
+	*field = abs;
 	slash = strrchr(display, '/');
 	if (slash && slash[1] == '\0') {
 		conf_error(p, p->lineno, "%s: '%s' names a folder, not a file", k->name, display);
@@ -534,6 +536,25 @@ static void conf_parse_metrics_file(struct conf_parser *p, const struct conf_key
 		conf_error(p, p->lineno, "%s: '%s' of '%s' is not a folder", k->name, dir, display);
 	}
 	free(dir);
+	free(display);
+}
+
+/* The state file's folder is the service manager's to make (systemd's StateDirectory=, made
+ * before the service starts): it need not exist when the file is checked, so only the name
+ * is. A write that fails at stop is logged then. */
+static void conf_parse_state_file(struct conf_parser *p, const struct conf_key *k,
+				  const char *value)
+{
+	char *display, *abs;
+	size_t len;
+
+	if (conf_resolve_path(p, value, &display, &abs) < 0)
+		return;
+	free(p->c->coord.state_file);
+	p->c->coord.state_file = abs;
+	len = strlen(display);
+	if (len && display[len - 1] == '/')
+		conf_error(p, p->lineno, "%s: '%s' names a folder, not a file", k->name, display);
 	free(display);
 }
 
@@ -625,7 +646,7 @@ static const struct conf_key conf_keys[] = {
 	{ SEC_NODE, "control_socket", conf_parse_socket, NODE(control_socket), 0, 0, 0 },
 	{ SEC_NODE, "log_level", conf_parse_log_level, offsetof(struct config, log_level), 0, 0,
 	  0 },
-	{ SEC_NODE, "metrics_file", conf_parse_metrics_file, offsetof(struct config, metrics_file),
+	{ SEC_NODE, "metrics_file", conf_parse_output_file, offsetof(struct config, metrics_file),
 	  0, 0, 0 },
 
 	{ SEC_COORD, "listen", conf_parse_listen, COORD(listen), KEY_REQUIRED | KEY_REPEATABLE, 0,
@@ -657,8 +678,9 @@ static const struct conf_key conf_keys[] = {
 	{ SEC_COORD, "rekey_interval", conf_parse_int_key, COORD(rekey_interval_s), 0, 60, 65535 },
 	{ SEC_COORD, "log_level", conf_parse_log_level, offsetof(struct config, log_level), 0, 0,
 	  0 },
-	{ SEC_COORD, "metrics_file", conf_parse_metrics_file, offsetof(struct config, metrics_file),
+	{ SEC_COORD, "metrics_file", conf_parse_output_file, offsetof(struct config, metrics_file),
 	  0, 0, 0 },
+	{ SEC_COORD, "state_file", conf_parse_state_file, COORD(state_file), 0, 0, 0 },
 };
 
 #define CONF_N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -950,6 +972,7 @@ void config_free(struct config *c)
 	free(c->coord.authorized_keys_file);
 	free(c->coord.authorized_keys);
 	free(c->coord.control_socket);
+	free(c->coord.state_file);
 	sodium_memzero(c->coord.private_key, sizeof(c->coord.private_key));
 	free(c->metrics_file);
 	free(c->path);
@@ -1016,6 +1039,8 @@ void config_print(const struct config *c, FILE *out)
 	fprintf(out, "max_nodes = %u\n", cr->max_nodes);
 	fprintf(out, "handshake_cpu = %u\n", cr->handshake_cpu);
 	fprintf(out, "rekey_interval = %u\n", cr->rekey_interval_s);
+	if (cr->state_file)
+		fprintf(out, "state_file = %s\n", cr->state_file);
 	fprintf(out, "log_level = %s\n", log_level_name(c->log_level));
 	if (c->metrics_file)
 		fprintf(out, "metrics_file = %s\n", c->metrics_file);

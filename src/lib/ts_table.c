@@ -173,6 +173,17 @@ bool ts_table_known(const struct ts_table *t, uint64_t fp)
 	return find(set, fp) != NULL;
 }
 
+bool ts_table_get(const struct ts_table *t, uint64_t fp, uint8_t out[TS_TABLE_TS_LEN])
+{
+	struct ts_entry *set[2], *e;
+
+	sets_of(t, fp, set);
+	e = find(set, fp);
+	if (e)
+		memcpy(out, e->ts, TS_TABLE_TS_LEN);
+	return e != NULL;
+}
+
 void ts_table_commit(struct ts_table *t, uint64_t fp, const uint8_t ts[TS_TABLE_TS_LEN])
 {
 	struct ts_entry *set[2], *e, x = { .fp = fp };

@@ -8,11 +8,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include "wgpunch/cookie.h"
 #include "wgpunch/coord_handles.h"
 #include "wgpunch/coord_pair.h"
+#include "wgpunch/coord_state.h"
 #include "wgpunch/dir.h"
 #include "wgpunch/filter.h"
 #include "wgpunch/hs.h"
@@ -366,6 +369,7 @@ static int cmp_key(const void *a, const void *b)
 static uint16_t harness_hs_cpu = CONFIG_DEFAULT_HANDSHAKE_CPU;
 /* The next harness listens on ::1 too (the same port). */
 static bool harness_dual;
+static char *harness_state_file; /* the config's state_file, for harness_start_key() */
 
 /* keys: NULL = any key may register; else only those n. priv: the coordinator's key, or
  * NULL for a new one. */
@@ -401,6 +405,7 @@ static int harness_start_key(struct harness *h, const uint8_t (*keys)[KEY_LEN], 
 	h->conf.coord.max_nodes = 1000;
 	h->conf.coord.handshake_cpu = harness_hs_cpu;
 	h->conf.coord.rekey_interval_s = 600;
+	h->conf.coord.state_file = harness_state_file;
 	if (keys) {
 		memcpy(h->auth, keys, n * KEY_LEN);
 		qsort(h->auth, n, KEY_LEN, cmp_key);
@@ -2471,6 +2476,119 @@ static void test_coord_bind_failure_cleans_up(void)
 	close(blocker);
 }
 
+/* The state file's bytes, or NULL; *len set. */
+static uint8_t *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *b = NULL;
+	long n;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+	    (b = malloc((size_t)n)) && fread(b, 1, (size_t)n, f) == (size_t)n)
+		*len = (size_t)n;
+	fclose(f);
+	return b;
+}
+
+static void write_all(const char *path, const uint8_t *b, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		CHECK_EQ_INT(write(fd, b, len), (ssize_t)len);
+		close(fd);
+	}
+}
+
+/*
+ * A planned restart with state_file: the coordinator writes its sessions when it stops and
+ * reads them (once) when it starts, so the fleet carries on without a handshake: the old
+ * sessions answer REGISTER, and a pair is punched from what was kept. A file that was
+ * tampered with, or is another coordinator's, is refused and removed; the coordinator starts
+ * empty, as without one.
+ */
+static void test_coord_state_file_keeps_sessions(void)
+{
+	char dir[] = "/tmp/wgpunch-test-state-XXXXXX", path[64];
+	uint8_t priv[KEY_LEN], *bytes;
+	struct harness h;
+	struct client a, b;
+	struct stat st;
+	size_t len;
+
+	if (!mkdtemp(dir)) {
+		CHECK(0);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/coord.state", dir);
+	harness_state_file = path;
+	if (harness_start(&h, NULL, 0) < 0)
+		goto out;
+	memcpy(priv, h.conf.coord.private_key, KEY_LEN);
+	client_init(&a);
+	client_init(&b);
+	uint64_t fa = key_fingerprint(a.pub), fb = key_fingerprint(b.pub);
+
+	CHECK_EQ_INT(client_make_ready(&h, &a, &fb, 1, a.fd, PROTO_FILTER_SAFE), 0);
+	CHECK_EQ_INT(client_make_ready(&h, &b, &fa, 1, b.fd, PROTO_FILTER_SAFE), 0);
+	client_take(&h, &a, PROTO_MSG_PUNCH, 300, NULL);
+	client_take(&h, &b, PROTO_MSG_PUNCH, 300, NULL);
+	harness_stop(&h);
+	CHECK_EQ_INT(stat(path, &st), 0);
+	CHECK_EQ_INT(st.st_mode & 0777, 0600);
+
+	/* Back, with the same key: both nodes and their sessions, no handshake. */
+	if (harness_start_key(&h, NULL, 0, priv) < 0)
+		goto out;
+	CHECK(stat(path, &st) < 0); /* read once */
+	CHECK_EQ_INT(status_num(&h, "nodes"), 2);
+	CHECK_EQ_INT(client_register(&h, &a, &fb, 1, NULL, 0, PROTO_REG_F_RESYNC), 0);
+	CHECK_EQ_INT(client_take(&h, &a, PROTO_MSG_PUNCH, 1000, NULL), 0);
+	CHECK_EQ_INT(client_take(&h, &b, PROTO_MSG_PUNCH, 1000, NULL), 0);
+	CHECK_EQ_INT(counter(&h, "hs_accepted"), 0);
+	CHECK_EQ_INT(counter(&h, "session_unknown_sent"), 0);
+	/* A rekey from the session's address is still served without a cookie round trip. */
+	CHECK_EQ_INT(client_handshake(&h, &a), 0);
+	CHECK_EQ_INT(a.cookies, 1); /* the one of its first handshake, before the restart */
+	harness_stop(&h);
+
+	/* Tampered with: one bit of the first record (what comes before a fault would be kept:
+	 * the stream authenticates it, in order). */
+	bytes = read_all(path, &len);
+	CHECK(bytes && len > COORD_STATE_HEADER_LEN + 100);
+	if (bytes) {
+		bytes[COORD_STATE_HEADER_LEN + 24 + 4 + 10] ^= 1;
+		write_all(path, bytes, len);
+		free(bytes);
+	}
+	if (harness_start_key(&h, NULL, 0, priv) < 0)
+		goto out;
+	CHECK(stat(path, &st) < 0);
+	CHECK_EQ_INT(status_num(&h, "nodes"), 0);
+	CHECK_EQ_INT(client_register(&h, &a, &fb, 1, NULL, 0, 0), -ETIMEDOUT);
+	CHECK(a.unknowns > 0);
+	CHECK_EQ_INT(client_handshake(&h, &a), 0);
+	harness_stop(&h);
+
+	/* Another coordinator's file (another key): not used. */
+	CHECK_EQ_INT(stat(path, &st), 0);
+	if (harness_start(&h, NULL, 0) < 0)
+		goto out;
+	CHECK_EQ_INT(status_num(&h, "nodes"), 0);
+	CHECK(stat(path, &st) < 0);
+	harness_stop(&h);
+	client_close(&a);
+	client_close(&b);
+out:
+	harness_state_file = NULL;
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -2505,6 +2623,7 @@ int main(void)
 	TAP_RUN(test_coord_hs_rate_limit_per_source);
 	TAP_RUN(test_coord_registry_not_filled_unproven);
 	TAP_RUN(test_coord_hs_replay_after_expiry_and_restart);
+	TAP_RUN(test_coord_state_file_keeps_sessions);
 	TAP_RUN(test_coord_data_from_new_source_needs_addr_echo);
 	TAP_RUN(test_coord_repunch_bounded_per_node);
 	TAP_RUN(test_coord_pending_quota_per_node);
