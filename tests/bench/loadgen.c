@@ -755,7 +755,8 @@ static void coord_start(struct coord *c, uint16_t port)
 
 static void coord_stop(struct coord *c)
 {
-	uint64_t end = mono_ns() + 5 * 1000000000ull;
+	/* Room for a state_file to be written (a second or two at a million nodes). */
+	uint64_t end = mono_ns() + 30 * 1000000000ull;
 	int st;
 
 	if (c->pid <= 0)
@@ -1220,9 +1221,12 @@ static int run(const struct opts *o)
 			for (uint32_t i = 0; i < g.n_nodes; i++)
 				g.nodes[i].registered = false;
 			kd0 = udp_rcvbuf_errors();
+			uint64_t hs0 = g.st.hs_ok;
+
 			reg = establish(&g, g.n_nodes, SETUP_WINDOW,
 					mono_ns() + (uint64_t)(o->setup_s * 1e9));
 			result("restart_kernel_drops", (double)(udp_rcvbuf_errors() - kd0));
+			result("restart_handshakes", (double)(g.st.hs_ok - hs0));
 			result("restart_registered", reg);
 			result("restart_s", (double)(mono_ns() - r0) / 1e9);
 			if (reg != g.n_nodes)
