@@ -235,34 +235,32 @@ static int lookup_source(struct prober *p, const struct addr *dst, struct in_add
 	return 0;
 }
 
-/* IPv6: no source lookup; the kernel picks the source and fills the checksum. */
-static int send6(struct prober *p, const struct addr *dst, const uint8_t *payload, size_t len)
+#define RAW_PAYLOAD_MAX 1500
+
+/*
+ * Builds the UDP packet from src to dst and sends it on fd: the tail both families share. The
+ * destination's port is 0 (the UDP header carries the real one; a raw IPv6 socket takes the
+ * protocol or 0 there, RFC 3542). Counts the send or the error.
+ */
+static int send_raw(struct prober *p, int fd, const struct addr *src, const struct addr *dst,
+		    const uint8_t *payload, size_t len)
 {
-	uint8_t pkt[UDP_HDR_LEN + 1500];
-	struct addr src = { 0 };
-	struct sockaddr_in6 to;
+	uint8_t pkt[UDP_HDR_LEN + RAW_PAYLOAD_MAX];
+	struct addr to = *dst;
 	ssize_t n;
 	int r;
 
-	if (p->fd6 < 0) {
-		r = -EAFNOSUPPORT;
-		goto fail;
-	}
 	if (len > sizeof(pkt) - UDP_HDR_LEN) {
 		r = -EMSGSIZE;
 		goto fail;
 	}
-	src.in6.sin6_family = AF_INET6;
-	src.in6.sin6_port = htons(p->src_port);
-	n = prober_build_udp(pkt, sizeof(pkt), &src, dst, payload, len);
+	n = prober_build_udp(pkt, sizeof(pkt), src, dst, payload, len);
 	if (n < 0) {
 		r = (int)n;
 		goto fail;
 	}
-	/* A raw IPv6 socket takes the protocol, or 0, in the port field (RFC 3542). */
-	to = dst->in6;
-	to.sin6_port = 0;
-	if (sendto(p->fd6, pkt, (size_t)n, 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+	addr_set_port(&to, 0);
+	if (sendto(fd, pkt, (size_t)n, 0, &to.sa, addr_len(&to)) < 0) {
 		r = -errno;
 		goto fail;
 	}
@@ -275,42 +273,31 @@ fail:
 
 int prober_send(struct prober *p, const struct addr *dst, const uint8_t *payload, size_t len)
 {
-	uint8_t pkt[UDP_HDR_LEN + 1500];
 	struct addr src = { 0 };
-	struct sockaddr_in to;
-	ssize_t n;
 	int r;
 
 	if (p->fd4 < 0)
 		return -EBADF;
-	if (addr_family(dst) == AF_INET6)
-		return send6(p, dst, payload, len);
+	if (addr_family(dst) == AF_INET6) {
+		/* No source lookup: the kernel picks the source and fills the checksum. */
+		if (p->fd6 < 0) {
+			p->send_errors++;
+			return -EAFNOSUPPORT;
+		}
+		src.in6.sin6_family = AF_INET6;
+		src.in6.sin6_port = htons(p->src_port);
+		return send_raw(p, p->fd6, &src, dst, payload, len);
+	}
 	if (addr_family(dst) != AF_INET)
 		return -EAFNOSUPPORT;
-	if (len > sizeof(pkt) - UDP_HDR_LEN)
+	if (len > RAW_PAYLOAD_MAX)
 		return -EMSGSIZE;
-
 	src.in4.sin_family = AF_INET;
 	r = lookup_source(p, dst, &src.in4.sin_addr);
-	if (r < 0)
-		goto fail;
+	if (r < 0) {
+		p->send_errors++;
+		return r;
+	}
 	src.in4.sin_port = htons(p->src_port);
-	n = prober_build_udp(pkt, sizeof(pkt), &src, dst, payload, len);
-	if (n < 0) {
-		r = (int)n;
-		goto fail;
-	}
-
-	/* The port of a raw socket's destination is ignored; the UDP header carries it. */
-	to = dst->in4;
-	to.sin_port = 0;
-	if (sendto(p->fd4, pkt, (size_t)n, 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	p->sent++;
-	return 0;
-fail:
-	p->send_errors++;
-	return r;
+	return send_raw(p, p->fd4, &src, dst, payload, len);
 }

@@ -1759,7 +1759,7 @@ int main(int argc, char **argv)
 	if (o.selftest)
 		return selftest();
 	if (!o.mode || !o.coord_cmd || !o.port || !have_pub || !o.nodes || !o.window || !o.rate ||
-	    o.time_s <= 0 || o.time_s > 120 || o.setup_s <= 0 || o.setup_s > 600 ||
+	    o.time_s <= 0 || o.time_s > 120 || o.setup_s <= 0 || o.setup_s > 1800 ||
 	    o.nodes > 4000000 || (o.socks > o.nodes))
 		usage();
 	if (o.socks == 0 && o.nodes > 200000)
