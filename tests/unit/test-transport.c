@@ -644,6 +644,40 @@ static int pump_and_count_replies(struct bench *b, uint64_t want)
 }
 
 /*
+ * SESSION_UNKNOWN is unauthenticated: in all, at most TRANSPORT_UNKNOWN_PER_S a second (a
+ * second's worth at once, then the rate), the rest counted as limited and not answered.
+ */
+static void test_transport_session_unknown_capped(void)
+{
+	const int n = 3 * TRANSPORT_UNKNOWN_PER_S;
+	struct bench b;
+	uint64_t t0, ms;
+	double allowed;
+
+	if (bench_start(&b) < 0)
+		goto out;
+	t0 = uv_hrtime();
+	for (int sent = 0; sent < n; sent += 1000) {
+		send_unknown_burst(&b, 1000);
+		pump_and_count_replies(&b, (uint64_t)sent + 1000);
+	}
+	ms = (uv_hrtime() - t0) / 1000000u;
+	allowed = TRANSPORT_UNKNOWN_PER_S + (double)ms * TRANSPORT_UNKNOWN_PER_S / 1000 + 1;
+	printf("# %d unknown indices in %llu ms: %llu answered, %llu limited\n", n,
+	       (unsigned long long)ms, (unsigned long long)b.t.ctr.session_unknown_sent,
+	       (unsigned long long)b.t.ctr.session_unknown_limited);
+	CHECK_EQ_INT(b.t.ctr.rx_kernel_drops, 0);
+	CHECK_EQ_INT(b.t.ctr.unknown_index, n);
+	CHECK(b.t.ctr.session_unknown_sent >= TRANSPORT_UNKNOWN_PER_S);
+	/* Unless the loop took over two seconds, more came than the cap allows. */
+	CHECK(b.t.ctr.session_unknown_sent <= allowed);
+	CHECK(ms > 2000 || b.t.ctr.session_unknown_limited > 0);
+	CHECK_EQ_INT(b.t.ctr.session_unknown_sent + b.t.ctr.session_unknown_limited, n);
+out:
+	bench_stop(&b);
+}
+
+/*
  * The socket path itself: a burst is read with a few recvmmsg calls, not one per datagram,
  * its replies (SESSION_UNKNOWN) leave in a few sendmmsg calls, and what the kernel dropped
  * because the receive buffer was full is counted (SO_RXQ_OVFL), not lost silently.
@@ -821,6 +855,7 @@ int main(void)
 	TAP_RUN(test_transport_probe_bound_to_its_port);
 	TAP_RUN(test_transport_session_framing_and_rebinding);
 	TAP_RUN(test_transport_batches_and_counts_kernel_drops);
+	TAP_RUN(test_transport_session_unknown_capped);
 	TAP_RUN(test_coord_handles_lifecycle);
 	TAP_RUN(test_coord_start_reload_stop);
 	TAP_RUN(test_coord_failed_start_closes_everything);
