@@ -21,7 +21,7 @@
 # Targets are issue 10's. Needs root only to raise the open file limit for N sockets.
 #	coord-bench.sh [N]
 #	coord-bench.sh N memory   only the RSS per node with N registered and a restart with
-#	                          state_file (1M: about 18 minutes, the fleet brought up at the
+#	                          state_file (1M: about 30 minutes, the fleet brought up at the
 #	                          handshake rate)
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -96,7 +96,7 @@ if [ "$only" = memory ]; then
 		-e 's|^log_level = warn$|&\nstate_file = '"$tmp"'/coord.state|' "$tmp/coord.ini" \
 		>"$tmp/coordstate.ini"
 	coord="exec taskset -c 0 $wgp -c $tmp/coordstate.ini"
-	setup=$((big / 1000 + 60))
+	setup=$((big / 550 + 60))
 	[ "$setup" -gt 1800 ] && setup=1800
 	run memory --mode memory,restart --nodes "$big" --setup-time "$setup"
 	printf '\n| RSS per registered node, %s nodes | %s B (%s kB in all, %s registered in %s s) | <= 512 B at 1M |\n' \
