@@ -505,17 +505,31 @@ tb_wait_node_ready()
 # namespace the first time), with extra lines appended to its [coordinator] section.
 tb_coord()
 {
-	local ini=$TB_DIR/coordinator.ini line
-
-	tb_wgpunch_bin
 	[ -n "${TB_ADDR[coord]:-}" ] || tb_coord_host
+	tb_coord_on "$TB_COORD_IP:$TB_COORD_PORT" -- "$@"
+}
+
+# tb_coord_on LISTEN... [-- CONFIG-LINES...]: the coordinator listening on each LISTEN (its key
+# made once, in $TB_DIR/coordinator.key), with CONFIG-LINES added to its config.
+tb_coord_on()
+{
+	local ini=$TB_DIR/coordinator.ini line listen=()
+
+	while [ "$#" -gt 0 ] && [ "$1" != -- ]; do
+		listen+=("$1")
+		shift
+	done
+	[ "${1:-}" = -- ] && shift
+	tb_wgpunch_bin
 	if [ ! -f "$TB_DIR/coordinator.key" ]; then
 		(umask 077 && wg genkey >"$TB_DIR/coordinator.key")
 		TB_COORD_PUB=$(wg pubkey <"$TB_DIR/coordinator.key")
 	fi
 	{
 		echo "[coordinator]"
-		echo "listen = $TB_COORD_IP:$TB_COORD_PORT"
+		for line in "${listen[@]}"; do
+			echo "listen = $line"
+		done
 		echo "private_key_file = coordinator.key"
 		echo "control_socket = $TB_DIR/coord.sock"
 		for line in "$@"; do
@@ -531,14 +545,24 @@ tb_coord()
 # tb_node HOST [CONFIG-LINES...]: starts wgpunch's node role next to HOST's interface.
 tb_node()
 {
-	local host=$1 ini=$TB_DIR/$1.ini line
+	local host=$1
 
 	shift
+	tb_node_at "$host" "$TB_COORD_IP:$TB_COORD_PORT" "$@"
+}
+
+# tb_node_at HOST COORDINATOR [CONFIG-LINES...]: tb_node with the coordinator at COORDINATOR
+# (host:port: an IPv4 or IPv6 literal, or a name).
+tb_node_at()
+{
+	local host=$1 coord=$2 ini=$TB_DIR/$1.ini line
+
+	shift 2
 	tb_wgpunch_bin
 	{
 		echo "[node]"
 		echo "interface = ${TB_WGIF[$host]}"
-		echo "coordinator = $TB_COORD_IP:$TB_COORD_PORT $TB_COORD_PUB"
+		echo "coordinator = $coord $TB_COORD_PUB"
 		echo "backend = userspace"
 		echo "control_socket = $TB_DIR/$host.sock"
 		for line in "$@"; do
@@ -919,59 +943,23 @@ tb6_resolve()
 	} >"$dir/hosts"
 }
 
-# tb6_coord LISTEN... [-- CONFIG-LINES...]: the coordinator (tb_coord's files) listening on each
-# LISTEN (e.g. "[2001:db8:ff::1]:51900" or "[::]:51900").
-tb6_coord()
+# tb6_dual_pair: a dual-stack coordinator host and hosts a and b, each behind a home router
+# (rX) that masquerades IPv4 (cone, inbound filter) and routes IPv6 through a stateful
+# firewall, each host's name resolvable. TB_PUBLIC is each host's public IPv4 mapping.
+tb6_dual_pair()
 {
-	local ini=$TB_DIR/coordinator.ini line listen=()
+	local h
 
-	while [ "$#" -gt 0 ] && [ "$1" != -- ]; do
-		listen+=("$1")
-		shift
+	tb6_init
+	tb6_coord_host
+	for h in a b; do
+		tb_router "r$h" cone
+		tb6_router "r$h" "r$h"
+		tb_host "$h" "r$h"
+		tb6_host "$h" "r$h"
+		tb6_resolve "$h"
+		TB_PUBLIC[$h]=${TB_WAN[r$h]}:$TB_WG_PORT
 	done
-	[ "${1:-}" = -- ] && shift
-	tb_wgpunch_bin
-	if [ ! -f "$TB_DIR/coordinator.key" ]; then
-		(umask 077 && wg genkey >"$TB_DIR/coordinator.key")
-		TB_COORD_PUB=$(wg pubkey <"$TB_DIR/coordinator.key")
-	fi
-	{
-		echo "[coordinator]"
-		for line in "${listen[@]}"; do
-			echo "listen = $line"
-		done
-		echo "private_key_file = coordinator.key"
-		echo "control_socket = $TB_DIR/coord.sock"
-		for line in "$@"; do
-			echo "$line"
-		done
-	} >"$ini"
-	tb_bg "$TB_DIR/coord.log" coord "$WGPUNCH" -c "$ini"
-	TB_COORD_PID=$TB_LASTPID
-	tb_wait_for 5 test -S "$TB_DIR/coord.sock" ||
-		tb_fail "the coordinator did not open its control socket"
-}
-
-# tb6_node HOST COORDINATOR [CONFIG-LINES...]: tb_node with another coordinator host:port
-# (an IPv6 literal "[2001:db8:ff::1]:51900", or "$TB6_COORD_NAME:51900").
-tb6_node()
-{
-	local host=$1 coord=$2 ini=$TB_DIR/$1.ini line
-
-	shift 2
-	tb_wgpunch_bin
-	{
-		echo "[node]"
-		echo "interface = ${TB_WGIF[$host]}"
-		echo "coordinator = $coord $TB_COORD_PUB"
-		echo "backend = userspace"
-		echo "control_socket = $TB_DIR/$host.sock"
-		for line in "$@"; do
-			echo "$line"
-		done
-	} >"$ini"
-	tb_bg "$TB_DIR/$host.log" "$host" "$WGPUNCH" -c "$ini"
-	eval "TB_NODE_PID_$host=$TB_LASTPID"
 }
 
 # tb6_path_is HOST PEER PATH: HOST's node shows PATH for PEER.

@@ -8,15 +8,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-tb6_init
-tb6_coord_host
-for h in a b; do
-	tb_router "r$h" cone
-	tb6_router "r$h" "r$h"
-	tb_host "$h" "r$h"
-	tb6_host "$h" "r$h"
-	tb6_resolve "$h"
-done
+tb6_dual_pair
 # A deprecated address (preferred lifetime 0, as when a prefix is being withdrawn) on a: the
 # kernel no longer sends from it, and the node must not register it (/proc/net/if_inet6 flags).
 tb_exec a ip -6 addr add 2001:db8:1::99/64 dev eth0 nodad preferred_lft 0 ||
@@ -25,8 +17,8 @@ tb_wg_up a
 tb_wg_up b
 tb_peers a b
 tb_coord "listen = [$TB6_COORD_IP]:$TB_COORD_PORT"
-tb6_node a "$TB6_COORD_NAME:$TB_COORD_PORT" ${TB6_DEBUG:+"log_level = debug"}
-tb6_node b "$TB6_COORD_NAME:$TB_COORD_PORT" ${TB6_DEBUG:+"log_level = debug"}
+tb_node_at a "$TB6_COORD_NAME:$TB_COORD_PORT" ${TB6_DEBUG:+"log_level = debug"}
+tb_node_at b "$TB6_COORD_NAME:$TB_COORD_PORT" ${TB6_DEBUG:+"log_level = debug"}
 
 tb_assert_tunnel a b 20
 tb6_assert_path a b ipv6 "[${TB6_ADDR[b]}]:$TB_WG_PORT"

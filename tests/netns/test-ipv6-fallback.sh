@@ -7,16 +7,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-tb6_init
-tb6_coord_host
-for h in a b; do
-	tb_router "r$h" cone
-	tb6_router "r$h" "r$h"
-	tb_host "$h" "r$h"
-	tb6_host "$h" "r$h"
-	tb6_resolve "$h"
-	TB_PUBLIC[$h]=${TB_WAN[r$h]}:$TB_WG_PORT
-done
+tb6_dual_pair
 for dir in sport dport; do
 	tb_exec rb nft insert rule ip6 fw6 forward udp "$dir" "$TB_WG_PORT" counter drop ||
 		tb_fail "IPv6 block on rb"
@@ -25,8 +16,8 @@ tb_wg_up a
 tb_wg_up b
 tb_peers a b
 tb_coord "listen = [$TB6_COORD_IP]:$TB_COORD_PORT"
-tb6_node a "$TB6_COORD_NAME:$TB_COORD_PORT"
-tb6_node b "$TB6_COORD_NAME:$TB_COORD_PORT"
+tb_node_at a "$TB6_COORD_NAME:$TB_COORD_PORT"
+tb_node_at b "$TB6_COORD_NAME:$TB_COORD_PORT"
 
 # The IPv6 attempt takes 6 s (one WireGuard retry), then IPv4.
 tb_assert_tunnel a b 25

@@ -24,10 +24,10 @@ done
 tb_wg_up a
 tb_wg_up b
 tb_peers a b
-tb6_coord "$coord"
+tb_coord_on "$coord"
 tb6_resolve b "$TB_COORD_IP"
-tb6_node a "$coord"
-tb6_node b "$TB6_COORD_NAME:$TB_COORD_PORT"
+tb_node_at a "$coord"
+tb_node_at b "$TB6_COORD_NAME:$TB_COORD_PORT"
 
 tb_assert_tunnel a b 20
 tb6_assert_path a b ipv6 "[${TB6_ADDR[b]}]:$TB_WG_PORT"
