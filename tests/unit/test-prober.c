@@ -108,16 +108,55 @@ static void test_prober_build_refuses_small_buffer_and_ipv6(void)
 	CHECK_EQ_INT(prober_build_udp(out, sizeof(out), &src, &six, NULL, 0), -EAFNOSUPPORT);
 }
 
+/* A UDP socket on loopback (127.0.0.1 or ::1), port chosen by the kernel, and its address in
+ * *at: where a probe is sent. -1 when the family is not there. */
+static int loopback_receiver(int family, struct addr *at)
+{
+	struct addr a;
+	socklen_t sl = sizeof(a.in6);
+	int fd;
+
+	memset(&a, 0, sizeof(a));
+	a.sa.sa_family = (sa_family_t)family;
+	if (family == AF_INET)
+		a.in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else
+		a.in6.sin6_addr = in6addr_loopback;
+	fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, &a.sa, addr_len(&a)) < 0 || getsockname(fd, &a.sa, &sl) < 0) {
+		close(fd);
+		return -1;
+	}
+	*at = a;
+	return fd;
+}
+
+/* The next datagram on rx within 2 s into buf; its source port in *port. Length or -1. */
+static ssize_t recv_probe(int rx, uint8_t *buf, size_t cap, uint16_t *port)
+{
+	struct pollfd pfd = { .fd = rx, .events = POLLIN };
+	struct addr from;
+	socklen_t sl = sizeof(from.in6);
+	ssize_t n;
+
+	if (poll(&pfd, 1, 2000) != 1)
+		return -1;
+	n = recvfrom(rx, buf, cap, MSG_DONTWAIT, &from.sa, &sl);
+	if (n >= 0)
+		*port = addr_port(&from);
+	return n;
+}
+
 /* As root: a probe from port X arrives at a loopback UDP socket with source port X, and
  * the raw socket itself queues nothing (the drop-all filter). Without root: -EPERM. */
 static void test_prober_sends_from_port_over_loopback(void)
 {
 	struct prober p;
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sin);
 	struct addr dst;
 	uint8_t buf[64];
-	struct pollfd pfd;
+	uint16_t port = 0;
 	int rx, r;
 	ssize_t n;
 
@@ -130,23 +169,17 @@ static void test_prober_sends_from_port_over_loopback(void)
 	if (r < 0)
 		return;
 
-	rx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK_EQ_INT(bind(rx, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	CHECK_EQ_INT(getsockname(rx, (struct sockaddr *)&sin, &sl), 0);
-	dst = v4("127.0.0.1", ntohs(sin.sin_port));
+	rx = loopback_receiver(AF_INET, &dst);
+	CHECK(rx >= 0);
 
 	CHECK_EQ_INT(prober_update(&p, 40123, 0), 0);
 	CHECK_EQ_INT(prober_send(&p, &dst, (const uint8_t *)"probe", 5), 0);
 	CHECK_EQ_INT(p.sent, 1);
 
-	pfd = (struct pollfd){ .fd = rx, .events = POLLIN };
-	CHECK_EQ_INT(poll(&pfd, 1, 2000), 1);
-	sl = sizeof(sin);
-	n = recvfrom(rx, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&sin, &sl);
+	n = recv_probe(rx, buf, sizeof(buf), &port);
 	CHECK_EQ_INT(n, 5);
 	CHECK(n == 5 && memcmp(buf, "probe", 5) == 0);
-	CHECK_EQ_INT(ntohs(sin.sin_port), 40123);
+	CHECK_EQ_INT(port, 40123);
 
 	/* Without the filter the raw socket would hold a copy of that datagram. */
 	n = recv(p.fd4, buf, sizeof(buf), MSG_DONTWAIT);
@@ -193,13 +226,11 @@ static void test_prober_builds_ipv6_header(void)
  * checksum is right (the receiver verifies it unless the device says it need not). */
 static void test_prober_sends_ipv6_from_port(void)
 {
-	struct sockaddr_in6 sin = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	socklen_t sl = sizeof(sin);
 	struct prober p;
 	struct addr dst;
 	uint8_t buf[64];
-	struct pollfd pfd;
-	int rx, r;
+	uint16_t port = 0;
+	int rx;
 	ssize_t n;
 
 	if (geteuid() != 0) {
@@ -207,9 +238,8 @@ static void test_prober_sends_ipv6_from_port(void)
 		return;
 	}
 	CHECK_EQ_INT(prober_open(&p, 40124, 0), 0);
-	rx = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	r = rx < 0 ? -1 : bind(rx, (struct sockaddr *)&sin, sizeof(sin));
-	if (r < 0 || p.fd6 < 0) {
+	rx = loopback_receiver(AF_INET6, &dst);
+	if (rx < 0 || p.fd6 < 0) {
 		/* No IPv6 here: the send says so instead of pretending. */
 		dst = v6("::1", 9);
 		CHECK(prober_send(&p, &dst, (const uint8_t *)"x", 1) < 0);
@@ -218,16 +248,11 @@ static void test_prober_sends_ipv6_from_port(void)
 		prober_close(&p);
 		return;
 	}
-	CHECK_EQ_INT(getsockname(rx, (struct sockaddr *)&sin, &sl), 0);
-	dst = v6("::1", ntohs(sin.sin6_port));
 	CHECK_EQ_INT(prober_send(&p, &dst, (const uint8_t *)"probe6", 6), 0);
-	pfd = (struct pollfd){ .fd = rx, .events = POLLIN };
-	CHECK_EQ_INT(poll(&pfd, 1, 2000), 1);
-	sl = sizeof(sin);
-	n = recvfrom(rx, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&sin, &sl);
+	n = recv_probe(rx, buf, sizeof(buf), &port);
 	CHECK_EQ_INT(n, 6);
 	CHECK(n == 6 && memcmp(buf, "probe6", 6) == 0);
-	CHECK_EQ_INT(ntohs(sin.sin6_port), 40124);
+	CHECK_EQ_INT(port, 40124);
 	n = recv(p.fd6, buf, sizeof(buf), MSG_DONTWAIT);
 	CHECK(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 	close(rx);
