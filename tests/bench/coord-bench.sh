@@ -91,6 +91,11 @@ run()
 	done <"$tmp/$name.out"
 }
 
+g()
+{
+	local v=${R[$1]:-}
+	[ -n "$v" ] && printf '%.0f' "$v" || printf 'n/a'
+}
 if [ "$only" = memory ]; then
 	sed -e 's/^log_level = warn$/&\nhandshake_cpu = 100/' \
 		-e 's|^log_level = warn$|&\nstate_file = '"$tmp"'/coord.state|' "$tmp/coord.ini" \
@@ -98,10 +103,16 @@ if [ "$only" = memory ]; then
 	coord="exec taskset -c 0 $wgp -c $tmp/coordstate.ini"
 	setup=$((big / 550 + 60))
 	[ "$setup" -gt 1800 ] && setup=1800
-	run memory --mode memory,restart --nodes "$big" --setup-time "$setup"
+	run memory --mode memory,register:64,latency:20000,restart --nodes "$big" --time 4 \
+		--setup-time "$setup"
 	printf '\n| RSS per registered node, %s nodes | %s B (%s kB in all, %s registered in %s s) | <= 512 B at 1M |\n' \
 		"$big" "${R[bytes_per_node]:-n/a}" "${R[rss_kb]:-n/a}" "${R[registered]:-n/a}" \
 		"${R[establish_s]:-n/a}"
+	printf '| REGISTER answered, window 64, %s nodes | %s a second (%s us coordinator CPU each) | >= 400,000 at 1M nodes |\n' \
+		"$big" "$(g register_w64_per_s)" "$(g register_w64_coord_us)"
+	printf '| REGISTER p50 / p99 at 20000 a second paced, %s nodes | %s / %s us, %s %% lost | |\n' \
+		"$big" "$(g latency20000_p50_us)" "$(g latency20000_p99_us)" \
+		"${R[latency20000_lost_pct]:-n/a}"
 	printf '| restart with state_file, %s nodes: registered again | %s s (%s of them, %s handshakes) | 1M within 180 s |\n' \
 		"$big" "${R[restart_s]:-n/a}" "${R[restart_registered]:-n/a}" \
 		"${R[restart_handshakes]:-n/a}"
@@ -135,11 +146,6 @@ setup=$((big / 1500))
 run big --mode memory,register:64,register:256,probe:64,latency:20000,latency:100000,restart \
 	--nodes "$big" --time 4 --setup-time "$setup"
 
-g()
-{
-	local v=${R[$1]:-}
-	[ -n "$v" ] && printf '%.0f' "$v" || printf 'n/a'
-}
 k=$((big / 1000))k
 printf '\n| what | value | target |\n|---|---|---|\n'
 printf '| new sessions a second (256 source addresses), default handshake_cpu 50 | %s (coordinator CPU %s us each) | >= 6,000 |\n' \
