@@ -502,6 +502,23 @@ bool registry_lists(const struct reg_node *n, uint64_t fp)
 	return false;
 }
 
+/* Whether n's LAN list is exactly lan[count]: a refresh repeats it, and allocates nothing. */
+static bool registry_lan_same(const struct reg_node *n, const struct addr *lan, size_t count)
+{
+	struct reg_addr a;
+
+	if (!n->lan)
+		return count == 0;
+	if (n->lan->n != count)
+		return false;
+	for (size_t i = 0; i < count; i++) {
+		registry_addr_pack(&a, &lan[i]);
+		if (!registry_addr_equal(&a, &n->lan->addr[i]))
+			return false;
+	}
+	return true;
+}
+
 int registry_set_lan(struct reg_node *n, const struct addr *lan, size_t count)
 {
 	struct reg_lan *l = NULL;
@@ -510,6 +527,8 @@ int registry_set_lan(struct reg_node *n, const struct addr *lan, size_t count)
 
 	if (count > UINT8_MAX)
 		return -EINVAL;
+	if (registry_lan_same(n, lan, count))
+		return 0;
 	if (count || has6) {
 		l = malloc(sizeof(*l) + (count + has6) * sizeof(l->addr[0]));
 		if (!l)

@@ -258,7 +258,11 @@ static void test_registry_consent(void)
 	make_addr(&lan[1], "2001:db8::5", 51820);
 	CHECK(n->lan == NULL);
 	CHECK_EQ_INT(registry_set_lan(n, lan, 2), 1);
+	const struct reg_lan *kept = n->lan;
+
+	/* A refresh repeats the list: unchanged, and not even reallocated. */
 	CHECK_EQ_INT(registry_set_lan(n, lan, 2), 0);
+	CHECK(n->lan == kept);
 	CHECK_EQ_INT(registry_get_lan(n, got, 4), 2);
 	CHECK(addr_equal(&got[0], &lan[0]));
 	CHECK(addr_equal(&got[1], &lan[1]));
