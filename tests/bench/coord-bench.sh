@@ -20,6 +20,9 @@
 #      planned coordinator restart with state_file (time until every node is registered again)
 # Targets are issue 10's. Needs root only to raise the open file limit for N sockets.
 #	coord-bench.sh [N]
+#	coord-bench.sh N state    the coordinator started on a state file of N synthetic nodes
+#	                          (tests/bench/state-fill.c): RSS per node, time to load, to
+#	                          write it at stop and to load its own (1M: about a minute)
 #	coord-bench.sh N memory   only the RSS per node with N registered and a restart with
 #	                          state_file (1M: about 30 minutes, the fleet brought up at the
 #	                          handshake rate)
@@ -96,6 +99,72 @@ g()
 	local v=${R[$1]:-}
 	[ -n "$v" ] && printf '%.0f' "$v" || printf 'n/a'
 }
+# vmrss PID: resident kB.
+vmrss()
+{
+	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+# coord_up INI: starts the coordinator (pinned to CPU 0) in the background, pid in $pid, and
+# waits (at most 300 s) until its status answers; the seconds that took in $up_s.
+coord_up()
+{
+	local t0=${EPOCHREALTIME/./}
+
+	taskset -c 0 "$wgp" -c "$1" 2>>"$tmp/state.err" &
+	pid=$!
+	for _ in $(seq 1 3000); do
+		"$wgp" status -s "$tmp/coord.sock" --json >"$tmp/status.json" 2>/dev/null && break
+		sleep 0.1
+	done
+	up_s=$(((${EPOCHREALTIME/./} - t0) / 1000))
+	up_s=$((up_s / 1000)).$(printf '%03d' $((up_s % 1000)))
+}
+
+coord_down()
+{
+	local t0=${EPOCHREALTIME/./}
+
+	kill -TERM "$pid"
+	wait "$pid"
+	pid=
+	down_s=$(((${EPOCHREALTIME/./} - t0) / 1000))
+	down_s=$((down_s / 1000)).$(printf '%03d' $((down_s % 1000)))
+}
+
+if [ "$only" = state ]; then
+	# The coordinator with N registered nodes without N handshakes: a state file of synthetic
+	# nodes (tests/bench/state-fill.c), with and without a LAN address each.
+	sed 's|^log_level = warn$|&\nstate_file = '"$tmp"'/coord.state|' "$tmp/coord.ini" \
+		>"$tmp/coordstate.ini"
+	coord_up "$tmp/coordstate.ini"
+	rss0=$(vmrss "$pid")
+	coord_down
+	printf '\n| what | value | target |\n|---|---|---|\n'
+	for lan in "" --no-lan; do
+		"$build/tests/bench/state-fill" "$big" "$tmp/coord.key" "$tmp/coord.state" $lan \
+			>/dev/null || exit 1
+		coord_up "$tmp/coordstate.ini"
+		nodes=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"])' \
+			"$tmp/status.json")
+		rss=$(vmrss "$pid")
+		load_s=$up_s
+		coord_down
+		size=$(stat -c %s "$tmp/coord.state")
+		coord_up "$tmp/coordstate.ini"
+		reload_s=$up_s
+		coord_down
+		rm -f "$tmp/coord.state"
+		what="8 peers and one LAN address each"
+		[ -n "$lan" ] && what="8 peers, no LAN address (as loadgen's)"
+		printf '| RSS per registered node, %s nodes, %s | %s B (%s kB, empty %s kB; %s registered) | <= 512 B at 1M |\n' \
+			"$big" "$what" $(((rss - rss0) * 1024 / nodes)) "$rss" "$rss0" "$nodes"
+		printf '| restart with state_file, %s nodes (%s) | up in %s s from the synthetic file, %s s from its own; state written in %s s, %s B a node | 1M within 180 s |\n' \
+			"$big" "${lan:-with LAN}" "$load_s" "$reload_s" "$down_s" $((size / nodes))
+	done
+	exit 0
+fi
+
 if [ "$only" = memory ]; then
 	sed -e 's/^log_level = warn$/&\nhandshake_cpu = 100/' \
 		-e 's|^log_level = warn$|&\nstate_file = '"$tmp"'/coord.state|' "$tmp/coord.ini" \
