@@ -18,7 +18,7 @@
  * A node record keeps what the coordinator would need a handshake and a REGISTER to learn
  * again: the key, the session (both indices, the three keys, the send counter, the highest
  * DATA counter accepted), the last accepted handshake timestamp, the addresses (session,
- * mappings, filter test), the filter result, the REGISTER's content (flags, WireGuard port,
+ * mappings; the filter test's as a hash), the filter result, the REGISTER's content (flags, WireGuard port,
  * peers, LAN candidates) and the age. Not kept: a pending filter test or punch (redone on
  * the next change), relays (their ports close with the process).
  *
@@ -44,8 +44,8 @@
 /* The fixed part of a node record; then 8 bytes a peer and COORD_STATE_ADDR_LEN a LAN
  * address (and the IPv6 mapping, when there is one). */
 #define COORD_STATE_NODE_FIXED                                                                  \
-	(KEY_LEN + 4 + 4 + 8 + 8 + 3 * SESSION_KEY_LEN + 2 * 8 + 4 + 4 * COORD_STATE_ADDR_LEN + \
-	 1 + 1 + 1 + 1 + 1 + 2 + 1 + 12 + 2 + 1 + 1)
+	(KEY_LEN + 4 + 4 + 8 + 8 + 3 * SESSION_KEY_LEN + 2 * 8 + 4 + 3 * COORD_STATE_ADDR_LEN + \
+	 4 + 1 + 1 + 1 + 1 + 1 + 2 + 1 + 12 + 2 + 1 + 1)
 #define COORD_STATE_NODE_MAX                               \
 	(COORD_STATE_NODE_FIXED + (size_t)UINT16_MAX * 8 + \
 	 ((size_t)UINT8_MAX + 1) * COORD_STATE_ADDR_LEN)

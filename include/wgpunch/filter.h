@@ -24,9 +24,9 @@
 
 #define FILTER_TIMEOUT_MS 2000
 
-#define FILTER_COUNTERS(X)                                                     \
-	X(echo_unexpected, "FILTER_ECHO with no test pending, or wrong nonce") \
-	X(filter_tests, "filter tests started")                                \
+#define FILTER_COUNTERS(X)                                                      \
+	X(echo_unexpected, "FILTER_ECHO with no test pending, or wrong nonce")  \
+	X(filter_tests, "filter tests started")                                 \
 	X(filter_timeouts, "filter tests that ended without an echo (UNKNOWN)") \
 	X(filter_rejudged, "POISONABLE results made UNKNOWN by a later probe mapping")
 
@@ -62,12 +62,13 @@ void filter_init(struct filter *f, uv_loop_t *loop, struct coord_handles *handle
 void filter_on_session_addr(struct filter *f, struct reg_node *n);
 
 /*
- * The filter result for an echo from src (pure): SAFE when src is the address the test ran
- * for; otherwise POISONABLE, or UNKNOWN when n's two probe mappings are both known and differ
+ * The filter result for an echo from src (pure): SAFE when src is tested, the address the
+ * test ran for; otherwise POISONABLE, or UNKNOWN when n's two probe mappings are both known and differ
  * (endpoint-dependent mapping moves the echo to a new port whether or not the router kept the
  * POISON, so the test cannot tell).
  */
-uint8_t filter_judge(const struct reg_node *n, const struct reg_addr *src);
+uint8_t filter_judge(const struct reg_node *n, const struct reg_addr *tested,
+		     const struct reg_addr *src);
 
 /*
  * n's probe mappings changed. An echo that arrived before both were known was judged by itself

@@ -51,6 +51,8 @@ struct reg_addr {
 void registry_addr_pack(struct reg_addr *out, const struct addr *a);
 void registry_addr_unpack(struct addr *out, const struct reg_addr *a);
 bool registry_addr_equal(const struct reg_addr *a, const struct reg_addr *b);
+/* A 32-bit hash of a (FNV-1a): equal addresses, equal hashes. */
+uint32_t registry_addr_hash(const struct reg_addr *a);
 
 struct filter_test;
 
@@ -103,10 +105,7 @@ struct reg_node {
 
 	struct reg_addr session_addr; /* where the session's handshake / latest DATA came from */
 	struct reg_addr mapping[2];   /* public ip:port of the WireGuard port seen on P and P + 1 */
-	struct reg_addr filter_addr;  /* the session address the filter test last ran for */
 
-	uint64_t *peers;     /* sorted, unique fingerprints of the node's WireGuard peers:
-			      * peers_inline for up to REGISTRY_INLINE_PEERS, else allocated */
 	struct reg_lan *lan; /* NULL when the node reported no LAN address */
 	uint16_t n_peers;
 	uint16_t wg_port;     /* the node's WireGuard listen port, from REGISTER */
@@ -116,16 +115,31 @@ struct reg_node {
 	uint8_t reg_flags;    /* flags of the last REGISTER */
 	bool registered;      /* a REGISTER has been accepted */
 	uint16_t n_pending;   /* punch attempts it caused, waiting for an ack (punch.c) */
-	uint64_t peers_inline[REGISTRY_INLINE_PEERS];
+	/* registry_addr_hash() of the session address the filter test last ran for (the address
+	 * itself is the pending test's, filter.c): 4 bytes, not 20, for "tested here already?". */
+	uint32_t filter_addr_hash;
+	/* The sorted, unique fingerprints of the node's WireGuard peers (registry_peers()): in
+	 * the entry for up to REGISTRY_INLINE_PEERS, else in an array of their own, whose pointer
+	 * takes the place of the inline ones (so a large list costs no more entry). */
+	union {
+		uint64_t in[REGISTRY_INLINE_PEERS]; /* n_peers <= REGISTRY_INLINE_PEERS */
+		uint64_t *heap;                     /* n_peers > REGISTRY_INLINE_PEERS */
+	} peer_store;
 };
+
+/* n's peer list: n->n_peers fingerprints, sorted. */
+static inline const uint64_t *registry_peers(const struct reg_node *n)
+{
+	return n->n_peers > REGISTRY_INLINE_PEERS ? n->peer_store.heap : n->peer_store.in;
+}
 
 /*
  * What struct reg_node may cost, 8 inline peers included, so that the entry (from a slab:
- * exactly its size), the two buckets and the ts_table stay near 512 bytes. 432 today; the
- * budget leaves room for one more struct reg_addr (20 bytes and alignment: a second mapping
- * for the other address family).
+ * exactly its size), the two buckets and the ts_table stay under 512 bytes even with a LAN
+ * address (a 32-byte allocation of its own). 408 today: the budget leaves room for two more
+ * 20-byte addresses, not for a third.
  */
-#define REGISTRY_NODE_BUDGET 480
+#define REGISTRY_NODE_BUDGET 456
 
 /* Entries are allocated this many at a time (registry.c: no allocator header per entry). */
 #define REGISTRY_SLAB_NODES 1024

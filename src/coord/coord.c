@@ -204,7 +204,6 @@ static void coord_resume_state(struct coord *c)
 		}
 		addr_hint_add(&c->transport.hint, &n->session_addr, n->sock, now);
 		if (n->filter_state == REG_FILTER_NONE) {
-			memset(&n->filter_addr, 0, sizeof(n->filter_addr));
 			filter_on_session_addr(&c->filter, n);
 		}
 	}

@@ -31,6 +31,7 @@ struct filter_test {
 	struct filter_test *prev, *next;
 	uint64_t nonce;       /* FILTER_GO nonce the echo must carry */
 	uint64_t deadline_ms; /* when it times out */
+	struct reg_addr addr; /* the session address it runs for: an echo from there is SAFE */
 };
 
 static void filter_on_timer(uv_timer_t *t);
@@ -85,7 +86,8 @@ static void filter_start(struct filter *f, struct reg_node *n)
 		log_warn("no memory for a filter test");
 		return;
 	}
-	n->filter_addr = n->session_addr;
+	t->addr = n->session_addr;
+	n->filter_addr_hash = registry_addr_hash(&n->session_addr);
 	n->filter_state = REG_FILTER_PENDING;
 	n->filter_test = t;
 	t->node = n;
@@ -149,9 +151,10 @@ static void filter_on_timer(uv_timer_t *t)
  * new port says nothing: UNKNOWN. The two probe mappings show such a router; while they are
  * not both known, the echo alone decides.
  */
-uint8_t filter_judge(const struct reg_node *n, const struct reg_addr *src)
+uint8_t filter_judge(const struct reg_node *n, const struct reg_addr *tested,
+		     const struct reg_addr *src)
 {
-	if (registry_addr_equal(src, &n->filter_addr))
+	if (registry_addr_equal(src, tested))
 		return PROTO_FILTER_SAFE;
 	if (n->mapping[0].family && n->mapping[1].family &&
 	    !registry_addr_equal(&n->mapping[0], &n->mapping[1]))
@@ -173,13 +176,13 @@ static void filter_on_echo(void *arg, const struct transport_rx *rx)
 		return;
 	}
 	registry_addr_pack(&src, rx->from);
-	filter_finish(f, n, filter_judge(n, &src));
+	filter_finish(f, n, filter_judge(n, &n->filter_test->addr, &src));
 }
 
 void filter_on_session_addr(struct filter *f, struct reg_node *n)
 {
 	if (n->filter_state == REG_FILTER_NONE ||
-	    !registry_addr_equal(&n->filter_addr, &n->session_addr))
+	    n->filter_addr_hash != registry_addr_hash(&n->session_addr))
 		filter_start(f, n);
 }
 

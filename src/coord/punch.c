@@ -130,7 +130,7 @@ static void punch_all(struct punch *p, struct reg_node *a)
 		struct reg_node *b = NULL;
 
 		/* Nearly always one entry per fingerprint; a collision needs ~2^64 keys. */
-		while ((b = dir_find_fp(p->dir, a->peers[i], b))) {
+		while ((b = dir_find_fp(p->dir, registry_peers(a)[i], b))) {
 			if (b != a && dir_ready(b) && registry_lists(b, a->fp))
 				punch_pair(p, a, b);
 		}

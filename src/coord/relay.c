@@ -203,7 +203,7 @@ void relay_after_change(struct relay *r, struct reg_node *n, bool was_ready, boo
 		struct reg_node *m = NULL;
 		uint32_t id;
 
-		while ((m = dir_find_fp(r->d, n->peers[i], m)) != NULL) {
+		while ((m = dir_find_fp(r->d, registry_peers(n)[i], m)) != NULL) {
 			if (!dir_ready(m) || !pair_allowed(n, m) || !relay_no_direct(n, m))
 				continue;
 			if (!resend && rtab_find(&r->table, n->fp, m->fp, &id) == 0)

@@ -156,7 +156,7 @@ ssize_t coord_state_encode_node(const struct reg_node *n, const uint8_t *ts, uin
 	put_addr(&w, &n->session_addr);
 	put_addr(&w, &n->mapping[0]);
 	put_addr(&w, &n->mapping[1]);
-	put_addr(&w, &n->filter_addr);
+	put_u(&w, n->filter_addr_hash, 4);
 	put_u(&w, n->sock, 1);
 	/* A pending filter test is not kept: it is redone. */
 	put_u(&w, n->filter_state == REG_FILTER_DONE ? n->filter : 0, 1);
@@ -170,7 +170,7 @@ ssize_t coord_state_encode_node(const struct reg_node *n, const uint8_t *ts, uin
 	put_u(&w, n_lan, 1);
 	put_u(&w, has6, 1);
 	for (uint16_t i = 0; i < n->n_peers; i++)
-		put_u(&w, n->peers[i], 8);
+		put_u(&w, registry_peers(n)[i], 8);
 	for (unsigned i = 0; i < (unsigned)n_lan + has6; i++)
 		put_addr(&w, &n->lan->addr[i]);
 	if (w.over)
@@ -199,7 +199,7 @@ int coord_state_decode_node(const uint8_t *in, size_t len, struct coord_state_no
 	addrs_ok = get_addr(&r, &n->session_addr);
 	addrs_ok &= get_addr(&r, &n->mapping[0]);
 	addrs_ok &= get_addr(&r, &n->mapping[1]);
-	addrs_ok &= get_addr(&r, &n->filter_addr);
+	n->filter_addr_hash = (uint32_t)get_u(&r, 4);
 	n->sock = (uint8_t)get_u(&r, 1);
 	n->filter = (uint8_t)get_u(&r, 1);
 	n->filter_state = (uint8_t)get_u(&r, 1);
@@ -299,7 +299,7 @@ int coord_state_apply(struct registry *r, const struct coord_state_node *s, uint
 	}
 	n->mapping[0] = f->mapping[0];
 	n->mapping[1] = f->mapping[1];
-	n->filter_addr = f->filter_addr;
+	n->filter_addr_hash = f->filter_addr_hash;
 	n->filter = f->filter;
 	n->filter_state = f->filter_state;
 	n->reg_flags = f->reg_flags;

@@ -32,7 +32,7 @@ static_assert(sizeof(struct reg_node) <= REGISTRY_NODE_BUDGET,
 
 static bool registry_peers_inline(const struct reg_node *n)
 {
-	return n->peers == n->peers_inline;
+	return n->n_peers <= REGISTRY_INLINE_PEERS;
 }
 static_assert(sizeof(struct reg_addr) == 20, "struct reg_addr is meant to be compact");
 
@@ -80,6 +80,17 @@ bool registry_addr_equal(const struct reg_addr *a, const struct reg_addr *b)
 {
 	/* pack() zeroes the unused bytes, so the whole struct compares. */
 	return a->family == b->family && a->port == b->port && !memcmp(a->ip, b->ip, 16);
+}
+
+uint32_t registry_addr_hash(const struct reg_addr *a)
+{
+	uint32_t h = 2166136261u;
+
+	h = (h ^ a->family) * 16777619u;
+	for (size_t i = 0; i < sizeof(a->ip); i++)
+		h = (h ^ a->ip[i]) * 16777619u;
+	h = (h ^ (uint8_t)(a->port >> 8)) * 16777619u;
+	return (h ^ (uint8_t)a->port) * 16777619u;
 }
 
 /* Fingerprints are keyed BLAKE2b and indices are random: their low bits are uniform. */
@@ -175,7 +186,7 @@ static struct reg_node *registry_alloc_node(struct registry *r)
 static void registry_free_node(struct registry *r, struct reg_node *n)
 {
 	if (!registry_peers_inline(n))
-		free(n->peers);
+		free(n->peer_store.heap);
 	free(n->lan);
 	free(n->filter_test); /* a pending test's state (filter.c cancels it before, normally) */
 	sodium_memzero(n, sizeof(*n)); /* session keys */
@@ -428,23 +439,25 @@ int registry_set_peers(struct reg_node *n, const uint64_t *fps, size_t count)
 	}
 	/* REGISTER repeats every refresh, nearly always unchanged: nothing to store then (and,
 	 * for eight peers or fewer, nothing was allocated). */
-	if (m == n->n_peers && (m == 0 || !memcmp(sorted, n->peers, m * sizeof(*sorted)))) {
+	if (m == n->n_peers &&
+	    (m == 0 || !memcmp(sorted, registry_peers(n), m * sizeof(*sorted)))) {
 		if (sorted != stack)
 			free(sorted);
 		return 0;
 	}
+	/* fps may have been the old list itself: sorted is a copy, so it can go now. */
 	if (!registry_peers_inline(n))
-		free(n->peers);
+		free(n->peer_store.heap);
 	if (m <= REGISTRY_INLINE_PEERS) {
 		/* in the entry itself: no allocation, no allocator header */
-		memcpy(n->peers_inline, sorted, m * sizeof(*sorted));
-		n->peers = m ? n->peers_inline : NULL;
+		memset(&n->peer_store, 0, sizeof(n->peer_store));
+		memcpy(n->peer_store.in, sorted, m * sizeof(*sorted));
 		if (sorted != stack)
 			free(sorted);
 	} else {
 		uint64_t *shrunk = m < count ? realloc(sorted, m * sizeof(*sorted)) : NULL;
 
-		n->peers = shrunk ? shrunk : sorted;
+		n->peer_store.heap = shrunk ? shrunk : sorted;
 	}
 	n->n_peers = (uint16_t)m;
 	return 1;
@@ -462,9 +475,11 @@ int registry_set_peer_range(struct reg_node *n, const uint64_t *fps, size_t coun
 	all = malloc(total * sizeof(*all));
 	if (!all)
 		return -ENOMEM;
+	const uint64_t *have = registry_peers(n);
+
 	for (size_t i = 0; i < n->n_peers; i++)
-		if (n->peers[i] < lo || n->peers[i] > hi)
-			all[m++] = n->peers[i];
+		if (have[i] < lo || have[i] > hi)
+			all[m++] = have[i];
 	for (size_t i = 0; i < count; i++)
 		if (fps[i] >= lo && fps[i] <= hi)
 			all[m++] = fps[i];
@@ -487,14 +502,15 @@ int registry_set_peer_range(struct reg_node *n, const uint64_t *fps, size_t coun
 
 bool registry_lists(const struct reg_node *n, uint64_t fp)
 {
+	const uint64_t *peers = registry_peers(n);
 	size_t lo = 0, hi = n->n_peers;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (n->peers[mid] == fp)
+		if (peers[mid] == fp)
 			return true;
-		if (n->peers[mid] < fp)
+		if (peers[mid] < fp)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -604,7 +620,7 @@ size_t registry_node_bytes(const struct reg_node *n)
 	size_t b = sizeof(*n);
 
 	if (!registry_peers_inline(n))
-		b += n->n_peers * sizeof(n->peers[0]);
+		b += n->n_peers * sizeof(uint64_t);
 
 	if (n->lan)
 		b += sizeof(*n->lan) + (n->lan->n + n->lan->has6) * sizeof(n->lan->addr[0]);

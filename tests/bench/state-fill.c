@@ -95,7 +95,7 @@ int main(int argc, char **argv)
 		node_addr(&a, i, 51820);
 		registry_addr_pack(&x->mapping[0], &a);
 		x->mapping[1] = x->mapping[0];
-		x->filter_addr = x->session_addr;
+		x->filter_addr_hash = registry_addr_hash(&x->session_addr);
 		x->filter = 1;
 		x->filter_state = REG_FILTER_DONE;
 		x->registered = true;

@@ -38,7 +38,7 @@ static void make_node(struct registry *r, struct reg_node **out)
 	registry_addr_pack(&n->mapping[0], &lan[0]);
 	n->mapping[1] = n->mapping[0];
 	n->mapping[1].port = 4000;
-	n->filter_addr = n->session_addr;
+	n->filter_addr_hash = registry_addr_hash(&n->session_addr);
 	n->filter = 2;
 	n->filter_state = REG_FILTER_DONE;
 	n->reg_flags = 1;
@@ -87,6 +87,7 @@ static void test_coord_state_round_trip(void)
 	CHECK_EQ_INT(m->probe_seq[1], 6);
 	CHECK(registry_addr_equal(&m->session_addr, &n->session_addr));
 	CHECK(registry_addr_equal(&m->mapping[1], &n->mapping[1]));
+	CHECK_EQ_INT(m->filter_addr_hash, registry_addr_hash(&n->session_addr));
 	CHECK_EQ_INT(m->filter, 2);
 	CHECK_EQ_INT(m->filter_state, REG_FILTER_DONE);
 	CHECK(m->registered);

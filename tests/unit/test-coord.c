@@ -1017,7 +1017,8 @@ static void test_coord_probe_ipv6_beside_ipv4(void)
 			break;
 		session_probe_mac(b.probe_key, out, pre, out + pre);
 		sin6.sin6_port = htons(port);
-		CHECK(sendto(fd6, out, (size_t)len, 0, (struct sockaddr *)&sin6, sizeof(sin6)) == len);
+		CHECK(sendto(fd6, out, (size_t)len, 0, (struct sockaddr *)&sin6, sizeof(sin6)) ==
+		      len);
 		CHECK_EQ_INT(client_take(&h, &b, PROTO_MSG_MAPPING, 1000, &map), 0);
 		CHECK_EQ_INT(map.mapping.port_index, port - h.port);
 		CHECK_EQ_INT(map.mapping.probe_seq, 2);
@@ -1166,23 +1167,22 @@ static void test_coord_filter_judge_endpoint_dependent_is_unknown(void)
 	registry_addr_pack(&m0, &a);
 	make_addr(&a, "198.51.100.10", 61999);
 	registry_addr_pack(&m1, &a);
-	n->filter_addr = session;
 
 	/* Mappings not known yet: the echo alone decides. */
-	CHECK_EQ_INT(filter_judge(n, &session), PROTO_FILTER_SAFE);
-	CHECK_EQ_INT(filter_judge(n, &other), PROTO_FILTER_POISONABLE);
+	CHECK_EQ_INT(filter_judge(n, &session, &session), PROTO_FILTER_SAFE);
+	CHECK_EQ_INT(filter_judge(n, &session, &other), PROTO_FILTER_POISONABLE);
 	/* Only one mapping known: still the echo. */
 	n->mapping[0] = m0;
-	CHECK_EQ_INT(filter_judge(n, &other), PROTO_FILTER_POISONABLE);
+	CHECK_EQ_INT(filter_judge(n, &session, &other), PROTO_FILTER_POISONABLE);
 	/* Endpoint-independent mapping: a new port means the router kept the POISON. */
 	n->mapping[1] = m0;
-	CHECK_EQ_INT(filter_judge(n, &other), PROTO_FILTER_POISONABLE);
-	CHECK_EQ_INT(filter_judge(n, &session), PROTO_FILTER_SAFE);
+	CHECK_EQ_INT(filter_judge(n, &session, &other), PROTO_FILTER_POISONABLE);
+	CHECK_EQ_INT(filter_judge(n, &session, &session), PROTO_FILTER_SAFE);
 	/* Endpoint-dependent mapping: the new port says nothing about the filter. */
 	n->mapping[1] = m1;
-	CHECK_EQ_INT(filter_judge(n, &other), PROTO_FILTER_UNKNOWN);
+	CHECK_EQ_INT(filter_judge(n, &session, &other), PROTO_FILTER_UNKNOWN);
 	/* An echo from the tested address is still a clear SAFE. */
-	CHECK_EQ_INT(filter_judge(n, &session), PROTO_FILTER_SAFE);
+	CHECK_EQ_INT(filter_judge(n, &session, &session), PROTO_FILTER_SAFE);
 out:
 	registry_destroy(&r);
 }
@@ -1588,7 +1588,9 @@ static void test_coord_survives_random_datagrams(void)
 	double unread = counter(&h, "hs_cookie_unread") - cl_unread;
 
 	CHECK(unread > 250 && unread <= 500);
-	CHECK(counter(&h, "hs_bad_mac1") > 250 && counter(&h, "hs_bad_mac1") <= 500);
+	/* (A random "valid header" datagram of type HS_INIT that happens to be 148 bytes long is
+	 * one more, about once in ten runs.) */
+	CHECK(counter(&h, "hs_bad_mac1") > 250 && counter(&h, "hs_bad_mac1") <= 510);
 	double with_mac1 = counter(&h, "hs_bad") + counter(&h, "hs_cookie_replies") +
 			   counter(&h, "hs_dropped_cookie_budget") - cl_cookies;
 

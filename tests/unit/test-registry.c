@@ -233,7 +233,7 @@ static void test_registry_consent(void)
 	CHECK_EQ_INT(registry_set_peers(n, fps, 6), 1);
 	CHECK_EQ_INT(n->n_peers, 5); /* the duplicate 5 went */
 	for (size_t i = 1; i < n->n_peers; i++)
-		CHECK(n->peers[i - 1] < n->peers[i]);
+		CHECK(registry_peers(n)[i - 1] < registry_peers(n)[i]);
 	CHECK(registry_lists(n, 0));
 	CHECK(registry_lists(n, 5));
 	CHECK(registry_lists(n, 77));
@@ -483,21 +483,26 @@ static void test_registry_peers_inline(void)
 	for (size_t i = 0; i < sizeof(fps) / sizeof(fps[0]); i++)
 		fps[i] = 1000 - 7 * i; /* descending: the store sorts */
 	CHECK_EQ_INT(registry_set_peers(n, fps, REGISTRY_INLINE_PEERS), 1);
-	CHECK(n->peers == n->peers_inline);
+	CHECK(registry_peers(n) == n->peer_store.in);
 	CHECK_EQ_INT(registry_node_bytes(n), sizeof(*n));
-	CHECK(n->peers[0] < n->peers[REGISTRY_INLINE_PEERS - 1]);
+	CHECK(registry_peers(n)[0] < registry_peers(n)[REGISTRY_INLINE_PEERS - 1]);
 	CHECK(registry_lists(n, fps[3]) && !registry_lists(n, fps[REGISTRY_INLINE_PEERS]));
 	/* The same set again, in another order: unchanged. */
-	CHECK_EQ_INT(registry_set_peers(n, n->peers, REGISTRY_INLINE_PEERS), 0);
+	CHECK_EQ_INT(registry_set_peers(n, registry_peers(n), REGISTRY_INLINE_PEERS), 0);
 	CHECK_EQ_INT(registry_set_peers(n, fps, REGISTRY_INLINE_PEERS + 4), 1);
-	CHECK(n->peers != n->peers_inline);
+	CHECK(registry_peers(n) != n->peer_store.in);
+	/* The list itself given back as the new one (it is read before it is freed). */
+	CHECK_EQ_INT(registry_set_peers(n, registry_peers(n), REGISTRY_INLINE_PEERS + 4), 0);
+	CHECK_EQ_INT(registry_set_peers(n, registry_peers(n) + 1, REGISTRY_INLINE_PEERS + 3), 1);
+	CHECK_EQ_INT(n->n_peers, REGISTRY_INLINE_PEERS + 3);
+	CHECK_EQ_INT(registry_set_peers(n, fps, REGISTRY_INLINE_PEERS + 4), 1);
 	CHECK_EQ_INT(n->n_peers, REGISTRY_INLINE_PEERS + 4);
 	CHECK_EQ_INT(registry_node_bytes(n), sizeof(*n) + (REGISTRY_INLINE_PEERS + 4) * 8);
 	CHECK(registry_lists(n, fps[REGISTRY_INLINE_PEERS + 3]));
 	/* Duplicates count once: 9 given, 8 distinct, back in the entry. */
 	fps[REGISTRY_INLINE_PEERS] = fps[0];
 	CHECK_EQ_INT(registry_set_peers(n, fps, REGISTRY_INLINE_PEERS + 1), 1);
-	CHECK(n->peers == n->peers_inline);
+	CHECK(registry_peers(n) == n->peer_store.in);
 	CHECK_EQ_INT(n->n_peers, REGISTRY_INLINE_PEERS);
 	CHECK_EQ_INT(registry_set_peers(n, NULL, 0), 1);
 	CHECK_EQ_INT(n->n_peers, 0);
