@@ -86,9 +86,9 @@
 	X(registers_sent, "REGISTER sent, retransmissions included")                    \
 	X(rx_cookie, "COOKIE_REPLY that opened: the handshake is sent again with mac2") \
 	X(rx_cookie_bad, "COOKIE_REPLY that did not open (not ours, replayed, forged)") \
-	X(addr_checks, "ADDR_CHECK answered: the coordinator saw our session move")      \
-	X(rebinds, "times our session address changed while the session was up")         \
-	X(relay_requests, "RELAY_REQUESTs sent: a peer's direct candidates failed")      \
+	X(addr_checks, "ADDR_CHECK answered: the coordinator saw our session move")     \
+	X(rebinds, "times our session address changed while the session was up")        \
+	X(relay_requests, "RELAY_REQUESTs sent: a peer's direct candidates failed")     \
 	X(relay_closes, "RELAY_CLOSEs sent: a relay is not needed any more")
 struct link_counters {
 	LINK_COUNTERS(COUNTER_FIELD)
@@ -128,8 +128,8 @@ struct link_event {
 	const uint8_t *buf; /* DATAGRAM */
 	size_t len;
 	bool truncated;
-	bool flag;        /* REGISTER: probe as well; RESYNC: now; ACTIVITY: active */
-	uint32_t attempt; /* PUNCH_DONE */
+	bool flag;               /* REGISTER: probe as well; RESYNC: now; ACTIVITY: active */
+	uint32_t attempt;        /* PUNCH_DONE */
 	const uint8_t *peer_key; /* RELAY_REQUEST, RELAY_CLOSE */
 	uint8_t reason;          /* RELAY_CLOSE: enum proto_relay_close_reason */
 };
@@ -175,8 +175,8 @@ struct link_send {
 #define LINK_R_RESOLVE_RETRY 0x80    /* resolving failed; retried in resolve_retry_ms */
 #define LINK_R_PROBES_GIVEN_UP 0x100 /* no complete MAPPING round: the next trigger probes again */
 #define LINK_R_RELAY 0x200           /* relay holds a RELAY for the node (endpoint resolved) */
-#define LINK_R_REBOUND 0x400 /* our session address moved (NAT rebinding): probing again */
-#define LINK_R_MAPPING6 0x800 /* the IPv6 mapping (beside an IPv4 session) changed */
+#define LINK_R_REBOUND 0x400         /* our session address moved (NAT rebinding): probing again */
+#define LINK_R_MAPPING6 0x800        /* the IPv6 mapping (beside an IPv4 session) changed */
 /* Bind probes sent back to back per RELAY_BIND: one lost probe must not cost a WireGuard
  * retry (5 s); each has its own counter, so the coordinator takes the first to arrive. */
 #define LINK_RELAY_BINDS 3
@@ -228,7 +228,7 @@ struct link {
 	 * too: one probe goes there after each complete IPv4 round, so the coordinator learns
 	 * our IPv6 mapping for the peers (PROTOCOL.md 2.4). Unset otherwise. */
 	struct addr addr6;
-	bool resolving;   /* a lookup is under way */
+	bool resolving; /* a lookup is under way */
 	uint32_t resolve_backoff_ms;
 	uint64_t timers[LINK_T_COUNT];
 
@@ -236,12 +236,18 @@ struct link {
 	bool hs_pending;
 	struct session_hs hs;
 	uint32_t hs_idx;
+	/* The attempt before the pending one, until the next retry: a coordinator whose receive
+	 * queue is long (a flood it cannot keep up with) answers after our retry timer fired,
+	 * and that answer is as good as the newer one's. */
+	bool hs_prev_pending;
+	struct session_hs hs_prev;
+	uint32_t hs_prev_idx;
 	uint32_t hs_backoff_ms;
 	unsigned int hs_tries;
 	uint32_t unknown_backoff_ms;
 	struct link_keys cur, prev;
 	uint8_t probe_key[SESSION_KEY_LEN];
-	uint64_t last_rx_ms; /* last authentic DATA; 0 = never */
+	uint64_t last_rx_ms;    /* last authentic DATA; 0 = never */
 	uint64_t session_up_ms; /* when the current keys were agreed */
 	uint32_t rekey_ms;      /* the coordinator's rekey interval, or LINK_REKEY_MS */
 	uint32_t refresh_ms;    /* min(REGISTER_ACK refresh_s, LINK_REFRESH_MS) */

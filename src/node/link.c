@@ -201,6 +201,12 @@ static void hs_send(struct run *r)
 
 	if (!s || !r->env->private_key || !addr_is_set(&l->addr))
 		return;
+	/* A retry: the last attempt's answer may still come (it is kept until the next one). */
+	l->hs_prev_pending = l->hs_pending;
+	if (l->hs_pending) {
+		l->hs_prev = l->hs;
+		l->hs_prev_idx = l->hs_idx;
+	}
 	/* Our static key is the WireGuard key: the coordinator learns which identity this is. */
 	if (session_hs_init(&l->hs, true, (const uint8_t *)SESSION_PROLOGUE,
 			    strlen(SESSION_PROLOGUE), r->env->private_key, l->public_key) < 0)
@@ -214,7 +220,8 @@ static void hs_send(struct run *r)
 	do
 		l->hs_idx = rnd32(r);
 	while ((l->cur.valid && l->hs_idx == l->cur.local_idx) ||
-	       (l->prev.valid && l->hs_idx == l->prev.local_idx));
+	       (l->prev.valid && l->hs_idx == l->prev.local_idx) ||
+	       (l->hs_prev_pending && l->hs_idx == l->hs_prev_idx));
 	o.sender_idx = l->hs_idx;
 	o.body = noise;
 	o.body_len = sizeof(noise);
@@ -268,24 +275,34 @@ static void on_hs_resp(struct run *r, const struct proto_outer *o)
 	struct link *l = r->l;
 	struct session_keys keys;
 	bool was_up = l->state == LINK_UP;
+	bool latest = l->hs_pending && o->receiver_idx == l->hs_idx;
+	struct session_hs *hs = latest ? &l->hs : &l->hs_prev;
+	uint32_t idx = latest ? l->hs_idx : l->hs_prev_idx;
 
-	if (!l->hs_pending || o->receiver_idx != l->hs_idx) {
+	if (!latest && !(l->hs_prev_pending && o->receiver_idx == l->hs_prev_idx)) {
 		l->counters.rx_bad_index++;
 		return;
 	}
-	if (session_hs_read_msg2(&l->hs, o->body, o->body_len, NULL, 0) != 0) {
+	if (session_hs_read_msg2(hs, o->body, o->body_len, NULL, 0) != 0) {
 		l->counters.rx_bad_auth++;
 		return;
 	}
-	session_hs_split(&l->hs, &keys);
-	l->hs_pending = false;
-	disarm(r, LINK_T_HS);
+	session_hs_split(hs, &keys);
+	l->hs_prev_pending = false;
+	sodium_memzero(&l->hs_prev, sizeof(l->hs_prev));
+	/* The answer to the attempt before: the newer one stays pending as a rekey does, so that
+	 * its answer, if the coordinator sends one (it then replaced this session), is taken
+	 * too, and its retry timer runs on. */
+	if (latest) {
+		l->hs_pending = false;
+		disarm(r, LINK_T_HS);
+	}
 
 	/* Keep the previous session a while: DATA already in flight under it still counts. */
 	l->prev = l->cur;
 	memset(&l->cur, 0, sizeof(l->cur));
 	l->cur.valid = true;
-	l->cur.local_idx = l->hs_idx;
+	l->cur.local_idx = idx;
 	l->cur.remote_idx = o->sender_idx;
 	l->cur.keys = keys;
 	session_probe_key(&keys, l->probe_key);
@@ -644,7 +661,7 @@ static void on_reg_timer(struct run *r)
 static uint32_t refresh_period(const struct link *l)
 {
 	return l->active && l->refresh_ms > LINK_REFRESH_ACTIVE_MS ? LINK_REFRESH_ACTIVE_MS
-								     : l->refresh_ms;
+								   : l->refresh_ms;
 }
 
 /* fresh: a new session, not a re-key. A re-key keeps the coordinator's entry (mapping,

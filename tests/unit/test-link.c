@@ -378,6 +378,61 @@ static void test_link_lost_hs_resp(void)
 	CHECK_EQ_INT(w.l.state, LINK_UP);
 }
 
+/*
+ * A coordinator with a long receive queue (a flood it cannot keep up with) answers an HS_INIT
+ * after our retry timer fired and sent the next one. That answer still counts: the session is
+ * up with it, and the newer attempt stays pending as a rekey, whose answer replaces the
+ * session when the coordinator sends it (it then replaced its side too). One attempt back
+ * only: two retries later, the answer is stale.
+ */
+static void test_link_late_hs_resp_after_retry(void)
+{
+	struct world w;
+	struct coord c1 = { 0 }, c2 = { 0 };
+	struct link_send first, second;
+	uint8_t buf1[256], buf2[256];
+	size_t n1, n2;
+
+	world_init(&w, true);
+	ev(&w, (struct link_event){ .type = LINK_EV_START });
+	first = w.out.sends[0];
+	fire(&w); /* the retry: a new HS_INIT, another index */
+	CHECK_EQ_INT(outer_type(&w.out.sends[0]), PROTO_HS_INIT);
+	second = w.out.sends[0];
+	n1 = coord_answer(&c1, &first, buf1, sizeof(buf1));
+	n2 = coord_answer(&c2, &second, buf2, sizeof(buf2));
+	CHECK(c1.node_idx != c2.node_idx);
+
+	deliver(&w, buf1, n1); /* the first attempt's, late */
+	CHECK_EQ_INT(w.l.counters.rx_bad_index, 0);
+	CHECK_EQ_INT(w.l.state, LINK_UP);
+	CHECK(w.out.reports & LINK_R_UP);
+	CHECK_EQ_INT(w.l.cur.local_idx, c1.node_idx);
+	CHECK_EQ_INT(w.l.cur.remote_idx, c1.idx);
+	CHECK(w.l.hs_pending);
+	CHECK(!w.l.hs_prev_pending);
+
+	deliver(&w, buf2, n2); /* then the newer one's: it replaces the session */
+	CHECK_EQ_INT(w.l.counters.rx_bad_index, 0);
+	CHECK(w.out.reports & LINK_R_REKEYED);
+	CHECK_EQ_INT(w.l.cur.local_idx, c2.node_idx);
+	CHECK_EQ_INT(w.l.cur.remote_idx, c2.idx);
+	CHECK(!w.l.hs_pending);
+	CHECK_EQ_INT(w.l.counters.sessions_up, 1);
+
+	/* Two retries back: stale. */
+	world_init(&w, true);
+	ev(&w, (struct link_event){ .type = LINK_EV_START });
+	first = w.out.sends[0];
+	fire(&w);
+	fire(&w);
+	n1 = coord_answer(&c1, &first, buf1, sizeof(buf1));
+	deliver(&w, buf1, n1);
+	CHECK_EQ_INT(w.l.counters.rx_bad_index, 1);
+	CHECK_EQ_INT(w.l.state, LINK_HANDSHAKING);
+	link_clear(&w.l);
+}
+
 static void test_link_register_retries_then_new_handshake(void)
 {
 	struct world w;
@@ -1114,6 +1169,7 @@ int main(void)
 	TAP_RUN(test_link_handshake);
 	TAP_RUN(test_link_no_key_no_handshake);
 	TAP_RUN(test_link_lost_hs_resp);
+	TAP_RUN(test_link_late_hs_resp_after_retry);
 	TAP_RUN(test_link_register_retries_then_new_handshake);
 	TAP_RUN(test_link_register_alive_no_new_handshake);
 	TAP_RUN(test_link_session_unknown);
