@@ -108,7 +108,8 @@ enum cookie_verdict cookie_check(const struct cookie_responder *r, const uint8_t
 
 /*
  * The cookie reply body for the message whose mac1 is given, sent from src. nonce:
- * COOKIE_NONCE_LEN fresh random bytes. Returns COOKIE_REPLY_BODY_LEN, -EAFNOSUPPORT (src
+ * COOKIE_NONCE_LEN bytes never used before under this coordinator key (random, or a random
+ * prefix and a counter). Returns COOKIE_REPLY_BODY_LEN, -EAFNOSUPPORT (src
  * neither IPv4 nor IPv6) or -ESTALE when the secret is due for rotation (rotate first: a
  * cookie made from an overdue secret would live shorter than promised).
  */

@@ -95,6 +95,11 @@ struct hs {
 	struct ratelimit source; /* proven sources only */
 	struct hs_budget budget;
 	struct ts_table ts; /* last TAI64N per key, apart from the registry */
+	/* The next cookie reply's nonce: 16 random bytes drawn at start and a 64-bit counter.
+	 * XChaCha20's nonce must only be unique under the reply key (from our public key), and a
+	 * counter needs no getrandom() system call per reply: under a flood those were 6 % of the
+	 * coordinator's time. */
+	uint8_t cookie_nonce[COOKIE_NONCE_LEN];
 	struct hs_counters ctr;
 };
 

@@ -42,6 +42,15 @@ static void hs_warn_budget(struct hs *h, uint64_t now)
 		 (unsigned long long)h->ctr.hs_cookie_sent);
 }
 
+static void hs_next_cookie_nonce(struct hs *h, uint8_t out[COOKIE_NONCE_LEN])
+{
+	/* The last 8 bytes count, little-endian; the first 16 stay as drawn at start. */
+	for (size_t i = COOKIE_NONCE_LEN - 8; i < COOKIE_NONCE_LEN && ++h->cookie_nonce[i] == 0;
+	     i++)
+		;
+	memcpy(out, h->cookie_nonce, COOKIE_NONCE_LEN);
+}
+
 /* COOKIE_REPLY to the HS_INIT in rx: receiver_idx is its sender_idx, the body binds its mac1.
  * 64 bytes for 148: never an amplifier. */
 static void hs_send_cookie(struct hs *h, const struct transport_rx *rx, uint64_t now)
@@ -52,7 +61,7 @@ static void hs_send_cookie(struct hs *h, const struct transport_rx *rx, uint64_t
 	int r;
 	ssize_t len;
 
-	randombytes_buf(nonce, sizeof(nonce));
+	hs_next_cookie_nonce(h, nonce);
 	r = cookie_reply_make(&h->cookie, rx->buf + PROTO_HS_INIT_MAC1_OFF, rx->from, nonce, now,
 			      body);
 	if (r == -ESTALE) {
@@ -314,6 +323,7 @@ int hs_init(struct hs *h, uv_loop_t *loop, const struct config *conf, struct tra
 
 	randombytes_buf(secret, sizeof(secret));
 	cookie_responder_init(&h->cookie, conf->coord.public_key, secret, uv_now(loop));
+	randombytes_buf(h->cookie_nonce, sizeof(h->cookie_nonce));
 	sodium_memzero(secret, sizeof(secret));
 	hs_source_params(&rp);
 	randombytes_buf(key, sizeof(key));
