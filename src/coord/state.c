@@ -27,6 +27,33 @@ static uint64_t unix_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* What writing and reading share: the stream key and state, and one record's buffers. */
+struct state_io {
+	uint8_t key[COORD_STATE_KEY_LEN];
+	crypto_secretstream_xchacha20poly1305_state st;
+	uint8_t *rec, *ct;
+};
+
+/* 0 or -ENOMEM (state_io_wipe() either way). */
+static int state_io_init(struct state_io *io, const uint8_t priv[KEY_LEN])
+{
+	coord_state_key(io->key, priv);
+	io->rec = malloc(COORD_STATE_NODE_MAX);
+	io->ct = malloc(COORD_STATE_NODE_MAX + SS_ABYTES);
+	return io->rec && io->ct ? 0 : -ENOMEM;
+}
+
+/* Keys and plaintext records are secret: wiped before they are freed. */
+static void state_io_wipe(struct state_io *io)
+{
+	sodium_memzero(io->key, sizeof(io->key));
+	sodium_memzero(&io->st, sizeof(io->st));
+	if (io->rec)
+		sodium_memzero(io->rec, COORD_STATE_NODE_MAX);
+	free(io->rec);
+	free(io->ct);
+}
+
 /* One stream message: its ciphertext length (u32 LE), then the ciphertext. */
 static int put_msg(FILE *f, crypto_secretstream_xchacha20poly1305_state *st, const uint8_t *m,
 		   size_t len, uint8_t tag, uint8_t *ct)
@@ -48,16 +75,15 @@ int state_save(const char *path, const struct registry *reg, const struct ts_tab
 	struct coord_state_header h = { .version = COORD_STATE_VERSION,
 					.written_unix_ms = unix_ms(),
 					.n_nodes = reg->n_nodes };
-	uint8_t hdr[COORD_STATE_HEADER_LEN], key[COORD_STATE_KEY_LEN], ss_hdr[SS_HEADERBYTES];
-	crypto_secretstream_xchacha20poly1305_state st;
-	uint8_t *rec = malloc(COORD_STATE_NODE_MAX), *ct = malloc(COORD_STATE_NODE_MAX + SS_ABYTES);
+	uint8_t hdr[COORD_STATE_HEADER_LEN], ss_hdr[SS_HEADERBYTES];
+	struct state_io io = { 0 };
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 5);
 	uint32_t written = 0;
 	FILE *f = NULL;
 	int fd = -1, r = -ENOMEM;
 
-	if (!rec || !ct || !tmp)
+	if (state_io_init(&io, priv) < 0 || !tmp)
 		goto out;
 	memcpy(tmp, path, plen);
 	memcpy(tmp + plen, ".tmp", 5);
@@ -72,8 +98,7 @@ int state_save(const char *path, const struct registry *reg, const struct ts_tab
 	setvbuf(f, NULL, _IOFBF, 1 << 20);
 	memcpy(h.pub, pub, KEY_LEN);
 	coord_state_header_encode(hdr, &h);
-	coord_state_key(key, priv);
-	crypto_secretstream_xchacha20poly1305_init_push(&st, ss_hdr, key);
+	crypto_secretstream_xchacha20poly1305_init_push(&io.st, ss_hdr, io.key);
 	r = -EIO;
 	if (fwrite(hdr, 1, sizeof(hdr), f) != sizeof(hdr) ||
 	    fwrite(ss_hdr, 1, sizeof(ss_hdr), f) != sizeof(ss_hdr))
@@ -88,13 +113,13 @@ int state_save(const char *path, const struct registry *reg, const struct ts_tab
 		if (!n->local_idx)
 			continue; /* no session: nothing a restart would lose */
 		len = coord_state_encode_node(n, has_ts ? t : NULL,
-					      age > UINT32_MAX ? UINT32_MAX : (uint32_t)age, rec,
+					      age > UINT32_MAX ? UINT32_MAX : (uint32_t)age, io.rec,
 					      COORD_STATE_NODE_MAX);
-		if (len < 0 || put_msg(f, &st, rec, (size_t)len, 0, ct) < 0)
+		if (len < 0 || put_msg(f, &io.st, io.rec, (size_t)len, 0, io.ct) < 0)
 			goto fail;
 		written++;
 	}
-	if (put_msg(f, &st, NULL, 0, crypto_secretstream_xchacha20poly1305_TAG_FINAL, ct) < 0)
+	if (put_msg(f, &io.st, NULL, 0, crypto_secretstream_xchacha20poly1305_TAG_FINAL, io.ct) < 0)
 		goto fail;
 	/* The count in the header is a hint for the reader's log; the stream's FINAL is what
 	 * says the file is whole. */
@@ -119,12 +144,7 @@ fail:
 out:
 	if (fd >= 0)
 		close(fd);
-	sodium_memzero(key, sizeof(key));
-	sodium_memzero(&st, sizeof(st));
-	if (rec)
-		sodium_memzero(rec, COORD_STATE_NODE_MAX);
-	free(rec);
-	free(ct);
+	state_io_wipe(&io);
 	free(tmp);
 	return r;
 }
@@ -152,9 +172,8 @@ int state_load(const char *path, struct registry *reg, struct ts_table *ts,
 	       const uint8_t priv[KEY_LEN], const uint8_t pub[KEY_LEN], uint64_t now_ms,
 	       struct state_result *res)
 {
-	uint8_t hdr[COORD_STATE_HEADER_LEN], key[COORD_STATE_KEY_LEN], ss_hdr[SS_HEADERBYTES];
-	crypto_secretstream_xchacha20poly1305_state st;
-	uint8_t *rec = malloc(COORD_STATE_NODE_MAX), *ct = malloc(COORD_STATE_NODE_MAX + SS_ABYTES);
+	uint8_t hdr[COORD_STATE_HEADER_LEN], ss_hdr[SS_HEADERBYTES];
+	struct state_io io = { 0 };
 	struct coord_state_header h;
 	const char *why = NULL;
 	uint64_t down_ms = 0, now_unix = unix_ms();
@@ -163,8 +182,7 @@ int state_load(const char *path, struct registry *reg, struct ts_table *ts,
 	int fd, r = 0;
 
 	memset(res, 0, sizeof(*res));
-	coord_state_key(key, priv);
-	if (!rec || !ct) {
+	if (state_io_init(&io, priv) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -208,7 +226,7 @@ int state_load(const char *path, struct registry *reg, struct ts_table *ts,
 		goto bad;
 	}
 	if (fread(ss_hdr, 1, sizeof(ss_hdr), f) != sizeof(ss_hdr) ||
-	    crypto_secretstream_xchacha20poly1305_init_pull(&st, ss_hdr, key) != 0) {
+	    crypto_secretstream_xchacha20poly1305_init_pull(&io.st, ss_hdr, io.key) != 0) {
 		why = "truncated";
 		goto bad;
 	}
@@ -216,7 +234,7 @@ int state_load(const char *path, struct registry *reg, struct ts_table *ts,
 		struct coord_state_node s;
 		struct reg_node *n;
 		uint8_t tag;
-		ssize_t len = get_msg(f, &st, ct, rec, COORD_STATE_NODE_MAX, &tag);
+		ssize_t len = get_msg(f, &io.st, io.ct, io.rec, COORD_STATE_NODE_MAX, &tag);
 
 		if (len < 0) {
 			why = "does not authenticate, or is truncated";
@@ -224,7 +242,7 @@ int state_load(const char *path, struct registry *reg, struct ts_table *ts,
 		}
 		if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL)
 			break;
-		if (coord_state_decode_node(rec, (size_t)len, &s) < 0) {
+		if (coord_state_decode_node(io.rec, (size_t)len, &s) < 0) {
 			why = "a record does not decode";
 			goto bad;
 		}
@@ -252,11 +270,6 @@ done:
 out:
 	if (f)
 		fclose(f);
-	sodium_memzero(key, sizeof(key));
-	sodium_memzero(&st, sizeof(st));
-	if (rec)
-		sodium_memzero(rec, COORD_STATE_NODE_MAX);
-	free(rec);
-	free(ct);
+	state_io_wipe(&io);
 	return r;
 }
