@@ -505,26 +505,43 @@ static void conf_parse_private_key_file(struct conf_parser *p, const struct conf
 	free(display);
 }
 
+/*
+ * The path of a file wgpunch writes, into the char * field at k's offset: resolved against
+ * the config's folder, and a name, not a folder. Returns the name as written (for messages;
+ * the caller frees it), or NULL when it is refused.
+ */
+static char *conf_take_output_path(struct conf_parser *p, const struct conf_key *k,
+				   const char *value)
+{
+	char **field = (char **)((char *)p->c + k->offset);
+	char *display, *abs;
+	size_t len;
+
+	if (conf_resolve_path(p, value, &display, &abs) < 0)
+		return NULL;
+	free(*field);
+	*field = abs;
+	len = strlen(display);
+	if (len && display[len - 1] == '/') {
+		conf_error(p, p->lineno, "%s: '%s' names a folder, not a file", k->name, display);
+		free(display);
+		return NULL;
+	}
+	return display;
+}
+
 /* A file wgpunch replaces by rename() (metrics_file): only its folder must exist (and be
  * one). */
 static void conf_parse_output_file(struct conf_parser *p, const struct conf_key *k,
 				   const char *value)
 {
-	char **field = (char **)((char *)p->c + k->offset);
-	char *display, *abs, *dir;
+	char *display = conf_take_output_path(p, k, value), *dir;
 	const char *slash;
 	struct stat st;
 
-	if (conf_resolve_path(p, value, &display, &abs) < 0)
+	if (!display)
 		return;
-	free(*field);
-	*field = abs;
 	slash = strrchr(display, '/');
-	if (slash && slash[1] == '\0') {
-		conf_error(p, p->lineno, "%s: '%s' names a folder, not a file", k->name, display);
-		free(display);
-		return;
-	}
 	dir = slash ? strndup(display, slash == display ? 1 : (size_t)(slash - display))
 		    : strdup(".");
 	if (!dir) {
@@ -545,17 +562,7 @@ static void conf_parse_output_file(struct conf_parser *p, const struct conf_key 
 static void conf_parse_state_file(struct conf_parser *p, const struct conf_key *k,
 				  const char *value)
 {
-	char *display, *abs;
-	size_t len;
-
-	if (conf_resolve_path(p, value, &display, &abs) < 0)
-		return;
-	free(p->c->coord.state_file);
-	p->c->coord.state_file = abs;
-	len = strlen(display);
-	if (len && display[len - 1] == '/')
-		conf_error(p, p->lineno, "%s: '%s' names a folder, not a file", k->name, display);
-	free(display);
+	free(conf_take_output_path(p, k, value));
 }
 
 static int conf_key_cmp(const void *a, const void *b)
