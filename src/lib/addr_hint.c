@@ -155,7 +155,7 @@ void addr_hint_add(struct addr_hint *h, const struct reg_addr *a, uint8_t sock, 
 		hint_rotate(h, now_ms, true);
 	c = h->cur;
 	i = (uint32_t)hash & h->mask[c];
-	if (!(h->bits[c][i / 64] >> (i % 64) & 1)) {
+	if (!bit_test(h->bits[c], h->mask[c], hash)) {
 		h->bits[c][i / 64] |= (uint64_t)1 << (i % 64);
 		h->set[c]++;
 		h->seen_period++;
