@@ -306,6 +306,13 @@ static void conf_parse_interface(struct conf_parser *p, const struct conf_key *k
 			   k->name, value);
 		return;
 	}
+	/* After "= " such a name reads as a comment: the file could not say it again
+	 * (config_print()'s output must load back). */
+	if (value[0] == ';' || value[0] == '#') {
+		conf_error(p, p->lineno, "%s: '%s' starts with a comment character", k->name,
+			   value);
+		return;
+	}
 	memcpy(FIELD(p, k, char), value, len + 1);
 }
 
